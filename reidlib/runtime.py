@@ -1,0 +1,88 @@
+"""Where and how computation runs: device choice, precision, memory format, seeding.
+
+Every module that runs a network goes through these helpers so the CPU fast path (channels_last + bf16
+autocast, see ``../shared/paper/cpu_facts.md``) and the CUDA path (AMP) are chosen in one place.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device`` as a ``torch.device``; ``None`` or ``"auto"`` picks CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was requested but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Map ``"auto"`` to the fastest safe precision: bf16 autocast on CPU and on CUDA with bf16 support, else fp16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast context for ``precision`` ("fp32" disables it). Losses should be computed in fp32 outside it."""
+    precision = resolve_precision(precision, device)
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def to_memory_format(x: torch.Tensor | torch.nn.Module, channels_last: bool):
+    """Move a 4-D batch or a module to channels_last when asked (a no-op otherwise)."""
+    if not channels_last:
+        return x
+    if isinstance(x, torch.Tensor) and x.dim() != 4:
+        return x
+    return x.to(memory_format=torch.channels_last)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (CPU and CUDA). ``deterministic`` also asks torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    """Capture every RNG state a training run depends on (for exact resume)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore states captured by :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
