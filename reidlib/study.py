@@ -1,0 +1,599 @@
+"""What the study's notebooks call: one function per notebook step, so notebooks stay prose, a call and a table.
+
+Runs talk through files: each notebook writes ``metrics.json`` (see :func:`write_metrics`) into its run directory;
+checkpoints and stored features live in the run's work directory, outside ``results/``.
+All accuracies in tables and ``metrics.json`` are percentages (0-100); CMC curves are stored as fractions (0-1).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from reidlib.plots import save_figure  # noqa: F401  (re-exported for the notebooks)
+
+RANKS = (1, 5, 10, 20)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# metrics files
+# ----------------------------------------------------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        if not math.isfinite(value):
+            raise ValueError(f"refusing to write a non-finite number ({value}) into metrics.json")
+        return value
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
+    """Write ``metrics.json`` atomically (temp file, then rename); non-finite numbers are an error."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    tmp = out / f".metrics.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(_jsonable(metrics), indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_metrics(path: str | Path) -> dict:
+    """Read a run's ``metrics.json``; a clear error names the stage to run when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the stage that writes it first "
+                                f"(./run_all.sh <profile> --only {path.parent.parent.name})")
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+def load_dataset(spec: dict):
+    """Build the dataset a profile entry ``{name, root, kwargs}`` describes."""
+    from reidlib.data import build_dataset
+
+    return build_dataset(spec["name"], spec["root"], **(spec.get("kwargs") or {}))
+
+
+def _split_counts(items) -> dict:
+    pids = {pid for _, pid, _ in items}
+    cams = {cam for _, _, cam in items}
+    return {"images": len(items), "ids": len(pids), "cameras": len(cams)}
+
+
+def dataset_records(loaded: dict) -> dict:
+    """Per dataset and split: images, identities, cameras (JSON-ready)."""
+    return {key: {"name": ds.name, "protocol": ds.protocol,
+                  **{split: _split_counts(getattr(ds, split)) for split in ("train", "query", "gallery")}}
+            for key, ds in loaded.items()}
+
+
+def dataset_table(loaded: dict) -> pd.DataFrame:
+    """One row per dataset and split (images / ids / cameras)."""
+    rows = []
+    for key, rec in dataset_records(loaded).items():
+        for split in ("train", "query", "gallery"):
+            rows.append({"dataset": key, "split": split, **rec[split]})
+    return pd.DataFrame(rows).set_index(["dataset", "split"])
+
+
+def sample_grid(dataset, num_ids: int = 6, per_id: int = 6, seed: int = 0):
+    """A figure with one row per identity (query + gallery images), for a first look at a dataset."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    by_pid: dict[int, list] = {}
+    for path, pid, cam in list(dataset.query) + list(dataset.gallery):
+        if pid > 0:
+            by_pid.setdefault(pid, []).append((path, cam))
+    rng = random.Random(seed)
+    pids = sorted(by_pid)
+    pids = rng.sample(pids, min(num_ids, len(pids)))
+    fig, axes = plt.subplots(len(pids), per_id, figsize=(per_id * 0.9, len(pids) * 1.6), squeeze=False)
+    for r, pid in enumerate(pids):
+        items = sorted(by_pid[pid], key=lambda t: (t[1], t[0]))[:per_id]
+        for c in range(per_id):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(items):
+                with Image.open(items[c][0]) as img:
+                    ax.imshow(img.convert("RGB"))
+                ax.set_title(f"id {pid} c{items[c][1] + 1}", fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# results of a training or fine-tuning run
+# ----------------------------------------------------------------------------------------------------------------
+def summarize(result: dict) -> dict:
+    """Percentages of an :func:`reidlib.evaluation.evaluate` result: R1/R5/R10/R20, mAP, mINP."""
+    cmc = np.asarray(result["cmc"], dtype=float)
+    row = {f"R{r}": 100.0 * float(cmc[min(r, len(cmc)) - 1]) for r in RANKS}
+    row["mAP"] = 100.0 * float(result["mAP"])
+    row["mINP"] = 100.0 * float(result.get("mINP", float("nan")))
+    return row
+
+
+@dataclass
+class Outcome:
+    """What a training or fine-tuning run produced."""
+
+    model_name: str
+    dataset_label: str
+    history: list[dict]
+    evaluations: dict[str, dict]  # dataset key -> {label, role, summary numbers, cmc, ...}
+    train_info: dict
+    checkpoint: str | None
+    features: dict[str, dict] = field(default_factory=dict)
+    complexity: dict = field(default_factory=dict)
+
+    def summary_table(self) -> pd.DataFrame:
+        rows = []
+        for key, ev in self.evaluations.items():
+            rows.append({"dataset": key, "role": ev["role"], **{k: round(ev[k], 1) for k in (*[f"R{r}" for r in RANKS],
+                                                                                            "mAP", "mINP")}})
+        return pd.DataFrame(rows).set_index(["dataset", "role"])
+
+    def to_metrics(self, **extra) -> dict:
+        return {**extra, "model_name": self.model_name, "dataset_label": self.dataset_label,
+                "train": self.train_info, "history": self.history, "evaluations": self.evaluations,
+                "checkpoint": self.checkpoint, "features": self.features, "complexity": self.complexity}
+
+
+def _transforms(image_size, train_cfg: dict):
+    from reidlib.data import build_transforms
+
+    h, w = image_size
+    t = dict(train_cfg.get("transforms") or {})
+    train_tf = build_transforms(h, w, is_train=True, **t)
+    test_tf = build_transforms(h, w, is_train=False)
+    return train_tf, test_tf
+
+
+def _evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_workers: int, role: str,
+                    label: str, feature_dir: Path | None, key: str) -> tuple[dict, dict]:
+    """Extract query/gallery features of ``ds`` and evaluate them; return (evaluation record, feature paths)."""
+    from reidlib.data import make_test_loader
+    from reidlib.evaluation import evaluate_features, extract_features
+
+    t0 = time.time()
+    feats = {}
+    for split in ("query", "gallery"):
+        loader = make_test_loader(getattr(ds, split), test_tf, batch_size=evaluation.get("batch_size", 128),
+                                  num_workers=num_workers)
+        feats[split] = extract_features(model, loader, flip=evaluation.get("flip", True), device=device,
+                                        precision=precision, progress=False)
+    extract_s = time.time() - t0
+    qf, gf = feats["query"], feats["gallery"]
+    result = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids,
+                               metric=evaluation.get("metric", "euclidean"),
+                               normalize=evaluation.get("normalize", True),
+                               max_rank=evaluation.get("max_rank", 50), protocol=ds.protocol,
+                               rerank=evaluation.get("rerank") or None)
+    paths = {}
+    if feature_dir is not None:
+        feature_dir.mkdir(parents=True, exist_ok=True)
+        for split, fs in feats.items():
+            p = feature_dir / f"{key}_{split}.npz"
+            fs.save(p)
+            paths[split] = str(p)
+        paths["protocol"] = ds.protocol
+    n_img = len(qf.pids) + len(gf.pids)
+    record = {"label": label, "role": role, **summarize(result), "cmc": np.asarray(result["cmc"]).tolist(),
+              "num_query": int(len(qf.pids)), "num_gallery": int(len(gf.pids)),
+              "num_valid_queries": int(result["num_valid_queries"]),
+              "metric": evaluation.get("metric", "euclidean"), "normalize": bool(evaluation.get("normalize", True)),
+              "flip": bool(evaluation.get("flip", True)), "rerank": bool(evaluation.get("rerank") or False),
+              "extract_images_per_s": n_img * (2 if evaluation.get("flip", True) else 1) / max(extract_s, 1e-9)}
+    return record, paths
+
+
+def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_size) -> dict:
+    from reidlib.models import build_model, count_parameters
+    from reidlib.models.complexity import model_complexity
+
+    model = build_model(model_name, num_classes=num_classes, **model_kwargs)
+    info = model_complexity(model, input_size=tuple(image_size))
+    info["params_trainable"] = count_parameters(model)
+    return {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in info.items()}
+
+
+def _fit_kwargs(train: dict) -> dict:
+    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keyword arguments."""
+    skip = {"transforms", "head_only_epochs"}
+    return {k: v for k, v in train.items() if k not in skip}
+
+
+def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | None, dataset: dict, zero_shot: dict,
+                   train: dict, evaluation: dict, image_size, work_dir: str, seed: int = 0, device: str = "auto",
+                   precision: str = "auto", num_workers: int = 0) -> Outcome:
+    """Train ``model_name`` on ``dataset`` with the profile's recipe, select on held-out ids, test once.
+
+    ``train["epochs"] == 0`` skips training (a reference row: pretrained weights evaluated as they are).
+    Then the selected model is evaluated on the test split and zero-shot on each dataset in ``zero_shot``.
+    """
+    from reidlib.engine import fit
+    from reidlib.models import build_model
+    from reidlib.runtime import resolve_device, seed_everything
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    dev = resolve_device(device)
+    ds = load_dataset(dataset)
+    train_tf, test_tf = _transforms(image_size, train)
+    epochs = int(train.get("epochs", 0))
+    num_classes = ds.num_train_pids
+    model = build_model(model_name, num_classes=num_classes, pretrained=pretrained, **model_kwargs)
+    history: list[dict] = []
+    info: dict = {"init": pretrained or "random", "epochs": epochs, "image_size": list(image_size),
+                  "device": str(dev), "seed": seed, "torch_threads": _threads()}
+    checkpoint = None
+    if epochs > 0:
+        res = fit(model, ds, out_dir=work, train_transform=train_tf, test_transform=test_tf, device=dev,
+                  precision=precision, seed=seed, num_workers=num_workers, progress=True, **_fit_kwargs(train))
+        model = res.model
+        history = res.history
+        checkpoint = str(res.checkpoint)
+        info.update(res.summary())
+    else:
+        info.update(optimizer=None, note="no training: weights evaluated as loaded")
+    model.eval()
+    evaluations, features = {}, {}
+    rec, paths = _evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "test",
+                                 dataset.get("label", ds.name), work / "features", "test")
+    evaluations["test"] = rec
+    features["test"] = paths
+    for key, spec in (zero_shot or {}).items():
+        zds = load_dataset(spec)
+        rec, paths = _evaluate_split(model, zds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
+                                     spec.get("label", key), work / "features", key)
+        evaluations[key] = rec
+        features[key] = paths
+    complexity = _complexity(model_name, model_kwargs, num_classes, image_size)
+    return Outcome(model_name, dataset.get("label", ds.name), history, evaluations, info, checkpoint, features,
+                   complexity)
+
+
+def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, evaluation: dict, image_size,
+                      work_dir: str, seed: int = 0, device: str = "auto", precision: str = "auto",
+                      num_workers: int = 0) -> Outcome:
+    """Fine-tune a trained model (found through its ``metrics.json``) on ``target``; report zero-shot beside it."""
+    from reidlib.engine import finetune as engine_finetune
+    from reidlib.engine import load_model
+    from reidlib.runtime import resolve_device, seed_everything
+
+    src = read_metrics(source_metrics)
+    if not src.get("checkpoint"):
+        raise ValueError(f"{source_metrics} records no checkpoint (a run with epochs: 0 cannot be fine-tuned)")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    dev = resolve_device(device)
+    ds = load_dataset(target)
+    train_tf, test_tf = _transforms(image_size, finetune)
+    # zero-shot: the source model as it is, on the target's test split
+    source_model = load_model(src["checkpoint"])
+    source_model.eval()
+    zero, _ = _evaluate_split(source_model, ds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
+                              target.get("label", ds.name), None, "target")
+    del source_model
+    res = engine_finetune(src["checkpoint"], ds, out_dir=work, train_transform=train_tf, test_transform=test_tf,
+                          device=dev, precision=precision, seed=seed, num_workers=num_workers, progress=True,
+                          head_only_epochs=int(finetune.get("head_only_epochs", 0)), **_fit_kwargs(finetune))
+    model = res.model.eval()
+    tuned, paths = _evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "fine-tuned",
+                                   target.get("label", ds.name), work / "features", "target")
+    info = {"init": f"fine-tuned from {src.get('model_run')} on {src.get('dataset_key')}",
+            "source_checkpoint": src["checkpoint"], "image_size": list(image_size), "device": str(dev),
+            "seed": seed, "torch_threads": _threads(), **res.summary()}
+    return Outcome(src["model_name"], target.get("label", ds.name), res.history,
+                   {"zero-shot": zero, "fine-tuned": tuned}, info, str(res.checkpoint), {"target": paths},
+                   src.get("complexity", {}))
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# figures for one run
+# ----------------------------------------------------------------------------------------------------------------
+def plot_history(history: list[dict], title: str = ""):
+    """Loss parts per epoch (left) and validation rank-1 / mAP when evaluated (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if history:
+        df = pd.DataFrame(history)
+        for col in [c for c in df.columns if c.startswith("loss")]:
+            ax_l.plot(df["epoch"], df[col], marker=".", label=col)
+        ax_l.set_xlabel("epoch")
+        ax_l.set_ylabel("loss")
+        ax_l.legend(fontsize=7)
+        for col in ("val_R1", "val_mAP"):
+            if col in df and df[col].notna().any():
+                sub = df[df[col].notna()]
+                ax_r.plot(sub["epoch"], sub[col], marker="o", label=col)
+        ax_r.set_xlabel("epoch")
+        ax_r.set_ylabel("validation (%)")
+        if ax_r.lines:
+            ax_r.legend(fontsize=7)
+    else:
+        ax_l.text(0.5, 0.5, "no training (evaluated as loaded)", ha="center", va="center")
+    for ax in (ax_l, ax_r):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_outcome_cmc(outcome: Outcome, label: str):
+    """CMC curves of every evaluation of one run, on one figure."""
+    from reidlib.plots import plot_cmc
+
+    curves = {f"{label} · {ev['label']} ({ev['role']})": _as_eval(ev) for ev in outcome.evaluations.values()}
+    return plot_cmc(curves, title=f"CMC: {label}")
+
+
+def _as_eval(ev: dict) -> dict:
+    """A metrics.json evaluation record back in :func:`reidlib.evaluation.evaluate`'s form (fractions)."""
+    return {"cmc": np.asarray(ev["cmc"], dtype=float), "mAP": ev["mAP"] / 100.0, "mINP": ev.get("mINP", 0.0) / 100.0}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# distance study
+# ----------------------------------------------------------------------------------------------------------------
+def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: list[bool], p: float = 3,
+                   rerank: bool = True, evaluation: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Evaluate every trained model's stored test features under each metric and normalisation.
+
+    Returns:
+        (table with one row per run x metric x normalisation, curves {run: {metric: evaluate-result}})
+    """
+    from reidlib.evaluation import FeatureSet, evaluate_features
+
+    evaluation = evaluation or {}
+    rows, curves = [], {}
+    for path in train_metrics:
+        m = read_metrics(path)
+        feats = m.get("features", {}).get("test")
+        if not feats:
+            continue
+        qf, gf = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
+        run = f"{m['dataset_key']}-{m['model_run']}"
+        curves[run] = {}
+        settings = [(metric, norm, None) for metric in metrics for norm in normalize]
+        if rerank:
+            settings.append((evaluation.get("metric", "euclidean"), True, "k-reciprocal"))
+        for metric, norm, rr in settings:
+            t0 = time.time()
+            res = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids, metric=metric,
+                                    normalize=norm, p=p, max_rank=evaluation.get("max_rank", 50),
+                                    protocol=feats.get("protocol", "market"), rerank=bool(rr) or None)
+            rows.append({"run": run, "model": m["model_label"], "dataset": m["dataset_label"], "metric": metric,
+                         "normalized": norm, "rerank": rr or "none", **summarize(res),
+                         "seconds": round(time.time() - t0, 2), "p": p if metric == "minkowski" else None})
+            if norm and not rr:
+                curves[run][metric] = res
+    return pd.DataFrame(rows), curves
+
+
+def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rank-1 / mAP per model x dataset (rows) and metric (columns)."""
+    if table.empty:
+        return table
+    t = table.copy()
+    t["setting"] = t["metric"] + np.where(t["normalized"], " (L2)", "") + np.where(t["rerank"] != "none", " +RK", "")
+    t["R1/mAP"] = t["R1"].map("{:.1f}".format) + " / " + t["mAP"].map("{:.1f}".format)
+    return t.pivot_table(index=["model", "dataset"], columns="setting", values="R1/mAP", aggfunc="first")
+
+
+def plot_distance_cmc(curves: dict) -> dict:
+    """One CMC figure per trained model with a curve per metric."""
+    from reidlib.plots import plot_cmc
+
+    return {run: plot_cmc(per_metric, title=f"CMC by distance: {run}") for run, per_metric in curves.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------------------
+# Table I of the paper (rank-1 / mAP, %); LaST is zero-shot from Market on LaST's val split (reproduction_notes §0.5).
+PAPER_TABLE_I = {
+    "BoT ResNet50 (baseline)": {"Market-1501": (89.4, 75.5), "DukeMTMC-reID": (80.4, 66.1), "LaST": (35.0, 6.9)},
+    "OSNet x0.25": {"Market-1501": (77.3, 56.3), "DukeMTMC-reID": (69.9, 50.8), "LaST": (23.0, 4.3)},
+    "MobileNetV3 siamese (custom)": {"Market-1501": (77.0, 56.3), "DukeMTMC-reID": (51.4, 31.8), "LaST": (25.0, 5.2)},
+}
+PAPER_MODEL_OF = {"bot_resnet50": "BoT ResNet50 (baseline)", "osnet_x0_25": "OSNet x0.25",
+                  "mnv3_siamese": "MobileNetV3 siamese (custom)"}
+
+
+def load_runs(metrics_files: dict[str, str]) -> dict[str, dict]:
+    """Every run's metrics.json that exists, keyed by run id (``stage/name``)."""
+    runs = {}
+    for run_id, path in metrics_files.items():
+        if Path(path).is_file():
+            runs[run_id] = read_metrics(path)
+    return runs
+
+
+def _fmt(r1: float, m_ap: float) -> str:
+    return f"{r1:.1f} / {m_ap:.1f}"
+
+
+def table_one(runs: dict) -> pd.DataFrame:
+    """Rank-1 / mAP per model (rows) and evaluated dataset (columns), as the paper's Table I."""
+    rows: dict[str, dict] = {}
+    for run_id, m in runs.items():
+        if not run_id.startswith("10_train/"):
+            continue
+        label = m["model_label"]
+        row = rows.setdefault(label, {})
+        for key, ev in m["evaluations"].items():
+            col = f"{ev['label']}" + (" (zero-shot from " + m["dataset_label"] + ")" if ev["role"] != "test" else "")
+            row[col] = _fmt(ev["R1"], ev["mAP"])
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "model"
+    return df.reindex(sorted(df.columns), axis=1) if not df.empty else df
+
+
+def paper_table() -> pd.DataFrame:
+    df = pd.DataFrame({m: {d: _fmt(*v) for d, v in per.items()} for m, per in PAPER_TABLE_I.items()}).T
+    df.index.name = "model (paper, Table I)"
+    return df
+
+
+def finetune_table(runs: dict) -> pd.DataFrame:
+    rows = []
+    for run_id, m in runs.items():
+        if run_id.startswith("20_finetune/"):
+            zero, tuned = m["evaluations"]["zero-shot"], m["evaluations"]["fine-tuned"]
+            rows.append({"model": m["model_label"], "source → target": f"{m['source_key']} → {m['dataset_key']}",
+                         "zero-shot R1 / mAP": _fmt(zero["R1"], zero["mAP"]),
+                         "fine-tuned R1 / mAP": _fmt(tuned["R1"], tuned["mAP"]),
+                         "epochs": m["train"].get("epochs_run", m["train"].get("epochs"))})
+    return pd.DataFrame(rows)
+
+
+def distance_table(runs: dict) -> pd.DataFrame:
+    for run_id, m in runs.items():
+        if run_id.startswith("30_distance_study/"):
+            return pivot_distance_table(pd.DataFrame(m["rows"]))
+    return pd.DataFrame()
+
+
+def complexity_table(runs: dict, image_size=(256, 128)) -> pd.DataFrame:
+    """Parameters, FLOPs and measured CPU throughput per model (from the training runs)."""
+    rows = {}
+    for run_id, m in runs.items():
+        if not run_id.startswith("10_train/") or m["model_label"] in rows:
+            continue
+        c = m.get("complexity", {})
+        test = next(iter(m["evaluations"].values()))
+        rows[m["model_label"]] = {
+            "params (train, M)": c.get("params_trainable", float("nan")) / 1e6,
+            "params (inference, M)": c.get("params_inference", float("nan")) / 1e6,
+            f"GFLOPs @{image_size[0]}x{image_size[1]}": c.get("gflops", float("nan")),
+            "train img/s": m["train"].get("images_per_s", float("nan")),
+            "inference img/s": test.get("extract_images_per_s", float("nan")),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
+
+
+def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
+    """CMC per evaluated dataset with every model on it (Figs 9-13), and the training curves of every run."""
+    from reidlib.plots import plot_cmc
+
+    fig_dir = Path(fig_dir)
+    by_dataset: dict[str, dict] = {}
+    for run_id, m in runs.items():
+        if run_id.startswith("10_train/"):
+            for ev in m["evaluations"].values():
+                tag = f"{ev['label']}" + ("" if ev["role"] == "test" else f" (zero-shot from {m['dataset_label']})")
+                by_dataset.setdefault(tag, {})[m["model_label"]] = _as_eval(ev)
+        elif run_id.startswith("20_finetune/"):
+            ev = m["evaluations"]["fine-tuned"]
+            tag = f"{ev['label']} (fine-tuned from {m['source_key']})"
+            by_dataset.setdefault(tag, {})[m["model_label"]] = _as_eval(ev)
+    written = []
+    for tag, curves in sorted(by_dataset.items()):
+        fig = plot_cmc(curves, title=f"CMC: models trained for {tag}")
+        written.append(save_figure(fig, fig_dir / f"cmc_{_slug(tag)}.png"))
+    loss_runs = {rid: m for rid, m in runs.items() if m.get("history")}
+    if loss_runs:
+        written.append(save_figure(plot_loss_curves(loss_runs), fig_dir / "loss_curves.png"))
+    return written
+
+
+def plot_loss_curves(runs: dict):
+    """Total training loss per epoch for every run, one panel per dataset."""
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list] = {}
+    for rid, m in runs.items():
+        groups.setdefault(f"{rid.split('/')[0]} · {m['dataset_label']}", []).append(m)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
+    for ax, (title, ms) in zip(axes[0], sorted(groups.items())):
+        for m in ms:
+            df = pd.DataFrame(m["history"])
+            ax.plot(df["epoch"], df["loss"], marker=".", label=m["model_label"])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
+                 report: dict | None = None) -> str:
+    """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown."""
+    from reidlib.pipeline import environment_info
+    from reidlib.plots import to_markdown
+
+    out_dir = Path(out_dir)
+    t1, ft, dist = table_one(runs), finetune_table(runs), distance_table(runs)
+    cx = complexity_table(runs)
+    lines = [f"# reidlib study report: profile `{profile}`", "", description.strip(), "",
+             f"Regenerate: `./run_all.sh {profile}` (parameters: `{Path(profile_path).name}`).", "",
+             "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), "",
+             "## The paper's Table I (for comparison; Market-1501, DukeMTMC-reID, LaST val zero-shot)", "",
+             to_markdown(paper_table().reset_index()), ""]
+    if not ft.empty:
+        lines += ["## Fine-tuning (target test split)", "", to_markdown(ft), ""]
+    if not dist.empty:
+        lines += ["## Distance study: rank-1 / mAP (%) per metric", "", to_markdown(dist.reset_index()), ""]
+    if not cx.empty:
+        lines += ["## Complexity and measured CPU throughput", "", to_markdown(cx.reset_index(names="model")), ""]
+    lines += ["## What every number rests on", ""]
+    total_train_s = 0.0
+    for rid, m in sorted(runs.items()):
+        if rid.startswith(("10_train/", "20_finetune/")):
+            tr = m["train"]
+            total_train_s += float(tr.get("train_seconds", 0.0) or 0.0)
+            lines.append(f"- `{rid}`: {m['model_label']} on {m['dataset_label']}; init {tr.get('init')}; "
+                         f"epochs run {tr.get('epochs_run', tr.get('epochs'))}; optimizer {tr.get('optimizer')}; "
+                         f"selected on {tr.get('select_on', '-')} (epoch {tr.get('best_epoch', '-')}); "
+                         f"input {tr.get('image_size')}; device {tr.get('device')}.")
+    env = environment_info()
+    lines += ["", f"Total training time: {total_train_s / 60:.1f} min. Hardware: {env['cpu']} "
+              f"({env['cpu_count']} cores, torch {env['torch']} with {env['torch_threads']} threads"
+              f"{', GPU ' + env['cuda'] if env['cuda'] else ', no GPU'}).", ""]
+    for note in (report or {}).get("notes", []):
+        lines.append(f"- {note}")
+    text = "\n".join(lines) + "\n"
+    tmp = out_dir / ".report.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(out_dir / "report.md")
+    write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
+                            "total_train_minutes": total_train_s / 60, "runs": sorted(runs)})
+    return text
