@@ -1,0 +1,312 @@
+"""Models: registry, the paper's exact parameter counts, shapes in train/eval, options, weights loading.
+
+Runtime note: ResNet50 passes are the expensive part, so images are batch 2 (1 for eval checks), and the
+models are built once per module.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from reidlib.models import (
+    build_model,
+    count_flops,
+    count_parameters,
+    describe,
+    inference_parameter_count,
+    list_models,
+    load_pretrained,
+    register_model,
+)
+from reidlib.runtime import autocast, to_memory_format
+
+SHARED = Path(os.environ.get("REIDLIB_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+WEIGHTS = SHARED / "weights"
+MODELS = ("bot_resnet50", "mnv3_siamese", "osnet_x0_25")
+FEAT_DIM = {"bot_resnet50": 2048, "mnv3_siamese": 960, "osnet_x0_25": 512}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[tuple[str, bool], nn.Module]:
+    """Every registered model, default and paper mode, 751 classes."""
+    torch.manual_seed(0)
+    return {(name, paper): build_model(name, 751, paper_code=paper) for name in MODELS for paper in (False, True)}
+
+
+# ---- registry ------------------------------------------------------------------------------------------
+def test_registry():
+    assert set(MODELS) <= set(list_models())
+    with pytest.raises(ValueError, match="osnet_x0_25"):
+        build_model("osnet_x1_0", 10)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("osnet_x0_25")(lambda num_classes, paper_code=False: nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="neck_feat"):
+        build_model("bot_resnet50", 10, neck_feat="middle")
+
+
+# ---- parameter counts ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, paper, trainable, inference",
+    [
+        # the paper's numbers (reproduction_notes §2): paper_code=True, 751 classes
+        ("bot_resnet50", True, 25_050_927, 23_512_128),
+        ("osnet_x0_25", True, 1_017_543, 265_792),
+        ("mnv3_siamese", True, 6_206_663, 2_973_872),
+        # defaults: BoT neck (frozen bias, no classifier bias), 512-d OSNet, no dead MobileNet head
+        ("bot_resnet50", False, 25_048_128, 23_512_128),
+        ("osnet_x0_25", False, 587_127, 201_864),
+        ("mnv3_siamese", False, 3_693_872, 2_973_872),
+    ],
+)
+def test_parameter_counts(models, name, paper, trainable, inference):
+    model = models[(name, paper)]
+    assert count_parameters(model) == trainable
+    # inference-time count: every parameter an eval forward uses (frozen BN bias included, classifier and
+    # the unused MobileNetV3 ImageNet head excluded)
+    assert inference_parameter_count(model, image_size=(64, 32)) == inference
+    head = sum(p.numel() for p in model.classifier.parameters())
+    dead = sum(p.numel() for p in model.backbone.classifier.parameters()) if (name, paper) == ("mnv3_siamese", True) else 0
+    assert count_parameters(model, trainable_only=False) == inference + head + dead
+
+
+@pytest.mark.parametrize("name, count", [("bot_resnet50", 24_950_526), ("osnet_x0_25", 968_494), ("mnv3_siamese", 6_159_574)])
+def test_paper_counts_with_duke_ids(name, count):
+    """With Duke's real 702 training ids instead of the hard-coded 751 (reproduction_notes §2)."""
+    assert count_parameters(build_model(name, 702, paper_code=True)) == count
+
+
+def test_describe_table():
+    table = describe()
+    assert "25,050,927" in table and "1,017,543" in table and "6,206,663" in table
+
+
+def test_flops_osnet_matches_torchreid_scale(models):
+    """torchreid's model zoo lists OSNet x0.25 at ~82.5 M multiply-adds (0.08 "GFLOPs") for 256×128."""
+    macs = count_flops(models[("osnet_x0_25", False)], (256, 128))["macs"]
+    assert 80e6 < macs < 85e6
+
+
+# ---- forward / backward ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(256, 128), (128, 64)])
+@pytest.mark.parametrize("name", MODELS)
+def test_train_and_eval_shapes_and_backward(models, name, size):
+    model = models[(name, False)]
+    dim = FEAT_DIM[name]
+    assert model.feat_dim == dim and model.embed_dim == dim and isinstance(model.classifier, nn.Linear)
+    x = torch.randn(2, 3, *size)
+    model.train()
+    model.zero_grad()
+    logits, feat = model(x)
+    assert logits.shape == (2, 751) and feat.shape == (2, dim)
+    (logits.logsumexp(1).mean() + feat.pow(2).mean()).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        emb = model(x[:1])
+    assert emb.shape == (1, dim) and torch.isfinite(emb).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batch_of_one(models, name):
+    """Train mode rejects B = 1 (BatchNorm1d needs 2 samples) with a clear error; eval mode backprops fine."""
+    model = models[(name, False)]
+    x = torch.randn(1, 3, 128, 64)
+    model.train()
+    with pytest.raises(ValueError, match="batch of 1 in train mode"):
+        model(x)
+    model.eval()
+    model.zero_grad()
+    emb = model(x)
+    emb.sum().backward()
+    assert emb.shape == (1, FEAT_DIM[name])
+    assert next(p for p in model.parameters() if p.requires_grad).grad is not None
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.randn(3, 128, 64))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_paper_mode_forward(models, name):
+    model = models[(name, True)].train()
+    logits, feat = model(torch.randn(2, 3, 128, 64))
+    assert logits.shape == (2, 751) and feat.shape == (2, model.feat_dim)
+    if name == "mnv3_siamese":  # the paper code's sigmoid-before-softmax bug
+        assert ((logits > 0) & (logits < 1)).all()
+    if name == "bot_resnet50":  # paper: triplet on the post-BN feature, trainable BN bias, stride 2
+        assert model.metric_feat == "after" and model.bottleneck.bias.requires_grad and model.last_stride == 2
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 128, 64)).shape == (1, model.embed_dim)
+
+
+def test_bot_neck_options(models):
+    bot = models[("bot_resnet50", False)]
+    assert not bot.bottleneck.bias.requires_grad and bot.classifier.bias is None and bot.metric_feat == "before"
+    assert bot.backbone.layer4[0].conv2.stride == (1, 1)
+    x = torch.randn(1, 3, 64, 32)
+    bot.eval()
+    with torch.no_grad():
+        pooled = bot.global_feature(x)
+        assert torch.allclose(bot(x), bot.bottleneck(pooled))  # retrieval on the post-BN feature
+        bot.neck_feat = "before"
+        assert torch.allclose(bot(x), pooled)
+        bot.neck_feat = "after"
+    no_neck = build_model("bot_resnet50", 5, neck=False, last_stride=2)
+    assert no_neck.bottleneck is None and no_neck.classifier.bias is not None
+    no_neck.train()
+    logits, feat = no_neck(torch.randn(2, 3, 64, 32))
+    assert logits.shape == (2, 5) and feat.shape == (2, 2048)
+    with pytest.raises(ValueError):
+        build_model("bot_resnet50", 5, paper_code=True, neck=False)
+
+
+def test_osnet_bnneck_and_feature_dim():
+    model = build_model("osnet_x0_25", 7, bnneck=True, feature_dim=256)
+    assert model.feat_dim == 256 and model.classifier.bias is None and not model.bottleneck.bias.requires_grad
+    model.train()
+    logits, feat = model(torch.randn(2, 3, 128, 64))
+    assert logits.shape == (2, 7) and feat.shape == (2, 256)
+    assert model.head_parameter_names(include_neck=False) == ["classifier.weight"]
+    assert {"fc.0.weight", "bottleneck.weight", "classifier.weight"} <= set(model.head_parameter_names())
+
+
+def test_mnv3_timm_backend():
+    model = build_model("mnv3_siamese", 751, backend="timm")
+    assert count_parameters(model) == 3_693_872  # same backbone size as torchvision's
+    model.train()
+    logits, feat = model(torch.randn(2, 3, 128, 64))
+    assert logits.shape == (2, 751) and feat.shape == (2, 960)
+    with pytest.raises(ValueError):
+        build_model("mnv3_siamese", 751, backend="timm", paper_code=True)
+
+
+def test_reset_classifier_and_head_names(models):
+    model = build_model("mnv3_siamese", 751)
+    old = model.classifier
+    new = model.reset_classifier(10)
+    assert model.classifier is new and new is not old and new.out_features == 10 and model.num_classes == 10
+    assert new.bias is None and new.weight.std().item() < 0.01  # BoT init: N(0, 0.001²)
+    assert model.head_parameter_names() == ["bottleneck.weight", "bottleneck.bias", "classifier.weight"]
+    # an optimizer built afterwards sees the new head
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    assert any(p is new.weight for g in opt.param_groups for p in g["params"])
+    model.train()
+    assert model(torch.randn(2, 3, 64, 32))[0].shape == (2, 10)
+    paper = models[("bot_resnet50", True)]
+    head = build_model("osnet_x0_25", 751, paper_code=True).reset_classifier(702)
+    assert head.bias is not None and head.in_features == 1000
+    assert paper.classifier.bias is not None
+
+
+def test_channels_last_bf16_autocast():
+    model = build_model("osnet_x0_25", 751)
+    model = to_memory_format(model, True).eval()
+    x = to_memory_format(torch.randn(2, 3, 128, 64), True)
+    with torch.no_grad(), autocast(torch.device("cpu"), "bf16"):
+        emb = model(x)
+    assert emb.shape == (2, 512) and torch.isfinite(emb.float()).all()
+
+
+# ---- pretrained weights --------------------------------------------------------------------------------
+def test_pretrained_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained=None"):
+        build_model("osnet_x0_25", 10, pretrained=tmp_path / "nope.pth")
+
+
+def test_pretrained_wrapped_prefixed_round_trip(tmp_path):
+    src = build_model("osnet_x0_25", 10)
+    ckpt = {"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}, "epoch": 3}
+    torch.save(ckpt, tmp_path / "ckpt.pth")
+    dst = build_model("osnet_x0_25", 10, pretrained=tmp_path / "ckpt.pth")
+    assert dst.pretrained_report.exact and dst.pretrained_report.target == ""
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    resized = build_model("osnet_x0_25", 4, pretrained=tmp_path / "ckpt.pth")  # other number of ids
+    assert sorted(m.split(":")[0] for m in resized.pretrained_report.mismatched) == ["classifier.bias", "classifier.weight"]
+    assert resized.classifier.out_features == 4
+    with pytest.raises(RuntimeError, match="strict load failed"):
+        load_pretrained(build_model("osnet_x0_25", 4), tmp_path / "ckpt.pth", strict=True)
+    with pytest.raises(ValueError, match="no key matches"):
+        load_pretrained(build_model("mnv3_siamese", 4), tmp_path / "ckpt.pth")
+
+
+def test_pretrained_torchvision_and_timm_backbones(tmp_path):
+    import timm
+    import torchvision
+
+    tv = torchvision.models.mobilenet_v3_large(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    model = build_model("mnv3_siamese", 10, pretrained=tmp_path / "tv.pth")
+    rep = model.pretrained_report
+    assert rep.target == "backbone" and not rep.missing and not rep.mismatched
+    assert sorted(rep.unexpected) == ["classifier.0.bias", "classifier.0.weight", "classifier.3.bias", "classifier.3.weight"]
+    assert torch.equal(model.backbone.features[0][0].weight, tv.features[0][0].weight)
+    paper = build_model("mnv3_siamese", 751, paper_code=True, pretrained=tmp_path / "tv.pth")
+    assert paper.pretrained_report.exact  # the paper keeps the whole torchvision model
+
+    net = timm.create_model("mobilenetv3_large_100", pretrained=False)
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(tmp_path / "timm.safetensors"))
+    model = build_model("mnv3_siamese", 10, backend="timm", pretrained=tmp_path / "timm.safetensors")
+    rep = model.pretrained_report
+    assert rep.target == "backbone" and not rep.missing and not rep.mismatched
+    assert {k.split(".")[0] for k in rep.unexpected} == {"conv_head", "classifier"}
+
+
+# ---- the shared torchreid OSNet weights -------------------------------------------------------------------
+requires_weights = pytest.mark.skipif(
+    not (WEIGHTS / "osnet_x0_25_market1501.pth").is_file(),
+    reason=f"shared OSNet weights not found under {WEIGHTS} (set REIDLIB_SHARED to the shared/ folder)",
+)
+
+
+@requires_weights
+@pytest.mark.shared
+@pytest.mark.parametrize("fname, classes", [("osnet_x0_25_market1501.pth", 751), ("osnet_x0_25_msmt17.pth", 1041)])
+def test_shared_osnet_weights_load_strictly(fname, classes):
+    state = torch.load(WEIGHTS / fname, map_location="cpu", weights_only=True)
+    model = build_model("osnet_x0_25", classes)
+    model.load_state_dict(state, strict=True)  # every torchreid key and shape
+    assert load_pretrained(build_model("osnet_x0_25", classes), WEIGHTS / fname, strict=True).exact
+
+
+def _load_images(paths: list[Path]) -> torch.Tensor:
+    from PIL import Image
+
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    out = []
+    for p in paths:
+        img = Image.open(p).convert("RGB").resize((128, 256), Image.BILINEAR)
+        out.append((torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255 - mean) / std)
+    return torch.stack(out)
+
+
+@requires_weights
+@pytest.mark.shared
+def test_shared_osnet_feature_is_torchreids_and_ranks_real_pedestrians():
+    """Eval output = the 512-d post-ReLU ``fc`` vector, deterministic; it matches people across cameras."""
+    data = SHARED / "data" / "cuhk01"
+    if not (data / "query").is_dir():
+        pytest.skip(f"CUHK01 not found under {data}")
+    model = build_model("osnet_x0_25", 751, pretrained=WEIGHTS / "osnet_x0_25_market1501.pth").eval()
+    # 40 ids, one camera-A query and one camera-B gallery image each (chance rank-1 = 2.5 %)
+    query = sorted((data / "query").glob("*.png"))[:80:2]
+    gallery = sorted((data / "bounding_box_test").glob("*.png"))[:80:2]
+    with torch.no_grad():
+        fq, fg = model(_load_images(query)), model(_load_images(gallery))
+        again = model(_load_images(query[:2]))
+    assert fq.shape == (40, 512) and (fq >= 0).all() and (fq == 0).any()  # ReLU output
+    assert torch.allclose(again, fq[:2], atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model.fc(model.global_avgpool(model.featuremaps(_load_images(query[:2]))).flatten(1)), again, atol=1e-5)
+    sims = nn.functional.normalize(fq) @ nn.functional.normalize(fg).T
+    pids = lambda ps: [p.name[:4] for p in ps]  # noqa: E731
+    assert pids(query) == pids(gallery)
+    rank1 = (sims.argmax(1) == torch.arange(40)).float().mean().item()
+    assert rank1 >= 0.3, f"rank-1 {rank1:.2f} on 40 CUHK01 ids: the features do not look like torchreid's"
