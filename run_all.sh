@@ -51,7 +51,7 @@ case "${1:-}" in
   --test)
     shift
     setup_env
-    exec "$VENV/bin/python" -m pytest tests "$@" ;;
+    exec "$VENV/bin/python" -m pytest tests notebooks --nbval-lax --nbval-current-env "$@" ;;
   lab)
     shift
     setup_env

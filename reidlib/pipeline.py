@@ -40,7 +40,6 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO_ROOT / "params"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-RESULTS_DIR = REPO_ROOT / "results"
 STAGES = ("00_data", "10_train", "20_finetune", "30_distance_study", "40_report")
 
 _REQUIRED_KEYS = ("description", "datasets", "train_on", "models", "training", "evaluation")
@@ -206,8 +205,13 @@ class Run:
         return NOTEBOOKS_DIR / f"{self.stage}.ipynb"
 
 
+def results_root() -> Path:
+    """Where profiles' results go: ``results/`` in the repository (override with ``REIDLIB_RESULTS_DIR``)."""
+    return Path(os.environ.get("REIDLIB_RESULTS_DIR", REPO_ROOT / "results")).resolve()
+
+
 def results_dir(cfg: dict) -> Path:
-    return RESULTS_DIR / cfg["name"]
+    return results_root() / cfg["name"]
 
 
 def run_dir(cfg: dict, stage: str, name: str) -> Path:
@@ -485,10 +489,10 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
         t0 = time.time()
         print(f"{head}: running {run.notebook.name} ...", flush=True)
         out = execute(run, cfg, log_output=log_output)
-        print(f"{head}: done in {time.time() - t0:.0f} s -> {out.relative_to(REPO_ROOT)}", flush=True)
+        print(f"{head}: done in {time.time() - t0:.0f} s -> {out}", flush=True)
         done.append(out)
     print(f"profile {cfg['name']}: {len(done)} run(s) executed in {time.time() - total:.0f} s; "
-          f"results in {results_dir(cfg).relative_to(REPO_ROOT)}/", flush=True)
+          f"results in {results_dir(cfg)}/", flush=True)
     return done
 
 

@@ -597,3 +597,25 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
                             "total_train_minutes": total_train_s / 60, "runs": sorted(runs)})
     return text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# locating a profile's runs (for notebooks opened by hand, without papermill's injected parameters)
+# ----------------------------------------------------------------------------------------------------------------
+def profile_metrics_files(profile: str, stage: str | None = None) -> dict[str, str] | list[str]:
+    """``{run id: metrics.json path}`` of a profile's planned runs (a list of paths when ``stage`` is given)."""
+    from reidlib import pipeline
+
+    cfg = pipeline.load_profile(profile)
+    files = {r.id: str(pipeline.run_dir(cfg, r.stage, r.name) / "metrics.json") for r in pipeline.plan(cfg)}
+    if stage is None:
+        return files
+    return [path for run_id, path in files.items() if run_id.startswith(stage + "/")]
+
+
+def train_metrics_path(profile: str, model_run: str, dataset_key: str) -> str:
+    """The metrics.json of ``model_run`` trained on ``dataset_key`` in ``profile``."""
+    from reidlib import pipeline
+
+    cfg = pipeline.load_profile(profile)
+    return str(pipeline.run_dir(cfg, "10_train", pipeline.train_run_name(model_run, dataset_key)) / "metrics.json")

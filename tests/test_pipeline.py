@@ -1,0 +1,107 @@
+"""Profiles, the run plan and the pipeline's failure behaviour (no training here: see test_study_smoke.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reidlib import pipeline
+from reidlib.pipeline import ProfileError, load_profile, plan
+
+
+def _write_profile(tmp_path: Path, name: str, **changes) -> Path:
+    cfg = yaml.safe_load((pipeline.PARAMS_DIR / "smoke.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("name", pipeline.list_profiles())
+def test_every_shipped_profile_loads_and_plans(name):
+    cfg = load_profile(name)
+    runs = plan(cfg)
+    stages = [r.stage for r in runs]
+    assert stages[0] == "00_data" and stages[-1] == "40_report"
+    assert stages == sorted(stages), "runs must come in stage order"
+    ids = [r.id for r in runs]
+    assert len(ids) == len(set(ids))
+    for run in runs:
+        assert run.notebook.is_file(), run.notebook
+        for dep in run.depends_on:
+            assert ids.index(dep) < ids.index(run.id), f"{run.id} runs before its input {dep}"
+
+
+def test_smoke_plan_has_expected_runs():
+    cfg = load_profile("smoke")
+    ids = [r.id for r in plan(cfg)]
+    assert "10_train/synth-a-bot_resnet50" in ids
+    assert "10_train/synth-b-osnet_x0_25" in ids          # per-model train_on override
+    assert "10_train/synth-b-bot_resnet50" not in ids
+    assert "20_finetune/synth-a-to-synth-b-osnet_x0_25" in ids
+    train = next(r for r in plan(cfg) if r.id == "10_train/synth-a-osnet_x0_25")
+    assert train.parameters["train"]["epochs"] == 1 and train.parameters["train"]["optimizer"] == "adam"
+    assert list(train.parameters["zero_shot"]) == ["synth-b"]
+    assert Path(train.parameters["dataset"]["root"]).is_absolute()
+
+
+def test_placeholders_and_data_root_override(tmp_path):
+    path = _write_profile(tmp_path, "p", models=[{"name": "osnet_x0_25", "pretrained": "{shared}/weights/x.pth"}])
+    cfg = load_profile(path, data_root=tmp_path / "elsewhere")
+    assert cfg["models"][0]["pretrained"] == str(pipeline.shared_dir() / "weights" / "x.pth")
+    assert cfg["datasets"]["synth-a"]["root"] == str((tmp_path / "elsewhere" / "smoke-a").resolve())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"models": None}, "lacks required key"),
+    ({"colour": 1}, "unknown key"),
+    ({"train_on": ["nowhere"]}, "not under 'datasets'"),
+    ({"models": [{"name": "osnet_x0_25"}, {"name": "osnet_x0_25"}]}, "share run name"),
+    ({"finetune": {"pairs": [["synth-a", "mars"]], "models": []}}, "finetune.pairs"),
+    ({"finetune": {"pairs": [], "models": ["resnet9000"]}}, "not a model run"),
+])
+def test_bad_profiles_get_clear_errors(tmp_path, changes, message):
+    with pytest.raises(ProfileError, match=message):
+        load_profile(_write_profile(tmp_path, "bad", **changes))
+
+
+def test_unknown_profile_lists_the_available_ones():
+    with pytest.raises(ProfileError, match="available: .*smoke"):
+        load_profile("no-such-profile")
+
+
+def test_input_hash_follows_parameters(tmp_path):
+    cfg = load_profile("smoke")
+    run = plan(cfg)[1]
+    h1 = pipeline.input_hash(run, cfg)
+    run.parameters["train"]["epochs"] = 2
+    assert pipeline.input_hash(run, cfg) != h1
+
+
+def test_failed_stage_leaves_results_untouched_and_names_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
+    datasets = {"broken": {"name": "folder", "root": str(tmp_path / "missing-dataset")}}
+    path = _write_profile(tmp_path, "broken", datasets=datasets, train_on=["broken"], zero_shot=[],
+                          models=[{"name": "osnet_x0_25"}],
+                          finetune=None, work_dir=str(tmp_path / "work"))
+    with pytest.raises(pipeline.StageFailed) as err:
+        pipeline.run_study(str(path), only=["00_data"])
+    failed = tmp_path / "work" / "failed" / "00_data" / "datasets.ipynb"
+    assert str(failed) in str(err.value)
+    assert failed.is_file()
+    nb = json.loads(failed.read_text())
+    assert any("missing-dataset" in json.dumps(c.get("outputs", [])) for c in nb["cells"])
+    results = tmp_path / "results" / "broken"
+    assert not (results / "00_data" / "datasets").exists()
+    assert not any(p.name.startswith(".tmp-") for p in results.rglob("*"))
+
+
+def test_cli_reports_profile_errors(capsys):
+    assert pipeline.main(["run", "no-such-profile"]) == 1
+    assert "available" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""The `smoke` profile end to end through papermill: every stage runs and leaves a complete results tree.
+
+It writes the real ``results/smoke/`` (git-ignored) so that the notebooks' own defaults, which point at the smoke
+profile, can then be executed by nbval (``pytest tests notebooks --nbval-lax``, in that order).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from reidlib import pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def _finite_numbers(obj, where="metrics"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _finite_numbers(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _finite_numbers(v, f"{where}[{i}]")
+    elif isinstance(obj, float):
+        yield where, obj
+
+
+@pytest.fixture(scope="module")
+def smoke_results():
+    cfg = pipeline.load_profile("smoke")
+    pipeline.run_study("smoke")
+    return cfg
+
+
+def test_every_planned_run_has_notebook_metrics_and_provenance(smoke_results):
+    cfg = smoke_results
+    for run in pipeline.plan(cfg):
+        out = pipeline.run_dir(cfg, run.stage, run.name)
+        assert (out / f"{run.stage}.ipynb").is_file(), out
+        info = json.loads((out / "run.json").read_text())
+        assert info["input_hash"] == pipeline.input_hash(run, cfg)
+        assert info["environment"]["torch"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        for where, value in _finite_numbers(metrics):
+            assert math.isfinite(value), where
+        assert not list(out.parent.glob(".tmp-*")), "a temporary run folder was left behind"
+
+
+def test_training_runs_report_test_and_zero_shot_numbers(smoke_results):
+    cfg = smoke_results
+    m = json.loads((pipeline.run_dir(cfg, "10_train", "synth-a-osnet_x0_25") / "metrics.json").read_text())
+    assert set(m["evaluations"]) == {"test", "synth-b"}
+    for ev in m["evaluations"].values():
+        assert 0.0 <= ev["mAP"] <= 100.0 and 0.0 <= ev["R1"] <= ev["R5"] <= ev["R10"] <= 100.0
+        assert len(ev["cmc"]) == 20
+    assert m["history"] and "loss" in m["history"][0]
+    assert Path(m["checkpoint"]).is_file()
+    assert (pipeline.run_dir(cfg, "10_train", "synth-a-osnet_x0_25") / "figures" / "cmc.png").is_file()
+
+
+def test_finetune_reports_zero_shot_beside_fine_tuned(smoke_results):
+    cfg = smoke_results
+    m = json.loads((pipeline.run_dir(cfg, "20_finetune", "synth-a-to-synth-b-osnet_x0_25") / "metrics.json")
+                   .read_text())
+    assert set(m["evaluations"]) == {"zero-shot", "fine-tuned"}
+    assert m["source_key"] == "synth-a" and m["dataset_key"] == "synth-b"
+
+
+def test_distance_study_covers_five_metrics_and_both_normalisations(smoke_results):
+    cfg = smoke_results
+    rows = json.loads((pipeline.run_dir(cfg, "30_distance_study", "all") / "metrics.json").read_text())["rows"]
+    combos = {(r["metric"], r["normalized"]) for r in rows if r["rerank"] == "none"}
+    for metric in ("euclidean", "cosine", "correlation", "cityblock", "minkowski"):
+        assert {(metric, True), (metric, False)} <= combos
+    # on L2-normalised features euclidean and cosine distances rank identically
+    by = {(r["run"], r["metric"], r["normalized"], r["rerank"]): r for r in rows}
+    for (run, metric, norm, rr), r in by.items():
+        if metric == "euclidean" and norm and rr == "none":
+            assert r["mAP"] == pytest.approx(by[(run, "cosine", True, "none")]["mAP"], abs=1e-6)
+
+
+def test_report_has_tables_and_figures(smoke_results):
+    out = pipeline.run_dir(smoke_results, "40_report", "report")
+    text = (out / "report.md").read_text()
+    for heading in ("Table I", "Fine-tuning", "Distance study", "Complexity", "Total training time"):
+        assert heading in text
+    assert list((out / "figures").glob("cmc_*.png"))
+    assert (out / "figures" / "loss_curves.png").is_file()
+
+
+def test_second_run_skips_up_to_date_stages(smoke_results, capsys):
+    capsys.readouterr()
+    assert pipeline.run_study("smoke") == []
+    assert "up to date" in capsys.readouterr().out
