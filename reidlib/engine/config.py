@@ -1,0 +1,177 @@
+"""The training recipe (:class:`TrainConfig`, one field per ``fit`` keyword) and what a run returns.
+
+Defaults are the paper's recipe (BoT "softmax_triplet_with_center"): P x K = 16 x 4, label-smoothed CE +
+batch-hard triplet (margin 0.3) + 0.0005 * center loss with centres trained by their own SGD (lr 0.5),
+lr 3.5e-4 with a linear warm-up from 0.01x over 10 epochs then x0.1 at epochs 40 and 70, 120 epochs,
+weight decay 5e-4, Adam (BoT and the paper's text; the paper's *code* ran SGD momentum 0.95: pass
+``optimizer="sgd"``). Augmentation: flip 0.5, pad 10 + random crop, random erasing 0.5; the paper's code
+also applied ColorJitter(0.1, 0.1, 0.1, 0.1) (``color_jitter=0.1``), BoT and the paper's text do not.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .optim import OPTIMIZERS, SCHEDULERS
+
+SELECT_ON = ("val", "test", "last")
+SELECT_LABELS = {
+    "val": "best epoch on a validation split held out from the training identities",
+    "test": "best epoch on the TEST set (the paper code's selection; optimistic, not a clean estimate)",
+    "last": "last epoch (no model selection)",
+}
+# fields that may change between a run and its resumption without breaking exactness of the recipe
+RESUME_FREE = frozenset({"resume", "progress", "max_minutes", "stop_after", "num_workers",
+                         "evaluate_test", "device"})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of :func:`reidlib.engine.fit`; field names equal the keyword names.
+
+    Units: learning rates per step; epochs counted from 0 inside schedules (see :mod:`reidlib.engine.optim`);
+    image ``height`` x ``width`` in pixels; ``max_minutes`` of wall clock for this call.
+    ``ddp_find_unused_parameters=None`` probes the model once (a 2-image train-mode pass, states restored).
+    """
+
+    epochs: int = 120
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.95
+    scheduler: str = "warmup_multistep"
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    milestones: tuple[int, ...] = (40, 70)
+    gamma: float = 0.1
+    min_lr_factor: float = 0.0
+    # losses
+    label_smooth: float = 0.1
+    triplet_margin: float = 0.3
+    center_weight: float = 5e-4
+    center_lr: float = 0.5
+    train_centers: bool = True
+    loss_kwargs: dict = field(default_factory=dict)
+    # data
+    batch_size: int = 64
+    num_instances: int = 4
+    height: int = 256
+    width: int = 128
+    flip_p: float = 0.5
+    pad: int = 10
+    color_jitter: float | None = None
+    erasing_p: float = 0.5
+    num_workers: int = 0
+    test_batch_size: int = 128
+    # model selection and evaluation
+    num_val_ids: int | None = None
+    select_on: str | None = None
+    eval_every: int = 1
+    eval_flip: bool = True
+    metric: str = "euclidean"
+    evaluate_test: bool = True
+    # runtime
+    device: str | None = None
+    precision: str = "auto"
+    channels_last: bool | None = None
+    seed: int = 0
+    deterministic: bool = False
+    resume: bool = True
+    progress: bool = True
+    max_minutes: float | None = None
+    stop_after: int | None = None
+    freeze_backbone_epochs: int = 0
+    ddp_find_unused_parameters: bool | None = None
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.device is not None:
+            self.device = str(self.device)
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        self.optimizer = self.optimizer.lower()
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
+        if self.select_on is not None and self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be one of {SELECT_ON} (or None), got {self.select_on!r}")
+        for name in ("epochs", "batch_size", "num_instances", "height", "width", "eval_every", "test_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_epochs", "freeze_backbone_epochs", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.num_instances:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_instances ({self.num_instances})")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ValueError(f"stop_after must be >= 1 epoch, got {self.stop_after}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":
+        """Build from keywords, naming every unknown one in the error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-builtin dict (tuples become lists) for JSON and checkpoints."""
+        out = dataclasses.asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
+
+
+@dataclass
+class TrainResult:
+    """What :func:`reidlib.engine.fit` returns (also written to ``out_dir/result.json`` by rank 0).
+
+    ``history`` holds one dict per completed epoch (``epoch`` counts from 1). ``best_epoch`` is 1-based.
+    ``test_metrics`` are from the selected checkpoint, evaluated once at the end (``None`` if not run).
+    """
+
+    out_dir: Path
+    history: list[dict]
+    epochs_completed: int
+    epochs_planned: int
+    optimizer: str
+    selected_on: str
+    selection: str
+    best_epoch: int | None
+    best_metrics: dict | None
+    checkpoint: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    test_metrics: dict | None
+    stopped_early: str | None
+    config: dict
+    meta: dict = field(default_factory=dict)
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the model, paths as strings (what ``result.json`` holds)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        for key in ("out_dir", "checkpoint", "last_checkpoint", "best_checkpoint"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A flat dict for tables: optimizer, selection, epochs, best epoch, selection and test metrics, time."""
+        out: dict[str, Any] = {
+            "optimizer": self.optimizer, "selected_on": self.selected_on, "selection": self.selection,
+            "epochs_planned": self.epochs_planned, "epochs_completed": self.epochs_completed,
+            "best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "checkpoint": str(self.checkpoint),
+            "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in self.history),
+        }
+        for key, value in (self.best_metrics or {}).items():
+            if key != "epoch":
+                out[f"select_{key}" if key != "score" else "select_score"] = value
+        for key, value in (self.test_metrics or {}).items():
+            if key != "cmc":
+                out[f"test_{key}"] = value
+        return out
