@@ -1,0 +1,446 @@
+"""The training loop: :func:`fit` runs the paper's recipe with checkpoints, exact resume, DDP and model selection.
+
+One epoch = one pass of the P x K sampler. Order of events per 0-based epoch ``e``: set sampler epoch ``e``,
+train at ``lr(e)`` (see :mod:`reidlib.engine.optim`), step the scheduler, evaluate on the selection split when
+``(e + 1) % eval_every == 0`` or at the last epoch, save ``last.pt`` (and ``best.pt`` on improvement), append
+one row to ``metrics.csv`` / ``history.json``. The test set is evaluated once, after training, from the
+selected checkpoint. Under DDP only rank 0 evaluates, logs and writes files.
+"""
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from reidlib.runtime import autocast, resolve_device, resolve_precision, seed_everything, to_memory_format
+
+from . import checkpoint as ckpt
+from .config import RESUME_FREE, SELECT_LABELS, TrainConfig, TrainResult
+from .distributed import (all_gather_objects, all_reduce_sum, average_gradients, barrier, broadcast_object,
+                          dist_info, unwrap)
+from .evaluate import evaluate_model
+from .criterion import build_criterion, center_step_prepare
+from .optim import build_optimizer, build_scheduler
+from .records import write_csv, write_json
+
+Item = tuple[str, int, int]
+
+
+def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
+        val: tuple[Sequence[Item], Sequence[Item]] | int | None = None,
+        train_transform: Callable | None = None, test_transform: Callable | None = None,
+        meta: dict | None = None, config: TrainConfig | None = None, **kwargs: Any) -> TrainResult:
+    """Train ``model`` on ``data`` and return a :class:`TrainResult`; files go to ``out_dir``.
+
+    Args:
+        model: a reidlib model whose classifier has one output per training identity, or a registered model
+            name (built with ``num_classes`` = training identities and ``config.model_kwargs``). After ``fit``
+            the module holds the selected weights (the ones the test metrics come from).
+        data: a :class:`reidlib.data.ReIDDataset` (its train split is used for training and its query/gallery
+            for the final test) or a list of training items ``(path, pid, camid)`` (no test evaluation).
+        out_dir: run folder for ``last.pt``, ``best.pt``, ``metrics.csv``, ``history.json``, ``result.json``.
+        val: model-selection data: ``(val_query, val_gallery)`` item lists, or an int = number of training
+            identities to hold out with :func:`reidlib.data.make_val_split` (same as ``num_val_ids=``).
+        train_transform, test_transform: PIL image -> tensor callables replacing the ones built from
+            ``height``/``width``/``flip_p``/``pad``/``color_jitter``/``erasing_p`` (their repr is recorded).
+        meta: extra provenance (JSON-able) stored in the checkpoints' and ``result.json``'s ``meta``.
+        config: a :class:`TrainConfig`; or give its fields as keywords (``epochs=``, ``optimizer=``, ``lr=``,
+            ``select_on=``, ``max_minutes=`` ...), which map 1:1 onto it.
+    """
+    if config is not None and kwargs:
+        raise TypeError("pass either config= or keyword options, not both")
+    cfg = config if config is not None else TrainConfig.from_kwargs(**kwargs)
+    if isinstance(val, int) and not isinstance(val, bool):
+        cfg.num_val_ids, val = val, None
+    return _Trainer(model, data, Path(out_dir), val, cfg, (train_transform, test_transform), meta).run()
+
+
+def split_training_data(data: Any, val: Any = None, num_val_ids: int | None = None, seed: int = 0
+                        ) -> tuple[list[Item], tuple[list[Item], list[Item]] | None, tuple | None]:
+    """``(train_items, val, test)`` as :func:`fit` uses them.
+
+    ``train_items`` have pids relabelled ``0..N-1`` (N = classifier size); ``val`` is ``(query, gallery)``
+    or ``None``; ``test`` is ``(query, gallery, protocol)`` of a dataset, or ``None`` for a list of items.
+    """
+    from reidlib.data import make_val_split
+    from reidlib.data.base import relabel
+
+    if hasattr(data, "train"):
+        train, test = list(data.train), (list(data.query), list(data.gallery), data.protocol)
+    elif isinstance(data, (list, tuple)):
+        train, test = list(data), None
+    else:
+        raise TypeError(f"data must be a ReIDDataset or a list of (path, pid, camid) items, got {type(data)}")
+    if not train:
+        raise ValueError("no training items")
+    if num_val_ids:
+        if val is not None:
+            raise ValueError("give either val=(query, gallery) or num_val_ids, not both")
+        train, vq, vg = make_val_split(train, num_val_ids, seed=seed)
+        val = (vq, vg)
+    elif val is not None:
+        vq, vg = val
+        val = (list(vq), list(vg))
+    return relabel(train), val, test
+
+
+class _Trainer:
+    """State of one :func:`fit` call (internal)."""
+
+    def __init__(self, model: nn.Module | str, data: Any, out_dir: Path, val: Any, cfg: TrainConfig,
+                 transforms: tuple[Callable | None, Callable | None] = (None, None), meta: dict | None = None) -> None:
+        self.cfg, self.out = cfg, out_dir
+        self.train_tf, self.test_tf = transforms
+        self.info = dist_info()
+        self.t_start = time.perf_counter()
+        self.device = resolve_device(cfg.device)
+        if self.info.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.info.local_rank)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
+        seed_everything(cfg.seed, cfg.deterministic)
+        self._setup_data(data, val)
+        self._setup_model(model)
+        self._setup_optim()
+        # per-rank augmentation streams; rank 0 keeps the single-process stream
+        seed_everything(cfg.seed + self.info.rank, cfg.deterministic)
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.start_epoch = 0
+        self.meta: dict = {"runs": [], "classifier_reset": self.classifier_reset, **(meta or {})}
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.resume and (self.out / ckpt.LAST).is_file():
+            self._resume()
+        elif self.info.is_main:  # a fresh run: nothing of an earlier one may pass for this one's
+            if (self.out / ckpt.LAST).is_file():
+                warnings.warn(f"resume=False: starting afresh and overwriting the run in {self.out}", stacklevel=3)
+            for stale in (ckpt.LAST, ckpt.BEST, "test_metrics.json", "result.json"):
+                (self.out / stale).unlink(missing_ok=True)
+        barrier()
+
+    # ---- setup ------------------------------------------------------------------------------------------
+    def _setup_data(self, data: Any, val: Any) -> None:
+        from reidlib.data import build_transforms, make_train_loader
+
+        cfg = self.cfg
+        self.train_items, self.val, self.test = split_training_data(data, val, cfg.num_val_ids, cfg.seed)
+        self.select_on = cfg.select_on or ("val" if self.val else "last")
+        if self.select_on == "val" and not self.val:
+            raise ValueError("select_on='val' needs val=(query, gallery) or num_val_ids")
+        if self.select_on == "test" and self.test is None:
+            raise ValueError("select_on='test' needs a dataset with query/gallery splits")
+        self.num_classes = len({pid for _, pid, _ in self.train_items})
+        transform = self.train_tf or build_transforms(cfg.height, cfg.width, is_train=True, flip_p=cfg.flip_p,
+                                                      pad=cfg.pad, color_jitter=cfg.color_jitter,
+                                                      erasing_p=cfg.erasing_p)
+        self.loader = make_train_loader(self.train_items, transform, batch_size=cfg.batch_size,
+                                        num_instances=cfg.num_instances, num_workers=cfg.num_workers,
+                                        seed=cfg.seed, distributed=self.info.enabled)
+        if self.info.rank > 0 and self.loader.generator is not None:
+            self.loader.generator.manual_seed(cfg.seed + 1_000_003 * self.info.rank)
+        if len(self.loader) == 0:
+            raise ValueError(f"the training items make no complete {cfg.batch_size}-image P x K batch")
+
+    def _setup_model(self, model: nn.Module | str) -> None:
+        cfg = self.cfg
+        if isinstance(model, str):
+            from reidlib.models import build_model
+
+            self.model_spec: dict | None = {"name": model, "kwargs": dict(cfg.model_kwargs)}
+            model = build_model(model, self.num_classes, **cfg.model_kwargs)
+        else:
+            self.model_spec = getattr(unwrap(model), "build_spec", None)
+        raw = unwrap(model)
+        head = getattr(raw, "classifier", None)
+        self.classifier_reset = None
+        if isinstance(head, nn.Linear) and head.out_features != self.num_classes:
+            if not hasattr(raw, "reset_classifier"):
+                raise ValueError(
+                    f"the model's classifier has {head.out_features} outputs but the training split has "
+                    f"{self.num_classes} identities, and the model has no reset_classifier(); pass a matching model")
+            if not cfg.num_val_ids and self.info.is_main:
+                warnings.warn(f"classifier has {head.out_features} outputs, training split {self.num_classes} "
+                              "identities: replacing it with a fresh head", stacklevel=4)
+            raw.reset_classifier(self.num_classes)
+            self.classifier_reset = [head.out_features, self.num_classes]
+        self.raw = to_memory_format(raw.to(self.device), self.channels_last)
+        self.trainable = {n: p.requires_grad for n, p in self.raw.named_parameters()}
+        self._head_only: bool | None = None
+        self.net: nn.Module = self.raw
+
+    def _setup_optim(self) -> None:
+        cfg = self.cfg
+        params = [p for p in self.raw.parameters() if p.requires_grad]
+        self.criterion, self.center_opt = build_criterion(cfg, self.num_classes, self.raw, self.device)
+        self.optimizer = build_optimizer(params, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         momentum=cfg.momentum)
+        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, epochs=cfg.epochs,
+                                         warmup_epochs=cfg.warmup_epochs, warmup_factor=cfg.warmup_factor,
+                                         milestones=cfg.milestones, gamma=cfg.gamma, min_factor=cfg.min_lr_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def _state(self, epoch: int, rng: list[dict]) -> dict:
+        gen = self.loader.generator
+        return {
+            "format": 1, "epoch": epoch, "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "criterion": self.criterion.state_dict(),
+            "center_optimizer": None if self.center_opt is None else self.center_opt.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rng, "loader_generator": None if gen is None else gen.get_state(),
+            "sampler_epoch": epoch, "history": ckpt.to_builtin(self.history), "best": ckpt.to_builtin(self.best),
+            "config": self.cfg.to_dict(), "model_spec": self.model_spec, "num_classes": self.num_classes,
+            "select_on": self.select_on, "world_size": self.info.world_size, "meta": ckpt.to_builtin(self.meta),
+        }
+
+    def _resume(self) -> None:
+        state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device)
+        old = {k: v for k, v in state["config"].items() if k not in RESUME_FREE}
+        new = {k: v for k, v in self.cfg.to_dict().items() if k not in RESUME_FREE}
+        diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        if diff or state["num_classes"] != self.num_classes:
+            raise ValueError(
+                f"{self.out / ckpt.LAST} was written with another recipe ({diff or 'num_classes differs'}, as "
+                "(checkpoint, now)); use a new out_dir, or resume=False to overwrite it")
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.criterion.load_state_dict(state["criterion"])
+        if self.center_opt is not None:
+            self.center_opt.load_state_dict(state["center_optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if state.get("loader_generator") is not None and self.loader.generator is not None:
+            self.loader.generator.set_state(state["loader_generator"].cpu())
+        rng = state["rng"]
+        if len(rng) == self.info.world_size:
+            ckpt.unpack_rng(rng[self.info.rank])
+        elif self.info.is_main:
+            warnings.warn(f"checkpoint has RNG states of {len(rng)} ranks, this run has {self.info.world_size}: "
+                          "augmentation streams restart from the seed (resume is not bit-exact)", stacklevel=4)
+        self.history, self.best, self.meta = state["history"], state["best"], state.get("meta") or {"runs": []}
+        self.start_epoch = int(state["epoch"])
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        rng = all_gather_objects(ckpt.pack_rng())
+        if self.info.is_main:
+            ckpt.save_checkpoint(self._state(epoch, rng), self.out / ckpt.LAST)
+            if improved:
+                ckpt.save_checkpoint({"format": 1, "epoch": epoch, "model": self.raw.state_dict(),
+                                      "metrics": ckpt.to_builtin(self.best), "config": self.cfg.to_dict(),
+                                      "model_spec": self.model_spec, "num_classes": self.num_classes,
+                                      "select_on": self.select_on}, self.out / ckpt.BEST)
+            write_csv(self.out / "metrics.csv", self.history)
+            write_json(self.out / "history.json", self.history)
+        barrier()
+
+    # ---- one epoch --------------------------------------------------------------------------------------
+    def _set_phase(self, head_only: bool) -> None:
+        """Freeze everything but the head (classifier + neck) or restore the original trainable flags."""
+        if head_only == self._head_only:
+            return
+        names = getattr(self.raw, "head_parameter_names", None)
+        head = set(names() if names else [n for n in self.trainable if n.startswith(("classifier.", "bottleneck."))])
+        if head_only and not head:
+            raise ValueError("freeze_backbone_epochs > 0 but the model exposes no head parameters")
+        for name, p in self.raw.named_parameters():
+            p.requires_grad_(self.trainable[name] and (not head_only or name in head))
+        self._head_modules = {n.rsplit(".", 1)[0] for n in head}
+        self._head_only = head_only
+        if self.info.enabled:
+            self.net = self.raw  # drop the old wrapper (and its hooks) before building the next
+            find_unused = self.cfg.ddp_find_unused_parameters
+            if find_unused is None:
+                find_unused = bool(_unused_parameters(self.raw, self.cfg.height, self.cfg.width, self.device))
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.raw, device_ids=ids, find_unused_parameters=find_unused)
+
+    def _train_mode(self) -> None:
+        self.net.train()
+        if self._head_only:  # frozen backbone: keep its BatchNorm running statistics fixed too
+            for name, m in self.raw.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in self._head_modules:
+                    m.eval()
+
+    def _train_epoch(self, epoch: int) -> dict:
+        cfg, dev = self.cfg, self.device
+        self._set_phase(epoch < cfg.freeze_backbone_epochs)
+        self._train_mode()
+        self.loader.sampler.set_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        sums: dict[str, float] = defaultdict(float)
+        correct = torch.zeros((), device=dev)
+        n_local = 0
+        show = cfg.progress and self.info.is_main
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False,
+                   dynamic_ncols=True)
+        t0 = time.perf_counter()
+        for it, (img, pid, _cam, _path) in enumerate(bar):
+            img = to_memory_format(img.to(dev, non_blocking=True), self.channels_last)
+            target = pid.to(dev, non_blocking=True)
+            with autocast(dev, self.precision):
+                logits, feat = self.net(img)
+            total, parts = self.criterion(logits.float(), feat.float(), target)
+            self._step(total)
+            bs = target.numel()
+            n_local += bs
+            sums["loss"] += float(total.detach()) * bs
+            for k, v in parts.items():
+                if k != "total":
+                    sums[f"loss_{k}"] += float(v) * bs
+            correct += (logits.detach().argmax(1) == target).sum()
+            if show and (it % 10 == 0 or it == len(self.loader) - 1):
+                dt = time.perf_counter() - t0
+                post = {k: f"{v / n_local:.3f}" for k, v in sums.items()}
+                bar.set_postfix(**post, lr=f"{lr:.2e}", img_s=f"{n_local * self.info.world_size / dt:.1f}")
+        train_s = time.perf_counter() - t0
+        keys = list(sums)
+        local = [sums[k] for k in keys] + [float(correct.item()), float(n_local)]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=dev)).tolist()
+        n = totals[-1]
+        row = {"epoch": epoch + 1, "lr": lr, "head_only": bool(self._head_only)}
+        row.update({k: totals[i] / n for i, k in enumerate(keys)})
+        row.update(train_acc=totals[-2] / n, images=int(n), images_per_s=n / train_s, train_seconds=train_s)
+        return row
+
+    def _step(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.center_opt is not None:
+            self.center_opt.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.center_opt is not None:
+            average_gradients(self.criterion.parameters())  # centres live outside DDP
+            self.scaler.unscale_(self.center_opt)
+            center_step_prepare(self.criterion)
+            self.scaler.step(self.center_opt)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    # ---- selection and the whole run --------------------------------------------------------------------
+    def _evaluate(self, items: tuple, protocol: str) -> dict:
+        cfg = self.cfg
+        return evaluate_model(self.raw, items[0], items[1], protocol=protocol, height=cfg.height, width=cfg.width,
+                              batch_size=cfg.test_batch_size, num_workers=cfg.num_workers, flip=cfg.eval_flip,
+                              metric=cfg.metric, device=self.device, precision=self.precision,
+                              channels_last=self.channels_last, progress=False, transform=self.test_tf)
+
+    def _select(self, epoch: int, row: dict) -> bool:
+        """Evaluate the selection split on rank 0 when due; return whether this epoch is the new best."""
+        cfg = self.cfg
+        due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        if self.select_on == "last":
+            self.best = {"epoch": epoch + 1}
+            return False
+        if not due:
+            return False
+        improved = False
+        if self.info.is_main:
+            items = self.val if self.select_on == "val" else self.test
+            protocol = "market" if self.select_on == "val" else self.test[2]
+            res = self._evaluate(items[:2], protocol)
+            prefix = "val" if self.select_on == "val" else "test"
+            row.update({f"{prefix}_{k}": v for k, v in res.items() if k != "cmc"})
+            score = 0.5 * (res["rank1"] + res["mAP"])
+            row["select_score"] = score
+            improved = self.best is None or score > self.best["score"]
+            if improved:
+                self.best = {"epoch": epoch + 1, "score": score, **{k: v for k, v in res.items() if k != "cmc"}}
+        return bool(broadcast_object(improved))
+
+    def _out_of_time(self, epoch: int) -> bool:
+        cfg = self.cfg
+        if cfg.max_minutes is None or epoch == self.start_epoch:
+            return False
+        done = [r["epoch_seconds"] for r in self.history[-5:]] or [0.0]
+        elapsed = time.perf_counter() - self.t_start
+        stop = elapsed + sum(done) / len(done) > cfg.max_minutes * 60
+        return bool(broadcast_object(stop))
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        stopped = None
+        self.meta.setdefault("runs", []).append({
+            "start_epoch": self.start_epoch, "world_size": self.info.world_size, "device": str(self.device),
+            "precision": self.precision, "channels_last": self.channels_last,
+            "torch_threads": torch.get_num_threads(), "train_transform": repr(self.train_tf) if self.train_tf else None,
+            "test_transform": repr(self.test_tf) if self.test_tf else None})
+        epoch = self.start_epoch
+        for epoch in range(self.start_epoch, cfg.epochs):
+            if self._out_of_time(epoch):
+                stopped = f"max_minutes={cfg.max_minutes} reached before epoch {epoch + 1}"
+                break
+            t0 = time.perf_counter()
+            row = self._train_epoch(epoch)
+            self.scheduler.step()
+            improved = self._select(epoch, row)
+            row["epoch_seconds"] = time.perf_counter() - t0
+            self.history.append(row)
+            self._save(epoch + 1, improved)
+            if cfg.progress and self.info.is_main:
+                tqdm.write(_summary(row))
+            if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
+                stopped = f"stop_after={cfg.stop_after}"
+                break
+        return self._finish(stopped)
+
+    def _finish(self, stopped: str | None) -> TrainResult:
+        cfg = self.cfg
+        done = self.history[-1]["epoch"] if self.history else 0
+        best_path = self.out / ckpt.BEST if (self.out / ckpt.BEST).is_file() else None
+        selected = best_path if self.select_on != "last" and best_path is not None else self.out / ckpt.LAST
+        test = None
+        run_test = cfg.evaluate_test and self.test is not None and not (stopped or "").startswith("stop_after")
+        if selected != self.out / ckpt.LAST and selected.is_file():
+            self.raw.load_state_dict(ckpt.load_checkpoint(selected, map_location=self.device)["model"])
+        if run_test and self.info.is_main and done > 0:
+            test = self._evaluate(self.test[:2], self.test[2])
+            write_json(self.out / "test_metrics.json", {"checkpoint": str(selected), "epoch": (self.best or {}).get("epoch", done),
+                                                        "selected_on": self.select_on, **test})
+        self.meta["runs"][-1].update(seconds=time.perf_counter() - self.t_start, torch=torch.__version__,
+                                     python=platform.python_version(), host=platform.node())
+        result = TrainResult(
+            out_dir=self.out, history=self.history, epochs_completed=done, epochs_planned=cfg.epochs,
+            optimizer=cfg.optimizer, selected_on=self.select_on, selection=SELECT_LABELS[self.select_on],
+            best_epoch=(self.best or {}).get("epoch"), best_metrics=self.best, checkpoint=selected,
+            last_checkpoint=self.out / ckpt.LAST, best_checkpoint=best_path, test_metrics=test,
+            stopped_early=stopped, config=cfg.to_dict(), meta=self.meta, model=self.raw)
+        if self.info.is_main:
+            write_json(self.out / "result.json", result.to_dict())
+        barrier()
+        return result
+
+
+def _unused_parameters(model: nn.Module, height: int, width: int, device: torch.device) -> list[str]:
+    """Trainable parameters that get no gradient from a train-mode forward of 2 blank images.
+
+    RNG, BatchNorm statistics and gradients are restored, so the probe leaves no trace on the run.
+    """
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    was_training = model.training
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.train()
+        out = model(torch.zeros(2, 3, height, width, device=device))
+        sum(o.float().sum() for o in (out if isinstance(out, (tuple, list)) else [out])).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for p in model.parameters():
+        p.grad = None
+    with torch.no_grad():
+        for k, v in model.named_buffers():
+            v.copy_(buffers[k])
+    model.train(was_training)
+    return unused
+
+
+def _summary(row: dict) -> str:
+    """One log line per epoch."""
+    parts = [f"epoch {row['epoch']}", f"lr {row['lr']:.2e}", f"loss {row['loss']:.4f}"]
+    parts += [f"{k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("loss_")]
+    parts += [f"acc {row['train_acc']:.3f}", f"{row['images_per_s']:.1f} img/s", f"{row['epoch_seconds']:.1f} s"]
+    parts += [f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("_rank1", "_mAP"))]
+    return " | ".join(parts)

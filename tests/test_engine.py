@@ -1,0 +1,196 @@
+"""The trainer end to end on a tiny synthetic dataset: records, exact resume, budgets, selection, CLI, fine-tuning.
+
+Everything runs on CPU in fp32 at 64 x 32 with OSNet x0.25 (32-d features) and P x K = 4 x 4.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from reidlib.data import build_dataset
+from reidlib.engine import finetune, fit, load_checkpoint, prepare_finetune, unwrap
+from reidlib.engine.launch import main as cli_main
+
+FAST = dict(batch_size=16, num_instances=4, height=64, width=32, device="cpu", precision="fp32",
+            channels_last=False, progress=False, warmup_epochs=1, milestones=(2,), test_batch_size=64,
+            model_kwargs={"feature_dim": 32})
+SYNTH = dict(num_cams=2, images_per_id_per_cam=2, height=64, width=32)
+TIMING = {"images_per_s", "train_seconds", "epoch_seconds"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is faster and reproducible."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return build_dataset("synthetic", tmp_path_factory.mktemp("data") / "a", num_ids=24, domain=0, seed=0, **SYNTH)
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    return build_dataset("synthetic", tmp_path_factory.mktemp("data") / "b", num_ids=20, domain=1, seed=1, **SYNTH)
+
+
+@pytest.fixture(scope="module")
+def source_run(source, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "source"
+    return fit("osnet_x0_25", source, out_dir=out, epochs=2, num_val_ids=3, **FAST)
+
+
+def _tree_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---- one run: files, records, selection --------------------------------------------------------------
+def test_fit_writes_checkpoints_and_records(source_run):
+    res, out = source_run, source_run.out_dir
+    assert {"last.pt", "best.pt", "metrics.csv", "history.json", "result.json", "test_metrics.json"} <= {
+        p.name for p in out.iterdir()}
+    assert not list(out.glob(".*tmp*"))
+    assert res.optimizer == "adam" and res.selected_on == "val" and "validation" in res.selection
+    assert res.epochs_completed == 2 and res.best_epoch in (1, 2) and res.stopped_early is None
+    assert res.checkpoint == out / "best.pt"
+    h = res.history
+    assert [r["epoch"] for r in h] == [1, 2]
+    assert h[0]["lr"] == pytest.approx(3.5e-6) and h[1]["lr"] == pytest.approx(3.5e-4)  # warm-up of 1 epoch
+    for key in ("loss", "loss_id", "loss_triplet", "loss_center", "train_acc", "images_per_s", "epoch_seconds",
+                "val_rank1", "val_mAP"):
+        assert all(math.isfinite(r[key]) for r in h), key
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and {"epoch", "lr", "loss_triplet", "val_rank1", "images_per_s"} <= set(rows[0])
+    assert json.loads((out / "history.json").read_text())[1]["epoch"] == 2
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["optimizer"] == "adam" and saved["test_metrics"]["num_valid_queries"] > 0
+    assert 0.0 <= res.test_metrics["rank1"] <= 1.0 and 0.0 <= res.test_metrics["mAP"] <= 1.0
+    assert res.summary()["test_mAP"] == res.test_metrics["mAP"]
+
+    last = load_checkpoint(out / "last.pt")
+    assert {"model", "optimizer", "scheduler", "criterion", "center_optimizer", "scaler", "rng", "sampler_epoch",
+            "loader_generator", "epoch", "history", "config", "model_spec"} <= set(last)
+    assert last["epoch"] == 2 and last["sampler_epoch"] == 2 and last["config"]["optimizer"] == "adam"
+    assert last["criterion"]["center.centers"].shape == (last["num_classes"], 32)
+    assert last["model_spec"]["name"] == "osnet_x0_25"
+    assert load_checkpoint(out / "best.pt")["epoch"] == res.best_epoch
+
+
+def _strip(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def test_resume_is_bit_exact(source, tmp_path):
+    kw = dict(epochs=3, num_val_ids=3, deterministic=True, seed=3, optimizer="sgd", **FAST)
+    full = fit("osnet_x0_25", source, out_dir=tmp_path / "full", **kw)
+    part = fit("osnet_x0_25", source, out_dir=tmp_path / "part", stop_after=1, **kw)
+    assert part.epochs_completed == 1 and part.stopped_early.startswith("stop_after") and part.test_metrics is None
+    resumed = fit("osnet_x0_25", source, out_dir=tmp_path / "part", **kw)  # a fresh process would do the same
+    assert resumed.epochs_completed == 3 and resumed.meta["runs"][-1]["start_epoch"] == 1
+    a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "part" / "last.pt")
+    for part_name in ("model", "criterion"):
+        for key, tensor in a[part_name].items():
+            assert torch.equal(tensor, b[part_name][key]), f"{part_name}.{key} differs after resume"
+    for idx, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][idx]["momentum_buffer"])
+    assert _strip(full.history) == _strip(resumed.history)
+    assert full.test_metrics == resumed.test_metrics and full.best_epoch == resumed.best_epoch
+
+
+def test_resume_refuses_another_recipe(source_run, source):
+    with pytest.raises(ValueError, match="another recipe.*lr"):
+        fit("osnet_x0_25", source, out_dir=source_run.out_dir, epochs=2, num_val_ids=3, **{**FAST, "lr": 1e-3})
+
+
+def test_max_minutes_stops_at_an_epoch_boundary_and_test_set_selection_is_labelled(source, tmp_path):
+    res = fit("osnet_x0_25", source, out_dir=tmp_path / "budget", epochs=4, max_minutes=1e-4, select_on="test",
+              optimizer="sgd", **FAST)
+    assert res.epochs_completed == 1 and "max_minutes" in res.stopped_early
+    assert res.optimizer == "sgd" and res.selected_on == "test" and "TEST set" in res.selection
+    assert "test_rank1" in res.history[0] and "val_rank1" not in res.history[0]
+    assert json.loads((tmp_path / "budget" / "result.json").read_text())["stopped_early"] == res.stopped_early
+    assert res.test_metrics is not None  # the selected checkpoint is still evaluated once
+
+
+def test_bad_options_fail_before_training(source, tmp_path):
+    with pytest.raises(ValueError, match="select_on='val' needs"):
+        fit("osnet_x0_25", source, out_dir=tmp_path / "x", select_on="val", **FAST)
+    with pytest.raises(ValueError, match="select_on='test' needs a dataset"):
+        fit("osnet_x0_25", source.train, out_dir=tmp_path / "x", select_on="test", **FAST)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        fit("osnet_x0_25", source, out_dir=tmp_path / "x", optimizer="rmsprop", **FAST)
+    with pytest.raises(TypeError, match="unknown training option"):
+        fit("osnet_x0_25", source, out_dir=tmp_path / "x", num_epochs=3, **FAST)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_trains_and_prints_a_summary(source, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["--dataset", "synthetic", "--root", str(source.root), "--model", "osnet_x0_25", "--out", str(out),
+            "--epochs", "1", "--batch-size", "16", "--height", "64", "--width", "32", "--device", "cpu",
+            "--precision", "fp32", "--no-channels-last", "--no-progress", "--warmup-epochs", "0",
+            "--optimizer", "sgd", "--model-kwargs", '{"feature_dim": 32}', "--no-evaluate-test"]
+    assert cli_main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["optimizer"] == "sgd" and summary["epochs_completed"] == 1
+    assert (out / "last.pt").is_file() and load_checkpoint(out / "last.pt")["config"]["optimizer"] == "sgd"
+
+
+# ---- fine-tuning -------------------------------------------------------------------------------------
+def test_finetune_refuses_the_source_folder(source_run, target):
+    for bad in (source_run.out_dir, source_run.out_dir / "ft"):
+        with pytest.raises(ValueError, match="must differ from"):
+            finetune(source_run.checkpoint, target, out_dir=bad, **FAST)
+
+
+def test_prepare_finetune_replaces_the_real_classifier(source_run, target):
+    src_classes = load_checkpoint(source_run.checkpoint)["num_classes"]
+    model = prepare_finetune(source_run.checkpoint, target, num_val_ids=3)
+    n_target = target.num_train_pids - 3
+    assert n_target != src_classes
+    assert unwrap(model) is model and model.classifier.out_features == n_target
+    model.train()
+    logits, feat = model(torch.randn(4, 3, 64, 32))
+    assert logits.shape == (4, n_target) and feat.shape == (4, 32)
+    logits.logsumexp(1).mean().backward()
+    assert model.classifier.weight.grad is not None and model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_finetune_head_only_then_full(source_run, target, tmp_path):
+    before = _tree_digest(source_run.out_dir)
+    src = load_checkpoint(source_run.checkpoint)["model"]
+    fresh = prepare_finetune(source_run.checkpoint, target, num_val_ids=3).state_dict()
+    head = set(prepare_finetune(source_run.checkpoint, target, num_val_ids=3).head_parameter_names())
+    head_keys = {k for k in fresh if any(k.startswith(h.rsplit(".", 1)[0] + ".") for h in head)}
+    kw = dict(epochs=2, head_only_epochs=1, num_val_ids=3, **FAST)
+    out = tmp_path / "ft"
+
+    first = finetune(source_run.checkpoint, target, out_dir=out, stop_after=1, **kw)
+    assert first.history[0]["head_only"] is True
+    state = load_checkpoint(out / "last.pt")
+    n_target = target.num_train_pids - 3
+    assert state["model"]["classifier.weight"].shape == (n_target, 32)
+    assert state["criterion"]["center.centers"].shape == (n_target, 32)  # a fresh center loss for the target
+    assert not torch.equal(state["model"]["classifier.weight"], fresh["classifier.weight"])  # the head trained
+    backbone = [k for k in src if k not in head_keys and not k.startswith("classifier.")]
+    assert backbone and all(torch.equal(state["model"][k], src[k]) for k in backbone)  # frozen, BN stats too
+
+    second = finetune(source_run.checkpoint, target, out_dir=out, **kw)  # resumes into the full phase
+    assert [r["head_only"] for r in second.history] == [True, False]
+    final = load_checkpoint(out / "last.pt")["model"]
+    assert any(not torch.equal(final[k], src[k]) for k in backbone if final[k].is_floating_point())
+    assert second.meta["finetune"]["source_checkpoint"] == str(source_run.checkpoint.resolve())
+    assert second.test_metrics is not None and second.out_dir == out
+    assert _tree_digest(source_run.out_dir) == before  # the source run is untouched
