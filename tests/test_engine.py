@@ -140,12 +140,14 @@ def test_cli_trains_and_prints_a_summary(source, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["--dataset", "synthetic", "--root", str(source.root), "--model", "osnet_x0_25", "--out", str(out),
             "--epochs", "1", "--batch-size", "16", "--height", "64", "--width", "32", "--device", "cpu",
-            "--precision", "fp32", "--no-channels-last", "--no-progress", "--warmup-epochs", "0",
+            "--no-progress", "--warmup-epochs", "0",  # default precision/layout: the CPU fast path (bf16 + CL)
             "--optimizer", "sgd", "--model-kwargs", '{"feature_dim": 32}', "--no-evaluate-test"]
     assert cli_main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["optimizer"] == "sgd" and summary["epochs_completed"] == 1
-    assert (out / "last.pt").is_file() and load_checkpoint(out / "last.pt")["config"]["optimizer"] == "sgd"
+    state = load_checkpoint(out / "last.pt")
+    assert state["config"]["optimizer"] == "sgd" and state["meta"]["runs"][0]["precision"] == "bf16"
+    assert state["meta"]["runs"][0]["channels_last"] is True
 
 
 # ---- fine-tuning -------------------------------------------------------------------------------------

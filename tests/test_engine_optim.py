@@ -89,6 +89,7 @@ def test_config_errors_are_clear():
     with pytest.raises(TypeError, match="unknown training option"):
         TrainConfig.from_kwargs(epoch=3)
     cfg = TrainConfig()
-    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.milestones) == ("adam", 3.5e-4, 5e-4, 120, (40, 70))
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs) == ("adam", 3.5e-4, 5e-4, 120)
+    assert (cfg.milestones, cfg.warmup_epochs, cfg.warmup_factor, cfg.gamma) == ((40, 70), 10, 0.01, 0.1)
     assert (cfg.batch_size, cfg.num_instances, cfg.triplet_margin, cfg.center_weight, cfg.center_lr) == (
         64, 4, 0.3, 5e-4, 0.5)

@@ -105,7 +105,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.num_instances:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_instances ({self.num_instances})")
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of num_instances ({self.num_instances})")
         if self.stop_after is not None and self.stop_after < 1:
             raise ValueError(f"stop_after must be >= 1 epoch, got {self.stop_after}")
         if self.max_minutes is not None and self.max_minutes <= 0:

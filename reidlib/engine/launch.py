@@ -15,9 +15,13 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .config import TrainConfig
+from reidlib.runtime import PRECISIONS
+
+from .config import SELECT_ON, TrainConfig
+from .optim import OPTIMIZERS, SCHEDULERS
 
 _SCALARS = {"int": int, "float": float, "str": str}
+_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "select_on": SELECT_ON, "precision": PRECISIONS}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         if kind == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_)
         elif kind in _SCALARS:
-            group.add_argument(flag, dest=f.name, type=_SCALARS[kind], default=default, help=help_)
+            group.add_argument(flag, dest=f.name, type=_SCALARS[kind], default=default, help=help_,
+                               choices=_CHOICES.get(f.name))
         elif kind.startswith("tuple"):
             group.add_argument(flag, dest=f.name, type=int, nargs="*", default=default, help=help_)
         elif kind == "dict":

@@ -5,9 +5,26 @@ train at ``lr(e)`` (see :mod:`reidlib.engine.optim`), step the scheduler, evalua
 ``(e + 1) % eval_every == 0`` or at the last epoch, save ``last.pt`` (and ``best.pt`` on improvement), append
 one row to ``metrics.csv`` / ``history.json``. The test set is evaluated once, after training, from the
 selected checkpoint. Under DDP only rank 0 evaluates, logs and writes files.
+
+History rows (``history.json``, ``metrics.csv``; one per epoch): ``epoch`` (1-based), ``lr``, ``head_only``,
+``loss`` and ``loss_id``/``loss_triplet``/``loss_center`` (unweighted, mean per image), ``train_acc``, ``images``,
+``images_per_s`` (all ranks), ``train_seconds``, ``epoch_seconds`` (with evaluation); when evaluated,
+``val_rank1``/``val_rank5``/``val_rank10``/``val_mAP``/``val_mINP`` (fractions in [0, 1]; ``test_*`` with
+``select_on="test"``) and ``select_score`` = (rank1 + mAP) / 2, the paper code's selection score.
+
+Exact resume: ``last.pt`` holds model, optimizer, scheduler, center loss and its optimizer, GradScaler, every
+rank's python/numpy/torch/CUDA RNG state and the loader generator. Restarting the same call continues at the
+next epoch; on CPU with ``deterministic=True``, ``num_workers=0`` and the same thread count the final weights
+are bit-identical to an uninterrupted run (persistent loader workers keep RNG state that is not saved).
+
+``max_minutes``: before each epoch but the first of the call, stop if the elapsed time plus the mean duration
+of the last (up to 5) epochs would pass the budget; recorded as ``stopped_early``. The final test evaluation
+still runs (it is not counted in the estimate). ``stop_after=k`` stops after epoch k without the test
+evaluation, as an interrupted run would.
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 import warnings
@@ -56,7 +73,7 @@ def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
     """
     if config is not None and kwargs:
         raise TypeError("pass either config= or keyword options, not both")
-    cfg = config if config is not None else TrainConfig.from_kwargs(**kwargs)
+    cfg = dataclasses.replace(config) if config is not None else TrainConfig.from_kwargs(**kwargs)
     if isinstance(val, int) and not isinstance(val, bool):
         cfg.num_val_ids, val = val, None
     return _Trainer(model, data, Path(out_dir), val, cfg, (train_transform, test_transform), meta).run()
@@ -194,7 +211,8 @@ class _Trainer:
             "format": 1, "epoch": epoch, "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "criterion": self.criterion.state_dict(),
             "center_optimizer": None if self.center_opt is None else self.center_opt.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng, "loader_generator": None if gen is None else gen.get_state(),
+            "scaler": self.scaler.state_dict(), "rng": rng,
+            "loader_generator": None if gen is None else gen.get_state(),
             "sampler_epoch": epoch, "history": ckpt.to_builtin(self.history), "best": ckpt.to_builtin(self.best),
             "config": self.cfg.to_dict(), "model_spec": self.model_spec, "num_classes": self.num_classes,
             "select_on": self.select_on, "world_size": self.info.world_size, "meta": ckpt.to_builtin(self.meta),
@@ -400,8 +418,9 @@ class _Trainer:
             self.raw.load_state_dict(ckpt.load_checkpoint(selected, map_location=self.device)["model"])
         if run_test and self.info.is_main and done > 0:
             test = self._evaluate(self.test[:2], self.test[2])
-            write_json(self.out / "test_metrics.json", {"checkpoint": str(selected), "epoch": (self.best or {}).get("epoch", done),
-                                                        "selected_on": self.select_on, **test})
+            write_json(self.out / "test_metrics.json", {
+                "checkpoint": str(selected), "epoch": (self.best or {}).get("epoch", done),
+                "selected_on": self.select_on, "optimizer": cfg.optimizer, **test})
         self.meta["runs"][-1].update(seconds=time.perf_counter() - self.t_start, torch=torch.__version__,
                                      python=platform.python_version(), host=platform.node())
         result = TrainResult(
