@@ -1,0 +1,231 @@
+"""Model complexity table: parameters (paper count / default / inference), FLOPs and CPU throughput at 256×128.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/complexity.py [--batch 8] [--iters 3] [--threads 1] [--no-train]
+
+Writes results/complexity/complexity.{md,json} (each via a temporary file renamed into place).
+Throughput: random input, channels_last + bf16 autocast (``reidlib.runtime``) where the CPU computes bf16
+natively (avx512_bf16 / AMX), fp32 otherwise (``--precision auto``; emulated bf16 is ~10× *slower* than fp32
+on an AVX2-only CPU, measured), best of ``--iters`` timed iterations after one
+warm-up (the minimum is the least contention-affected estimate on a shared machine); inference = eval + inference_mode, embedding output; train step =
+forward + ReIDLoss (CE-LS + triplet + center, fp32) + backward + SGD step, P×K = batch/4 × 4.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from reidlib.losses import make_loss  # noqa: E402
+from reidlib.models import build_model, count_flops, count_parameters, inference_parameter_count, list_models  # noqa: E402
+from reidlib.runtime import autocast, to_memory_format  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "complexity"
+SIZE = (256, 128)
+NUM_CLASSES = 751
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_bf16() -> bool:
+    """True when the CPU has bf16 arithmetic (AVX512-BF16 or AMX), i.e. bf16 autocast is a speed-up."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _best_seconds(fn, iters: int) -> float:
+    fn()  # warm-up (oneDNN primitive creation, allocator)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def throughput(model: torch.nn.Module, batch: int, iters: int, train: bool, precision: str, channels_last: bool) -> float:
+    """Images per second of eval inference or of one training step, on CPU."""
+    device = torch.device("cpu")
+    model = to_memory_format(model, channels_last)
+    x = to_memory_format(torch.randn(batch, 3, *SIZE), channels_last)
+    if not train:
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast(device, precision):
+                model(x)
+    else:
+        model.train()
+        targets = torch.arange(batch // 4).repeat_interleave(4)
+        criterion = make_loss(num_classes=NUM_CLASSES, feat_dim=model.feat_dim)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, precision):
+                logits, feat = model(x)
+            total, _ = criterion(logits.float(), feat.float(), targets)
+            total.backward()
+            opt.step()
+
+    return batch / _best_seconds(step, iters)
+
+
+def measure(name: str, paper_code: bool, args: argparse.Namespace) -> dict:
+    model = build_model(name, NUM_CLASSES, paper_code=paper_code)
+    flops = count_flops(model, SIZE)
+    row = {
+        "model": name,
+        "paper_code": paper_code,
+        "params_trainable": count_parameters(model),
+        "params_inference": inference_parameter_count(model, SIZE),
+        "feat_dim": model.feat_dim,
+        "flops": flops["flops"],
+        "macs": flops["macs"],
+    }
+    row["infer_img_s"] = round(throughput(model, args.batch, args.iters, False, args.precision, not args.no_channels_last), 1)
+    if not args.no_train:
+        row["train_img_s"] = round(throughput(model, args.batch, args.iters, True, args.precision, not args.no_channels_last), 1)
+    print(row, flush=True)
+    return row
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "reidlib", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return f"{head} + uncommitted changes" if dirty else head
+    except OSError:
+        return "unknown"
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    by = {(r["model"], r["paper_code"]): r for r in rows}
+    lines = [
+        "# Model complexity at 256×128 (num_classes = 751)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['cpu']}, {meta['threads']} torch threads, torch {meta['torch']}; commit {meta['commit']}; {meta['date']}.  ",
+        f"Load average before the run: {meta['loadavg']} (the 2 cores are shared with other engineers: throughput is a "
+        "lower bound, noisy by ±20 % or more).",
+        "",
+        "- **params paper / default**: trainable parameters (`count_parameters`) with `paper_code=True` (the paper's "
+        "numbers: dead MobileNetV3 head, 1000-d OSNet fc, biases) / with the default, cleaned-up model.",
+        "- **params inference**: every parameter an eval forward of the default model uses (classifier and dead heads excluded, "
+        "frozen BN bias included). Paper mode computes differently only for bot_resnet50 (last stride 2: an 8×4 "
+        "final map instead of 16×8) and osnet_x0_25 (1000-d fc).",
+        "- **MACs**: multiply-adds of conv/linear layers for one image (FLOPs / 2; torchreid and most re-ID papers call these "
+        "\"FLOPs\"), counted by `torch.utils.flop_counter.FlopCounterMode`; BN, activations and pooling are not counted.",
+        f"- **img/s**: CPU, {'bf16 autocast' if meta['precision'] == 'bf16' else 'fp32'}, channels_last={meta['channels_last']}, "
+        f"batch {meta['batch']}, {meta['threads']} thread(s), best of {meta['iters']} iterations after 1 warm-up; "
+        "train = forward + CE-LS/triplet/center + backward + SGD step. 1 thread by default: on a shared 2-core machine, "
+        "2 OpenMP threads competing with other jobs spend their time in barrier waits (a one-off check while writing "
+        "this benchmark: OSNet x0.25 inference ran 2-3× slower with 2 threads than with 1).",
+        *(
+            []
+            if meta["native_bf16"] or meta["precision"] == "bf16"
+            else [
+                "",
+                "This CPU has no native bf16 (no avx512_bf16/AMX), so throughput is measured in fp32 + channels_last. "
+                f"bf16 autocast is emulated here: osnet_x0_25 inference with CL+bf16 ran at {meta.get('osnet_bf16_infer_img_s')} "
+                "img/s in this run, against the fp32 number in the table. `../shared/paper/cpu_facts.md` measured an "
+                "AMX Xeon, where CL+bf16 is the fastest setting.",
+            ]
+        ),
+        "",
+        "| model | params paper | params default | params inference default (paper) | GMACs default (paper) | "
+        "GFLOPs default (paper) | infer img/s default (paper) | train img/s default (paper) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted({r["model"] for r in rows}):
+        d, p = by[(name, False)], by[(name, True)]
+        train = f"{d['train_img_s']} ({p['train_img_s']})" if "train_img_s" in d else "–"
+        lines.append(
+            f"| {name} | {p['params_trainable']:,} | {d['params_trainable']:,} | "
+            f"{d['params_inference']:,} ({p['params_inference']:,}) | {d['macs'] / 1e9:.3f} ({p['macs'] / 1e9:.3f}) | "
+            f"{d['flops'] / 1e9:.3f} ({p['flops'] / 1e9:.3f}) | {d['infer_img_s']} ({p['infer_img_s']}) | {train} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 suits a shared 2-core machine)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="auto: bf16 where the CPU has native bf16, else fp32")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step throughput")
+    parser.add_argument("--models", nargs="*", default=list_models())
+    args = parser.parse_args(argv)
+    if args.batch < 4 or args.batch % 4:
+        parser.error("--batch must be a multiple of 4 (P×K with K = 4)")
+    if args.precision == "auto":
+        args.precision = "bf16" if native_bf16() else "fp32"
+    torch.set_num_threads(args.threads)
+    simd = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    meta = {
+        "command": " ".join(["HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/complexity.py", *(sys.argv[1:] if argv is None else argv)]),
+        "cpu": f"{cpu_name()} ({', '.join(simd) or 'no AVX2'})",
+        "native_bf16": native_bf16(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "commit": _git_commit(),
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "batch": args.batch,
+        "iters": args.iters,
+        "precision": args.precision,
+        "channels_last": not args.no_channels_last,
+        "image_size": list(SIZE),
+        "num_classes": NUM_CLASSES,
+    }
+    rows = [measure(name, paper, args) for name in args.models for paper in (False, True)]
+    if args.precision == "fp32" and not meta["native_bf16"]:  # document what bf16 would cost here
+        osnet = build_model("osnet_x0_25", NUM_CLASSES)
+        meta["osnet_bf16_infer_img_s"] = round(throughput(osnet, args.batch, 1, False, "bf16", not args.no_channels_last), 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    _write_atomic(OUT / "complexity.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    _write_atomic(OUT / "complexity.md", to_markdown(rows, meta))
+    print((OUT / "complexity.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
