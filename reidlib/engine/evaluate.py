@@ -34,7 +34,7 @@ def evaluate_model(
     Returns ``{"rank1", "rank5", "rank10", "mAP", "mINP", "num_valid_queries", "cmc"}``: fractions in [0, 1]
     as :func:`reidlib.evaluation.evaluate_features` reports them, ``cmc`` a list of ``max_rank`` values.
     ``transform`` (default: resize to ``height`` x ``width`` + normalise) maps a PIL image to a tensor.
-    The model is left in eval mode.
+    The model's train/eval mode is restored afterwards.
     """
     from reidlib.evaluation import evaluate_features, extract_features
 

@@ -59,7 +59,8 @@ def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
     Args:
         model: a reidlib model whose classifier has one output per training identity, or a registered model
             name (built with ``num_classes`` = training identities and ``config.model_kwargs``). After ``fit``
-            the module holds the selected weights (the ones the test metrics come from).
+            the module (also ``result.model``) holds the selected weights, the ones the test metrics come
+            from, in eval mode. A classifier of another size is replaced by ``reset_classifier``.
         data: a :class:`reidlib.data.ReIDDataset` (its train split is used for training and its query/gallery
             for the final test) or a list of training items ``(path, pid, camid)`` (no test evaluation).
         out_dir: run folder for ``last.pt``, ``best.pt``, ``metrics.csv``, ``history.json``, ``result.json``.
@@ -416,6 +417,7 @@ class _Trainer:
         run_test = cfg.evaluate_test and self.test is not None and not (stopped or "").startswith("stop_after")
         if selected != self.out / ckpt.LAST and selected.is_file():
             self.raw.load_state_dict(ckpt.load_checkpoint(selected, map_location=self.device)["model"])
+        self.raw.eval()
         if run_test and self.info.is_main and done > 0:
             test = self._evaluate(self.test[:2], self.test[2])
             write_json(self.out / "test_metrics.json", {
