@@ -1,0 +1,27 @@
+"""Evaluation: distances, exact CMC / mAP / mINP at LaST scale, re-ranking, feature extraction, retrieval.
+
+>>> from reidlib.evaluation import distance, evaluate, evaluate_features, extract_features   # doctest: +SKIP
+>>> res = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="cosine")   # doctest: +SKIP
+>>> res["cmc"][0], res["mAP"]          # fractions in [0, 1]                                # doctest: +SKIP
+"""
+from reidlib.evaluation.distances import METRICS, GalleryDistance, distance
+from reidlib.evaluation.evaluator import RERANK_METHODS, evaluate_features
+from reidlib.evaluation.features import FeatureSet, extract_features
+from reidlib.evaluation.rank import AP_FORMS, PROTOCOLS, evaluate, stable_topk
+from reidlib.evaluation.rerank import query_expansion, re_ranking
+
+__all__ = [
+    "AP_FORMS",
+    "METRICS",
+    "PROTOCOLS",
+    "RERANK_METHODS",
+    "FeatureSet",
+    "GalleryDistance",
+    "distance",
+    "evaluate",
+    "evaluate_features",
+    "extract_features",
+    "query_expansion",
+    "re_ranking",
+    "stable_topk",
+]
