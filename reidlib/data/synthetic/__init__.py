@@ -158,7 +158,7 @@ def generate_synthetic(root: str | Path, overwrite: bool = False, **kwargs) -> P
         num_junk: Market only: pid -1 gallery images (default num_test_ids // 2).
 
     Writes ``meta.json`` (parameters, generator version, counts) and ``README.txt`` next to the image folders.
-    With the defaults: about 1,800 train / 300 query / 1,050 gallery images (+50 junk), ~3,200 files.
+    With the defaults: about 1,700 train / 300 query / 1,000 gallery images (+50 junk), ~3,100 files.
 
     Raises:
         ValueError: invalid parameters, or ``root`` holds a generated dataset with other parameters
@@ -192,7 +192,11 @@ def generate_synthetic(root: str | Path, overwrite: bool = False, **kwargs) -> P
         (tmp / "README.txt").write_text(_readme(params, counts, num_files))
         if root.exists():
             root.rmdir()  # empty, checked above
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process finished the same dataset first: fine if it is the same one
+            if (read_meta(root) or {}).get("params") != params:
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root

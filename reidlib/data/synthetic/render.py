@@ -47,7 +47,8 @@ def sample_pose(rng: np.random.Generator, identity: IdentityStyle, camera: Camer
     )
 
 
-def _box(v, x, v0, v1, x0, x1):
+def _box(v: np.ndarray, x: np.ndarray, v0: float, v1: float, x0: float, x1: float) -> np.ndarray:
+    """(H, W) mask of the rectangle ``v0 <= v < v1``, ``x0 <= x < x1``."""
     return (v >= v0) & (v < v1) & (x >= x0) & (x < x1)
 
 

@@ -98,7 +98,10 @@ def sample_identity(rng: np.random.Generator, domain: int) -> IdentityStyle:
     second = _pick(rng, UPPER_WEIGHTS[1 - domain])
     if second == upper_name:
         second = "white" if upper_name != "white" else "black"
-    accessory = lambda p: _jitter(rng, UPPER_COLOURS[_pick(rng, UPPER_WEIGHTS[domain])], 0.05) if rng.random() < p else None
+
+    def accessory(prob: float) -> Colour | None:
+        return _jitter(rng, UPPER_COLOURS[_pick(rng, UPPER_WEIGHTS[domain])], 0.05) if rng.random() < prob else None
+
     return IdentityStyle(
         height=float(rng.uniform(0.9, 1.05)),
         build=float(rng.uniform(0.85, 1.2) * (0.93 if domain else 1.0)),
