@@ -5,7 +5,6 @@ models are built once per module.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ from reidlib.models import (
 )
 from reidlib.runtime import autocast, to_memory_format
 
-SHARED = Path(os.environ.get("REIDLIB_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-WEIGHTS = SHARED / "weights"
 MODELS = ("bot_resnet50", "mnv3_siamese", "osnet_x0_25")
 FEAT_DIM = {"bot_resnet50": 2048, "mnv3_siamese": 960, "osnet_x0_25": 512}
 
@@ -259,20 +256,22 @@ def test_pretrained_torchvision_and_timm_backbones(tmp_path):
 
 
 # ---- the shared torchreid OSNet weights -------------------------------------------------------------------
-requires_weights = pytest.mark.skipif(
-    not (WEIGHTS / "osnet_x0_25_market1501.pth").is_file(),
-    reason=f"shared OSNet weights not found under {WEIGHTS} (set REIDLIB_SHARED to the shared/ folder)",
-)
+@pytest.fixture
+def weights(shared_dir: Path) -> Path:
+    """``<shared>/weights`` with the torchreid OSNet x0.25 state dicts; skipped with the reason when absent."""
+    folder = shared_dir / "weights"
+    if not (folder / "osnet_x0_25_market1501.pth").is_file():
+        pytest.skip(f"shared OSNet weights not found under {folder}")
+    return folder
 
 
-@requires_weights
 @pytest.mark.shared
 @pytest.mark.parametrize("fname, classes", [("osnet_x0_25_market1501.pth", 751), ("osnet_x0_25_msmt17.pth", 1041)])
-def test_shared_osnet_weights_load_strictly(fname, classes):
-    state = torch.load(WEIGHTS / fname, map_location="cpu", weights_only=True)
+def test_shared_osnet_weights_load_strictly(weights, fname, classes):
+    state = torch.load(weights / fname, map_location="cpu", weights_only=True)
     model = build_model("osnet_x0_25", classes)
     model.load_state_dict(state, strict=True)  # every torchreid key and shape
-    assert load_pretrained(build_model("osnet_x0_25", classes), WEIGHTS / fname, strict=True).exact
+    assert load_pretrained(build_model("osnet_x0_25", classes), weights / fname, strict=True).exact
 
 
 def _load_images(paths: list[Path]) -> torch.Tensor:
@@ -287,14 +286,13 @@ def _load_images(paths: list[Path]) -> torch.Tensor:
     return torch.stack(out)
 
 
-@requires_weights
 @pytest.mark.shared
-def test_shared_osnet_feature_is_torchreids_and_ranks_real_pedestrians():
+def test_shared_osnet_feature_is_torchreids_and_ranks_real_pedestrians(weights, shared_dir):
     """Eval output = the 512-d post-ReLU ``fc`` vector, deterministic; it matches people across cameras."""
-    data = SHARED / "data" / "cuhk01"
+    data = shared_dir / "data" / "cuhk01"
     if not (data / "query").is_dir():
         pytest.skip(f"CUHK01 not found under {data}")
-    model = build_model("osnet_x0_25", 751, pretrained=WEIGHTS / "osnet_x0_25_market1501.pth").eval()
+    model = build_model("osnet_x0_25", 751, pretrained=weights / "osnet_x0_25_market1501.pth").eval()
     # 40 ids, one camera-A query and one camera-B gallery image each (chance rank-1 = 2.5 %)
     query = sorted((data / "query").glob("*.png"))[:80:2]
     gallery = sorted((data / "bounding_box_test").glob("*.png"))[:80:2]

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LoadReport", "ReIDModel", "build_model", "count_flops", "count_parameters", "describe",
-    "inference_parameter_count", "list_models", "load_pretrained", "read_state_dict", "register_model",
+    "inference_parameter_count", "list_models", "load_pretrained", "read_state_dict", "register_model", "show_models",
 ]
 
 
@@ -68,3 +68,8 @@ def describe(num_classes: int = 751) -> str:
             f"{count_parameters(paper):,} | {count_parameters(clean):,} |"
         )
     return "\n".join(rows)
+
+
+def show_models(num_classes: int = 751) -> None:
+    """Print :func:`describe`'s table."""
+    print(describe(num_classes))
