@@ -97,14 +97,14 @@ def load_pretrained(model: nn.Module, path: str | Path, strict: bool = False) ->
     backbone = getattr(model, "backbone", None)
     if isinstance(backbone, nn.Module):
         targets["backbone"] = backbone
-    overlap = {name: len(state.keys() & mod.state_dict().keys()) for name, mod in targets.items()}
+    owns = {name: mod.state_dict() for name, mod in targets.items()}
+    overlap = {name: len(state.keys() & own.keys()) for name, own in owns.items()}
     target = max(overlap, key=lambda name: (overlap[name], name == ""))
-    module = targets[target]
-    own = module.state_dict()
+    module, own = targets[target], owns[target]
     if overlap[target] < 0.5 * min(len(state), len(own)):
         raise ValueError(
-            f"{path}: no key matches {type(model).__name__} or its backbone (at best {overlap[target]} of "
-            f"{len(state)} names; checkpoint keys start with {sorted(state)[:3]}); "
+            f"{path}: too few key names match {type(model).__name__} or its backbone (at best {overlap[target]} of "
+            f"{len(state)}; checkpoint keys start with {sorted(state)[:3]}); "
             "is it a checkpoint for another architecture?"
         )
     report = LoadReport(str(path), target)
