@@ -26,6 +26,9 @@ _LAZY = {
     "evaluate": "reidlib.evaluation",
     "distance": "reidlib.evaluation",
     "extract_features": "reidlib.evaluation",
+    "evaluate_features": "reidlib.evaluation",
+    "fit": "reidlib.engine",
+    "finetune": "reidlib.engine",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
