@@ -116,6 +116,17 @@ def test_ties_are_broken_by_gallery_index():
     assert stable_topk(torch.tensor([[1.0, 0.5, 1.0, 0.5]]), 3).tolist() == [[1, 3, 0]]
 
 
+@pytest.mark.parametrize("k", [1, 3, 7, 12])
+def test_stable_topk_is_a_stable_argsort_prefix(k):
+    rng = np.random.default_rng(k)
+    x = rng.integers(0, 4, (30, 12)).astype(np.float32)  # heavy ties, also at the k-th value
+    x[3, 5] = np.nan
+    x[4] = np.nan
+    want = np.argsort(x, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(stable_topk(x, k), want)
+    np.testing.assert_array_equal(stable_topk(torch.from_numpy(x).double(), k), want)
+
+
 def test_queries_without_valid_match_are_skipped():
     d = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.5, 0.1, 0.2]], dtype=np.float32)
     q_pids, q_cams = [1, 2, 9], [0, 0, 0]

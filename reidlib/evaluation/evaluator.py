@@ -85,8 +85,7 @@ def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tens
         step = int(chunk_size) if chunk_size else default_chunk_size(n_g)
         if step < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        for s in range(0, n_q, step):
-            acc.add(dist(q[s:s + step]), qp[s:s + step], qc[s:s + step])
+        acc.consume((dist(q[s:s + step]), qp[s:s + step], qc[s:s + step]) for s in range(0, n_q, step))
         result = acc.result(int(max_rank), return_all_ap)
     result.update(metric=metric, normalize=bool(normalize), p=float(p) if metric == "minkowski" else None,
                   protocol=protocol, ap=ap, rerank=method, num_query=n_q, num_gallery=n_g)

@@ -1,10 +1,11 @@
 """CMC, mAP and mINP from a query x gallery distance matrix, exactly as a stable per-row argsort defines them.
 
 No argsort is computed. Only the ranks of each query's same-identity gallery items are needed: per chunk of
-queries the rows are sorted by value (numpy's SIMD sort, ~5x cheaper than ``np.argsort``; ``torch.sort`` on
-CUDA), each candidate's rank is the number of smaller values (``searchsorted``), and where a candidate's value is
-tied with other items, the tied items at lower gallery indices are added, which is exactly a stable sort's order.
-Memory stays at a few copies of one chunk, so the gallery size is not limited by RAM.
+queries the rows are sorted by value (numpy's SIMD sort, several times cheaper than ``np.argsort``), each
+candidate's rank is the number of smaller values (``searchsorted``), and where a candidate's value is tied with
+other items, the tied items at lower gallery indices are added, which is exactly a stable sort's order. Chunks
+rank on a small thread pool (numpy releases the GIL); everything per chunk is numpy, because thousands of small
+OpenMP regions stall when the 2-core CPU is shared. Memory stays at a few copies of one chunk.
 
 Conventions (torchreid / BoT / the paper code, see ``../shared/paper/reproduction_notes.md`` §3):
 - ``protocol="market"``: gallery items with the query's pid *and* camid are junk (removed from the ranking);
@@ -17,7 +18,9 @@ Conventions (torchreid / BoT / the paper code, see ``../shared/paper/reproductio
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -50,68 +53,61 @@ def as_ids(x: Sequence[int] | np.ndarray | torch.Tensor, name: str, length: int)
     return a.astype(np.int64, copy=False)
 
 
-def _stable_keys(d: torch.Tensor) -> torch.Tensor:
-    """Unique int64 keys whose order is a stable ascending sort of each row of a float32 tile (b, G).
+def stable_topk(d: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
+    """Column indices (b, k) of the k smallest entries of each row of ``d`` (b, G), in a stable sort's order.
 
-    High 32 bits: the float's bit pattern made order-preserving (-0.0 folded into +0.0); low 32 bits: the column.
+    Equal values keep their column order, as ``np.argsort(kind="stable")[:, :k]`` would, at the cost of a
+    ``np.partition`` (SIMD) and two comparisons per element. NaN counts as larger than everything.
     """
-    if d.dtype != torch.float32:
-        raise TypeError(f"_stable_keys needs float32 distances, got {d.dtype}")
-    if torch.isnan(d).any():
-        raise ValueError("the distance matrix contains NaN; check the features (zero vectors, inf, overflow)")
-    bits = (d + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0 so that they tie, as in np.argsort
-    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip magnitude bits -> signed-int order
-    cols = torch.arange(d.shape[1], device=d.device, dtype=torch.int64)
-    return (bits.to(torch.int64) << 32) | cols
+    x = as_numpy_rows(d)
+    k = min(int(k), x.shape[1])
+    if k == x.shape[1] or k == 0:
+        return np.argsort(x, axis=1, kind="stable")[:, :k]
+    kth = np.partition(x, k - 1, axis=1)[:, k - 1 : k]  # the k-th smallest value per row
+    keep = x < kth
+    tied = x == kth
+    need = k - keep.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > need)  # more items equal to the k-th value than slots left
+    tied[crowded] = False
+    for r in crowded:
+        tied[r, np.flatnonzero(x[r] == kth[r, 0])[: need[r]]] = True
+    keep |= tied
+    if np.isnan(kth).any():  # fewer than k non-NaN values: fill with the NaN columns in order
+        for r in np.flatnonzero(np.isnan(kth[:, 0])):
+            keep[r, np.flatnonzero(np.isnan(x[r]))[: k - keep[r].sum()]] = True
+    cols = np.nonzero(keep)[1].reshape(x.shape[0], k)  # ascending columns within each row
+    order = np.argsort(np.take_along_axis(x, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1)
 
 
-def stable_topk(d: torch.Tensor, k: int) -> torch.Tensor:
-    """Column indices (b, k) of the k smallest entries per row, ties broken by column (a stable sort's prefix)."""
-    k = min(int(k), d.shape[1])
-    if d.dtype == torch.float64:
-        return torch.sort(d, dim=1, stable=True).indices[:, :k]
-    keys = _stable_keys(d.float())
-    return (torch.topk(keys, k, dim=1, largest=False, sorted=True).values & 0xFFFFFFFF)
+def as_numpy_rows(d: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A chunk of distance rows as a float32/float64 numpy array on the CPU (float16/bfloat16 widen exactly)."""
+    if isinstance(d, torch.Tensor):
+        d = d.detach()
+        if d.dtype not in (torch.float32, torch.float64):
+            d = d.float() if d.is_floating_point() else d.double()
+        return d.cpu().numpy()
+    d = np.asarray(d)
+    return d if d.dtype in (np.float32, np.float64) else d.astype(np.float64 if d.dtype.itemsize > 4 else np.float32)
 
 
-def _sorted_rows(d: torch.Tensor) -> torch.Tensor:
-    """Each row of ``d`` sorted ascending (values only; NaN last). numpy's SIMD sort on CPU, torch.sort on CUDA."""
-    if d.dtype not in (torch.float32, torch.float64):
-        d = d.float()  # float16 / bfloat16 widen exactly
-    if d.device.type == "cpu":
-        return torch.from_numpy(np.sort(d.numpy(), axis=1))
-    return torch.sort(d, dim=1).values
-
-
-def _tie_counts(d: torch.Tensor, cand: torch.Tensor, cand_d: torch.Tensor, ties: torch.Tensor) -> torch.Tensor:
-    """For candidates whose distance is shared with other gallery items: how many of those have a lower index."""
-    extra = torch.zeros_like(cand)
-    rows, slots = ties.nonzero(as_tuple=True)
-    cols = torch.arange(d.shape[1], device=d.device)
-    step = default_chunk_size(d.shape[1])
-    for s in range(0, len(rows), step):
-        r, k = rows[s:s + step], slots[s:s + step]
-        same = (d[r] == cand_d[r, k][:, None]) & (cols[None, :] < cand[r, k][:, None])
-        extra[r, k] = same.sum(dim=1)
-    return extra
-
-
-def _candidate_ranks(d: torch.Tensor, cand: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+def _candidate_ranks(d: np.ndarray, cand: np.ndarray, kind: np.ndarray) -> np.ndarray:
     """0-based position of each candidate gallery item in a stable ascending sort of its row.
 
     d: (b, G) distances; cand: (b, P) gallery indices; kind: (b, P) with ``_PAD`` entries ignored.
     Sorting the values (no indices) is several times cheaper than an argsort; a candidate's position is the number
     of smaller values, plus, only where its value is tied, the number of equal values at lower gallery indices.
     """
-    srt = _sorted_rows(d)
-    if torch.isnan(srt[:, -1]).any():
+    srt = np.sort(d, axis=1)  # NaN sorts last
+    if np.isnan(srt[:, -1]).any():
         raise ValueError("the distance matrix contains NaN; check the features (zero vectors, inf, overflow)")
-    d = d.to(srt.dtype)
-    cand_d = d.gather(1, cand)
-    below = torch.searchsorted(srt, cand_d, side="left")
-    ties = (torch.searchsorted(srt, cand_d, side="right") - below > 1) & (kind != _PAD)
-    if bool(ties.any()):
-        below += _tie_counts(d, cand, cand_d, ties)
+    cand_d = np.take_along_axis(d, cand, axis=1)
+    below, upto = np.empty(cand.shape, np.int64), np.empty(cand.shape, np.int64)
+    for r in range(d.shape[0]):
+        below[r] = np.searchsorted(srt[r], cand_d[r], side="left")
+        upto[r] = np.searchsorted(srt[r], cand_d[r], side="right")
+    for r, k in zip(*np.nonzero((upto - below > 1) & (kind != _PAD))):  # value shared with other items: rare
+        below[r, k] += np.count_nonzero(d[r, : cand[r, k]] == cand_d[r, k])
     return below
 
 
@@ -138,40 +134,34 @@ class GalleryIndex:
         return cand.astype(np.int64), kind
 
 
-def chunk_stats(d: torch.Tensor, cand: torch.Tensor, kind: torch.Tensor, ap: str) -> dict[str, np.ndarray]:
+def chunk_stats(d: np.ndarray, cand: np.ndarray, kind: np.ndarray, ap: str) -> dict[str, np.ndarray]:
     """Per-query first-hit rank, AP and INP for one chunk of distance rows.
 
     Args:
-        d: (b, G) distances (float32 fast path; float64 ranked exactly by a stable sort).
-        cand, kind: from :meth:`GalleryIndex.candidates`, on ``d``'s device.
+        d: (b, G) float32 or float64 distances.
+        cand, kind: from :meth:`GalleryIndex.candidates`.
         ap: ``"mean"`` or ``"trapezoid"``.
 
     Returns:
-        numpy arrays of length b: ``first`` (0-based rank of the first positive among non-junk items),
+        arrays of length b: ``first`` (0-based rank of the first positive among non-junk items),
         ``ap``, ``inp`` and ``valid`` (the query has at least one positive).
     """
-    ranks = _candidate_ranks(d, cand, kind)
-    ranks = torch.where(kind == _PAD, d.shape[1] + 1, ranks)
-    ranks, idx = ranks.sort(dim=1)
-    kind = kind.gather(1, idx)
+    ranks = np.where(kind == _PAD, d.shape[1] + 1, _candidate_ranks(d, cand, kind))
+    order = np.argsort(ranks, axis=1, kind="stable")
+    ranks, kind = np.take_along_axis(ranks, order, axis=1), np.take_along_axis(kind, order, axis=1)
     is_pos, is_junk = kind == _POS, kind == _JUNK
-    junk_before = is_junk.cumsum(1) - is_junk.long()
-    valid_rank = (ranks - junk_before).double()  # 0-based rank among non-junk gallery items
-    hit = is_pos.cumsum(1).double()  # 1-based index of each positive
-    n_pos = is_pos.sum(1)
+    valid_rank = (ranks - (np.cumsum(is_junk, axis=1) - is_junk)).astype(np.float64)  # rank among non-junk items
+    hit = np.cumsum(is_pos, axis=1).astype(np.float64)  # 1-based index of each positive
+    n_pos = is_pos.sum(axis=1)
     prec = hit / (valid_rank + 1)
     if ap == "mean":
         terms = prec
     else:  # trapezoid: average of the precision just before the hit (1.0 at rank 0) and at the hit
-        before = torch.where(valid_rank > 0, (hit - 1) / valid_rank.clamp(min=1), torch.ones_like(hit))
-        terms = (before + prec) / 2
-    denom = n_pos.clamp(min=1).double()
-    ap_q = torch.where(is_pos, terms, torch.zeros_like(terms)).sum(1) / denom
-    first = torch.where(is_pos, valid_rank, torch.full_like(valid_rank, np.inf)).min(1).values
-    last = torch.where(is_pos, valid_rank, torch.full_like(valid_rank, -1.0)).max(1).values
-    inp = n_pos.double() / (last + 1).clamp(min=1)
-    out = {"first": first, "ap": ap_q, "inp": inp, "valid": n_pos > 0}
-    return {k: v.cpu().numpy() for k, v in out.items()}
+        terms = (np.where(valid_rank > 0, (hit - 1) / np.maximum(valid_rank, 1), 1.0) + prec) / 2
+    last = np.where(is_pos, valid_rank, -1.0).max(axis=1)
+    return {"first": np.where(is_pos, valid_rank, np.inf).min(axis=1),
+            "ap": np.where(is_pos, terms, 0.0).sum(axis=1) / np.maximum(n_pos, 1),
+            "inp": n_pos / np.maximum(last + 1, 1), "valid": n_pos > 0}
 
 
 class RankAccumulator:
@@ -183,11 +173,26 @@ class RankAccumulator:
         self.ap = ap
         self.parts: list[dict[str, np.ndarray]] = []
 
-    def add(self, d: torch.Tensor, q_pids: np.ndarray, q_camids: np.ndarray) -> None:
-        """Rank one chunk: ``d`` (b, G) distances of queries with ids ``q_pids`` / ``q_camids`` (length b)."""
+    def stats(self, d: np.ndarray | torch.Tensor, q_pids: np.ndarray, q_camids: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`chunk_stats` of one chunk: ``d`` (b, G) distances of queries ``q_pids`` / ``q_camids`` (length b)."""
         cand, kind = self.index.candidates(q_pids, q_camids)
-        self.parts.append(chunk_stats(d, torch.from_numpy(cand).to(d.device), torch.from_numpy(kind).to(d.device),
-                                      self.ap))
+        return chunk_stats(as_numpy_rows(d), cand, kind, self.ap)
+
+    def consume(self, chunks: Iterable[tuple[np.ndarray | torch.Tensor, np.ndarray, np.ndarray]]) -> None:
+        """Rank ``(d, q_pids, q_camids)`` chunks on ``torch.get_num_threads()`` threads, keeping their order.
+
+        numpy's sort releases the GIL, so chunks rank in parallel; while they do, the caller's generator may compute
+        the next distance chunk. At most threads + 1 chunks are held at a time.
+        """
+        workers = max(1, torch.get_num_threads())
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: deque[Future] = deque()
+            for d, q_pids, q_camids in chunks:
+                pending.append(pool.submit(self.stats, d, q_pids, q_camids))
+                if len(pending) > workers:
+                    self.parts.append(pending.popleft().result())
+            while pending:
+                self.parts.append(pending.popleft().result())
 
     def result(self, max_rank: int, return_all_ap: bool = False) -> dict:
         """``{"cmc", "mAP", "mINP", "num_valid_queries"}`` (+ ``all_AP``, NaN for skipped queries)."""
@@ -212,8 +217,8 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
     """CMC, mAP and mINP of a (Q, G) distance matrix (smaller = more similar).
 
     Args:
-        distmat: (Q, G) numpy array or torch tensor (CPU or CUDA). float32 (or lower) takes the fast path;
-            float64 is ranked exactly with a stable sort (slower). NaN raises.
+        distmat: (Q, G) numpy array or torch tensor (CPU or CUDA; ranked on the CPU chunk by chunk), float32 or
+            float64 (lower precisions widen exactly). NaN raises.
         q_pids, q_camids: length-Q identity and camera ids of the queries; g_pids, g_camids: length G.
         max_rank: length of the returned CMC curve (ranks 1..max_rank; entries past the gallery size stay at 1.0).
         protocol: ``"market"`` (same pid + same camid gallery items ignored) or ``"last"`` (no camera filter).
@@ -227,11 +232,9 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
     """
     check_choice("protocol", protocol, PROTOCOLS)
     check_choice("ap", ap, AP_FORMS)
-    d = torch.from_numpy(np.asarray(distmat)) if not isinstance(distmat, torch.Tensor) else distmat.detach()
-    if d.dim() != 2 or d.shape[0] == 0 or d.shape[1] == 0:
+    d = distmat.detach() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
+    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
         raise ValueError(f"distmat must be a non-empty 2-D (Q, G) matrix, got shape {tuple(d.shape)}")
-    if not d.is_floating_point():
-        d = d.double()
     if int(max_rank) < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     n_q, n_g = d.shape
@@ -240,6 +243,5 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
     step = int(chunk_size) if chunk_size else default_chunk_size(n_g)
     if step < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    for s in range(0, n_q, step):
-        acc.add(d[s:s + step], qp[s:s + step], qc[s:s + step])
+    acc.consume((d[s:s + step], qp[s:s + step], qc[s:s + step]) for s in range(0, n_q, step))
     return acc.result(int(max_rank), return_all_ap)

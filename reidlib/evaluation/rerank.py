@@ -87,9 +87,9 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
     neigh = np.empty((n, max(k1 + 1, k2)), dtype=np.int64)
     row_max = np.empty(n, dtype=np.float64)
     for s in range(0, n, step):
-        d = dist(feats[s:s + step])
-        row_max[s:s + step] = d.max(dim=1).values.double().cpu().numpy()
-        neigh[s:s + step] = stable_topk(d, neigh.shape[1]).cpu().numpy()
+        d = dist(feats[s:s + step]).cpu().numpy()
+        row_max[s:s + step] = d.max(axis=1)
+        neigh[s:s + step] = stable_topk(d, neigh.shape[1])
     row_max[row_max <= 0] = 1.0
 
     # k-reciprocal expansion sets, then pass 2: their weights exp(-d / rowmax), normalised per row; the q x g block
@@ -97,11 +97,12 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
     indptr, indices, values = [0], [], []
     original = np.empty((n_q, n_g), dtype=np.float32)
     for s, members in zip(range(0, n, step), sets):
-        d = dist(feats[s:s + step]).double().cpu().numpy() / row_max[s:s + step, None]
+        d = dist(feats[s:s + step]).cpu().numpy()
+        scale = row_max[s:s + step, None]
         if s < n_q:
-            original[s:s + step] = d[: n_q - s, n_q:]
+            original[s:s + step] = d[: n_q - s, n_q:] / scale[: n_q - s]
         ok = members >= 0
-        w = np.where(ok, np.exp(-np.take_along_axis(d, np.where(ok, members, 0), axis=1)), 0.0)
+        w = np.where(ok, np.exp(-np.take_along_axis(d, np.where(ok, members, 0), axis=1) / scale), 0.0)
         total = w.sum(axis=1, keepdims=True)
         w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
         indices.append(members[ok])
@@ -171,7 +172,7 @@ def query_expansion(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor
     for s in range(0, q.shape[0], step):
         qc = q[s:s + step]
         sim = qc @ g.t()
-        idx = stable_topk(1.0 - sim, k)
+        idx = torch.from_numpy(stable_topk(1.0 - sim, k))
         w = sim.gather(1, idx).clamp_min(0).pow(float(alpha))
         out[s:s + step] = qc + (w[..., None] * g[idx]).sum(dim=1)
     return torch.nn.functional.normalize(out, dim=1)
