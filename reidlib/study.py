@@ -209,20 +209,34 @@ def _evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num
     return record, paths
 
 
-def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_size) -> dict:
-    from reidlib.models import build_model, count_parameters
-    from reidlib.models.complexity import model_complexity
+def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_size=(256, 128)) -> dict:
+    """Trainable and inference-time parameters, and multiply-adds of one image at ``image_size`` (the paper's
+    256x128 by default, whatever size a run trained at)."""
+    from reidlib.models import build_model
+    from reidlib.models.complexity import count_flops, count_parameters, inference_parameter_count
 
     model = build_model(model_name, num_classes=num_classes, **model_kwargs)
-    info = model_complexity(model, input_size=tuple(image_size))
-    info["params_trainable"] = count_parameters(model)
-    return {k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in info.items()}
+    size = tuple(image_size)
+    return {"params_trainable": count_parameters(model), "params_inference": inference_parameter_count(model, size),
+            "gmacs": count_flops(model, size)["macs"] / 1e9, "image_size": list(size)}
 
 
-def _fit_kwargs(train: dict) -> dict:
-    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keyword arguments."""
-    skip = {"transforms", "head_only_epochs"}
-    return {k: v for k, v in train.items() if k not in skip}
+def _fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int) -> dict:
+    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours)."""
+    kwargs = {k: v for k, v in train.items() if k not in ("transforms", "head_only_epochs")}
+    kwargs.update(train.get("transforms") or {})
+    kwargs.update(height=int(image_size[0]), width=int(image_size[1]), device=str(device), precision=precision,
+                  seed=seed, num_workers=num_workers, evaluate_test=False)
+    return kwargs
+
+
+def _train_info(res, image_size, device, seed: int) -> dict:
+    info = res.summary()
+    info.update(epochs=res.epochs_planned, image_size=list(image_size), device=str(device), seed=seed,
+                torch_threads=_threads(), select_on=res.selected_on,
+                images_per_s=float(np.mean([r["images_per_s"] for r in res.history])) if res.history else None,
+                recipe={k: v for k, v in res.config.items() if k not in ("device", "progress", "resume")})
+    return info
 
 
 def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | None, dataset: dict, zero_shot: dict,
@@ -231,7 +245,8 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     """Train ``model_name`` on ``dataset`` with the profile's recipe, select on held-out ids, test once.
 
     ``train["epochs"] == 0`` skips training (a reference row: pretrained weights evaluated as they are).
-    Then the selected model is evaluated on the test split and zero-shot on each dataset in ``zero_shot``.
+    Then the selected model is evaluated on the test split and zero-shot on each dataset in ``zero_shot``;
+    the test features are stored in ``work_dir/features`` for the distance study.
     """
     from reidlib.engine import fit
     from reidlib.models import build_model
@@ -242,36 +257,32 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     seed_everything(seed)
     dev = resolve_device(device)
     ds = load_dataset(dataset)
-    train_tf, test_tf = _transforms(image_size, train)
+    _, test_tf = _transforms(image_size, train)
     epochs = int(train.get("epochs", 0))
-    num_classes = ds.num_train_pids
-    model = build_model(model_name, num_classes=num_classes, pretrained=pretrained, **model_kwargs)
+    kwargs = {**model_kwargs, "pretrained": pretrained} if pretrained else dict(model_kwargs)
     history: list[dict] = []
-    info: dict = {"init": pretrained or "random", "epochs": epochs, "image_size": list(image_size),
-                  "device": str(dev), "seed": seed, "torch_threads": _threads()}
     checkpoint = None
     if epochs > 0:
-        res = fit(model, ds, out_dir=work, train_transform=train_tf, test_transform=test_tf, device=dev,
-                  precision=precision, seed=seed, num_workers=num_workers, progress=True, **_fit_kwargs(train))
-        model = res.model
-        history = res.history
-        checkpoint = str(res.checkpoint)
-        info.update(res.summary())
+        res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
+                  **_fit_kwargs(train, image_size, dev, precision, seed, num_workers))
+        model, history, checkpoint = res.model, res.history, str(res.checkpoint)
+        info = _train_info(res, image_size, dev, seed)
     else:
-        info.update(optimizer=None, note="no training: weights evaluated as loaded")
+        model = build_model(model_name, num_classes=max(ds.num_train_pids, 1), **kwargs)
+        info = {"epochs": 0, "epochs_completed": 0, "optimizer": None, "image_size": list(image_size),
+                "device": str(dev), "seed": seed, "note": "no training: weights evaluated as loaded"}
+    info["init"] = pretrained or "random"
     model.eval()
     evaluations, features = {}, {}
-    rec, paths = _evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "test",
-                                 dataset.get("label", ds.name), work / "features", "test")
-    evaluations["test"] = rec
-    features["test"] = paths
+    evaluations["test"], features["test"] = _evaluate_split(
+        model, ds, test_tf, evaluation, dev, precision, num_workers, "test", dataset.get("label", ds.name),
+        work / "features", "test")
     for key, spec in (zero_shot or {}).items():
         zds = load_dataset(spec)
-        rec, paths = _evaluate_split(model, zds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
-                                     spec.get("label", key), work / "features", key)
-        evaluations[key] = rec
-        features[key] = paths
-    complexity = _complexity(model_name, model_kwargs, num_classes, image_size)
+        evaluations[key], features[key] = _evaluate_split(
+            model, zds, test_tf, evaluation, dev, precision, num_workers, "zero-shot", spec.get("label", key),
+            work / "features", key)
+    complexity = _complexity(model_name, model_kwargs, max(ds.num_train_pids, 1))
     return Outcome(model_name, dataset.get("label", ds.name), history, evaluations, info, checkpoint, features,
                    complexity)
 
@@ -292,22 +303,19 @@ def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, eval
     seed_everything(seed)
     dev = resolve_device(device)
     ds = load_dataset(target)
-    train_tf, test_tf = _transforms(image_size, finetune)
-    # zero-shot: the source model as it is, on the target's test split
-    source_model = load_model(src["checkpoint"])
-    source_model.eval()
+    _, test_tf = _transforms(image_size, finetune)
+    source_model = load_model(src["checkpoint"]).eval()
     zero, _ = _evaluate_split(source_model, ds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
                               target.get("label", ds.name), None, "target")
     del source_model
-    res = engine_finetune(src["checkpoint"], ds, out_dir=work, train_transform=train_tf, test_transform=test_tf,
-                          device=dev, precision=precision, seed=seed, num_workers=num_workers, progress=True,
-                          head_only_epochs=int(finetune.get("head_only_epochs", 0)), **_fit_kwargs(finetune))
+    res = engine_finetune(src["checkpoint"], ds, out_dir=work, head_only_epochs=int(finetune.get("head_only_epochs", 0)),
+                          **_fit_kwargs(finetune, image_size, dev, precision, seed, num_workers))
     model = res.model.eval()
     tuned, paths = _evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "fine-tuned",
                                    target.get("label", ds.name), work / "features", "target")
-    info = {"init": f"fine-tuned from {src.get('model_run')} on {src.get('dataset_key')}",
-            "source_checkpoint": src["checkpoint"], "image_size": list(image_size), "device": str(dev),
-            "seed": seed, "torch_threads": _threads(), **res.summary()}
+    info = _train_info(res, image_size, dev, seed)
+    info.update(init=f"fine-tuned from {src.get('model_run')} trained on {src.get('dataset_key')}",
+                source_checkpoint=src["checkpoint"])
     return Outcome(src["model_name"], target.get("label", ds.name), res.history,
                    {"zero-shot": zero, "fine-tuned": tuned}, info, str(res.checkpoint), {"target": paths},
                    src.get("complexity", {}))
@@ -329,15 +337,15 @@ def plot_history(history: list[dict], title: str = ""):
     fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6))
     if history:
         df = pd.DataFrame(history)
-        for col in [c for c in df.columns if c.startswith("loss")]:
+        for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
             ax_l.plot(df["epoch"], df[col], marker=".", label=col)
         ax_l.set_xlabel("epoch")
         ax_l.set_ylabel("loss")
         ax_l.legend(fontsize=7)
-        for col in ("val_R1", "val_mAP"):
+        for col in ("val_rank1", "val_mAP", "test_rank1", "test_mAP"):
             if col in df and df[col].notna().any():
                 sub = df[df[col].notna()]
-                ax_r.plot(sub["epoch"], sub[col], marker="o", label=col)
+                ax_r.plot(sub["epoch"], 100.0 * sub[col], marker="o", label=col)
         ax_r.set_xlabel("epoch")
         ax_r.set_ylabel("validation (%)")
         if ax_r.lines:
@@ -396,7 +404,7 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
                                     protocol=feats.get("protocol", "market"), rerank=bool(rr) or None)
             rows.append({"run": run, "model": m["model_label"], "dataset": m["dataset_label"], "metric": metric,
                          "normalized": norm, "rerank": rr or "none", **summarize(res),
-                         "seconds": round(time.time() - t0, 2), "p": p if metric == "minkowski" else None})
+                         "seconds": round(time.time() - t0, 2), "p": str(p) if metric == "minkowski" else "-"})
             if norm and not rr:
                 curves[run][metric] = res
     return pd.DataFrame(rows), curves
@@ -458,7 +466,7 @@ def table_one(runs: dict) -> pd.DataFrame:
             row[col] = _fmt(ev["R1"], ev["mAP"])
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "model"
-    return df.reindex(sorted(df.columns), axis=1) if not df.empty else df
+    return df.reindex(sorted(df.columns), axis=1).fillna("–") if not df.empty else df
 
 
 def paper_table() -> pd.DataFrame:
@@ -475,7 +483,7 @@ def finetune_table(runs: dict) -> pd.DataFrame:
             rows.append({"model": m["model_label"], "source → target": f"{m['source_key']} → {m['dataset_key']}",
                          "zero-shot R1 / mAP": _fmt(zero["R1"], zero["mAP"]),
                          "fine-tuned R1 / mAP": _fmt(tuned["R1"], tuned["mAP"]),
-                         "epochs": m["train"].get("epochs_run", m["train"].get("epochs"))})
+                         "epochs": m["train"].get("epochs_completed")})
     return pd.DataFrame(rows)
 
 
@@ -486,8 +494,9 @@ def distance_table(runs: dict) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def complexity_table(runs: dict, image_size=(256, 128)) -> pd.DataFrame:
-    """Parameters, FLOPs and measured CPU throughput per model (from the training runs)."""
+def complexity_table(runs: dict) -> pd.DataFrame:
+    """Parameters and multiply-adds at 256x128 per model, and the throughput its training run measured
+    (at that run's input size and on its hardware, see "What every number rests on")."""
     rows = {}
     for run_id, m in runs.items():
         if not run_id.startswith("10_train/") or m["model_label"] in rows:
@@ -497,9 +506,10 @@ def complexity_table(runs: dict, image_size=(256, 128)) -> pd.DataFrame:
         rows[m["model_label"]] = {
             "params (train, M)": c.get("params_trainable", float("nan")) / 1e6,
             "params (inference, M)": c.get("params_inference", float("nan")) / 1e6,
-            f"GFLOPs @{image_size[0]}x{image_size[1]}": c.get("gflops", float("nan")),
-            "train img/s": m["train"].get("images_per_s", float("nan")),
-            "inference img/s": test.get("extract_images_per_s", float("nan")),
+            "GMACs @256x128": c.get("gmacs", float("nan")),
+            "input": "x".join(str(v) for v in m["train"].get("image_size", [])),
+            "train img/s": m["train"].get("images_per_s") or float("nan"),
+            "inference img/s (flip = 2 passes)": test.get("extract_images_per_s", float("nan")),
         }
     return pd.DataFrame.from_dict(rows, orient="index").round(2)
 
@@ -581,7 +591,7 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
             tr = m["train"]
             total_train_s += float(tr.get("train_seconds", 0.0) or 0.0)
             lines.append(f"- `{rid}`: {m['model_label']} on {m['dataset_label']}; init {tr.get('init')}; "
-                         f"epochs run {tr.get('epochs_run', tr.get('epochs'))}; optimizer {tr.get('optimizer')}; "
+                         f"epochs run {tr.get('epochs_completed')} of {tr.get('epochs')}; optimizer {tr.get('optimizer')}; "
                          f"selected on {tr.get('select_on', '-')} (epoch {tr.get('best_epoch', '-')}); "
                          f"input {tr.get('image_size')}; device {tr.get('device')}.")
     env = environment_info()
