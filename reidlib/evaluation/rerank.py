@@ -77,6 +77,8 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
     n_q, n_g = q.shape[0], g.shape[0]
+    if n_q == 0 or n_g == 0:
+        raise ValueError(f"need at least one query and one gallery feature, got {n_q} and {n_g}")
     feats = torch.cat([q, g])
     n = feats.shape[0]
     k1, k2 = min(int(k1), n - 1), min(int(k2), n)
@@ -93,10 +95,10 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
     row_max[row_max <= 0] = 1.0
 
     # k-reciprocal expansion sets, then pass 2: their weights exp(-d / rowmax), normalised per row; the q x g block
-    sets = [_expansion_sets(neigh, k1, np.arange(s, min(s + step, n))) for s in range(0, n, step)]
     indptr, indices, values = [0], [], []
     original = np.empty((n_q, n_g), dtype=np.float32)
-    for s, members in zip(range(0, n, step), sets):
+    for s in range(0, n, step):
+        members = _expansion_sets(neigh, k1, np.arange(s, min(s + step, n)))
         d = dist(feats[s:s + step]).cpu().numpy()
         scale = row_max[s:s + step, None]
         if s < n_q:
@@ -114,9 +116,11 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
         rows = np.repeat(np.arange(n), k2)
         avg = sp.csr_matrix((np.full(n * k2, 1.0 / k2), (rows, neigh[:, :k2].ravel())), shape=(n, n))
         v = (avg @ v).tocsr()
-    jaccard = _jaccard_query_gallery(v, n_q)
-    lam = float(lambda_value)
-    return (jaccard * (1.0 - lam) + original * lam).astype(np.float32)
+    final = _jaccard_query_gallery(v, n_q)
+    final *= 1.0 - float(lambda_value)
+    original *= float(lambda_value)
+    final += original
+    return final
 
 
 def _jaccard_query_gallery(v: sp.csr_matrix, n_q: int) -> np.ndarray:
