@@ -54,8 +54,8 @@ def test_bf16_channels_last_path_is_close_to_fp32():
     model = TinyNet()
     loader, _ = batches()
     ref = extract_features(model, loader, device="cpu", precision="fp32", channels_last=False, progress=False)
-    fast = extract_features(model, loader, device="cpu", precision="auto", channels_last=True, progress=False)
-    assert fast.feats.dtype == torch.float32
+    fast = extract_features(model, loader, device="cpu", precision="bf16", channels_last=True, progress=False)
+    assert fast.feats.dtype == torch.float32 and fast.meta["precision"] == "bf16"
     np.testing.assert_allclose(fast.feats.numpy(), ref.feats.numpy(), rtol=0.05, atol=0.02)
 
 
@@ -67,6 +67,8 @@ def test_model_output_and_batch_checks():
         extract_features(TinyNet(), [torch.zeros(1, 3, 8, 4)], device="cpu", progress=False)
     with pytest.raises(ValueError, match="no batches"):
         extract_features(TinyNet(), [], device="cpu", progress=False)
+    with pytest.raises(ValueError, match="precision"):
+        extract_features(TinyNet(), loader, device="cpu", precision="int8", progress=False)
 
 
 def test_feature_set_round_trip(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reidlib.runtime import autocast, resolve_device, to_memory_format
+from reidlib.runtime import autocast, resolve_device, resolve_precision, to_memory_format
 
 
 @dataclass
@@ -98,13 +98,14 @@ def extract_features(model: torch.nn.Module, loader: Iterable, flip: bool = True
         flip: average the embeddings of each image and its horizontal mirror (the paper code's test-time flip).
         device: default CUDA when available, else CPU.
         channels_last: default True (faster for conv nets on CPU and tensor cores).
-        precision: ``"auto"`` (bf16 autocast on CPU, bf16/fp16 AMP on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        precision: ``"auto"`` (bf16 autocast on CPUs with native bf16, else fp32; bf16/fp16 AMP on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         progress: show a tqdm bar.
 
     Returns:
         :class:`FeatureSet` with float32 CPU features in loader order (not normalised).
     """
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)  # fails early on a typo
     channels_last = True if channels_last is None else bool(channels_last)
     was_training = model.training
     model.eval()
