@@ -30,6 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from reidlib.engine.records import write_json  # noqa: E402
 PARTS = ("market", "distances", "rerank", "last")
 
 
@@ -257,10 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     text = _report(results, _machine(), command)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for path, content in ((out, text + "\n"), (out.with_suffix(".json"), json.dumps(results, indent=1) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(content)
-        os.replace(tmp, path)  # never leave half a report
+    write_json(out.with_suffix(".json"), results)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, out)  # never leave half a report
     print(text)
 
 

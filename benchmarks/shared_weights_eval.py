@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reidlib.data import build_dataset, build_transforms, make_test_loader  # noqa: E402
+from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.evaluation import evaluate, evaluate_features, extract_features  # noqa: E402
 from reidlib.models import build_model, read_state_dict  # noqa: E402
 from reidlib.plots import to_markdown  # noqa: E402
@@ -146,11 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         "mAP. Weights: torchreid model-zoo state dicts (`../shared/weights`), trained on Market-1501 or MSMT17, "
         "never on these datasets. Values in %. Chance = the same protocol on random distances (mean of 10).", "",
         to_markdown(rows), ""])
-    for path, content in ((out / "table.md", text), (out / "table.json", json.dumps({"meta": meta, "results": results},
-                                                                                      indent=1) + "\n")):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(content)
-        os.replace(tmp, path)  # never leave half a table
+    write_json(out / "table.json", {"meta": meta, "results": results})
+    tmp = out / ".table.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, out / "table.md")  # never leave half a table
     print(text)
 
 

@@ -38,6 +38,16 @@ def as_float_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     return t.detach().float()
 
 
+def as_feature_pair(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query (Q, D) and gallery (G, D) features as float32 tensors; both non-empty with the same D (else ValueError)."""
+    q, g = as_float_tensor(qf, "qf"), as_float_tensor(gf, "gf")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
+    if q.shape[0] == 0 or g.shape[0] == 0:
+        raise ValueError(f"need at least one query and one gallery feature, got {q.shape[0]} and {g.shape[0]}")
+    return q, g
+
+
 def check_metric(metric: str, p: float) -> None:
     """Raise ``ValueError`` for an unknown metric or a Minkowski order outside (0, inf)."""
     if metric not in METRICS:

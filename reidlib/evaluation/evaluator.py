@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reidlib.evaluation.distances import GalleryDistance, as_float_tensor, check_metric
+from reidlib.evaluation.distances import GalleryDistance, as_feature_pair, check_metric
 from reidlib.evaluation.rank import (AP_FORMS, PROTOCOLS, RankAccumulator, as_ids, check_choice, default_chunk_size,
                                      evaluate)
 from reidlib.evaluation.rerank import query_expansion, re_ranking
@@ -62,12 +62,8 @@ def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tens
     check_choice("protocol", protocol, PROTOCOLS)
     check_choice("ap", ap, AP_FORMS)
     method, rr_kwargs = _rerank_spec(rerank)
-    q, g = as_float_tensor(qf, "qf"), as_float_tensor(gf, "gf")
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
+    q, g = as_feature_pair(qf, gf)
     n_q, n_g = q.shape[0], g.shape[0]
-    if n_q == 0 or n_g == 0:
-        raise ValueError(f"need at least one query and one gallery feature, got {n_q} and {n_g}")
     qp, qc = as_ids(q_pids, "q_pids", n_q), as_ids(q_camids, "q_camids", n_q)
     gp, gc = as_ids(g_pids, "g_pids", n_g), as_ids(g_camids, "g_camids", n_g)
     if int(max_rank) < 1:

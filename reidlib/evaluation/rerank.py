@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from reidlib.evaluation.distances import GalleryDistance, as_float_tensor
+from reidlib.evaluation.distances import GalleryDistance, as_feature_pair
 from reidlib.evaluation.rank import default_chunk_size, stable_topk
 
 _TRIPLES_PER_CHUNK = 1 << 22  # (query, column, gallery) terms of the Jaccard sum handled at a time
@@ -73,12 +73,8 @@ def re_ranking(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, k1:
         raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
     if not 0.0 <= float(lambda_value) <= 1.0:
         raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value}")
-    q, g = as_float_tensor(qf, "qf"), as_float_tensor(gf, "gf")
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
+    q, g = as_feature_pair(qf, gf)
     n_q, n_g = q.shape[0], g.shape[0]
-    if n_q == 0 or n_g == 0:
-        raise ValueError(f"need at least one query and one gallery feature, got {n_q} and {n_g}")
     feats = torch.cat([q, g])
     n = feats.shape[0]
     k1, k2 = min(int(k1), n - 1), min(int(k2), n)
@@ -164,10 +160,7 @@ def query_expansion(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor
     """
     if int(k) < 0 or float(alpha) < 0:
         raise ValueError(f"k and alpha must be >= 0, got k={k}, alpha={alpha}")
-    q = torch.nn.functional.normalize(as_float_tensor(qf, "qf"), dim=1)
-    g = torch.nn.functional.normalize(as_float_tensor(gf, "gf"), dim=1)
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
+    q, g = (torch.nn.functional.normalize(x, dim=1) for x in as_feature_pair(qf, gf))
     k = min(int(k), g.shape[0])
     if k == 0:
         return q.clone()
