@@ -5,7 +5,6 @@ work in scripts without a display, and still render when a notebook cell returns
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -118,12 +117,10 @@ def ranked_lists_for(distmat: Any, query_items: Any, gallery_items: Any, topk: i
     Returns:
         The written paths.
     """
-    import torch
+    from reidlib.evaluation.rank import PROTOCOLS, as_numpy_rows, check_choice, stable_topk
 
-    from reidlib.evaluation.rank import stable_topk
-
-    d = distmat["distmat"] if isinstance(distmat, Mapping) else distmat
-    d = torch.as_tensor(np.asarray(d) if not isinstance(d, torch.Tensor) else d).float().cpu()
+    check_choice("protocol", protocol, PROTOCOLS)
+    d = as_numpy_rows(distmat["distmat"] if isinstance(distmat, Mapping) else distmat)
     q_paths, q_pids, q_cams = _as_items(query_items)
     g_paths, g_pids, g_cams = _as_items(gallery_items)
     if d.shape != (len(q_paths), len(g_paths)):
@@ -135,11 +132,10 @@ def ranked_lists_for(distmat: Any, query_items: Any, gallery_items: Any, topk: i
     out_dir = Path(out_dir)
     written = []
     for qi in query_indices:
-        row = d[qi].clone()
+        row = d[qi].astype(np.float64)
         if protocol == "market":
-            row[torch.from_numpy((g_pids == q_pids[qi]) & (g_cams == q_cams[qi]))] = math.inf
-        top = stable_topk(row[None], topk)[0].tolist()
-        top = [j for j in top if math.isfinite(float(row[j]))]
+            row[(g_pids == q_pids[qi]) & (g_cams == q_cams[qi])] = np.inf
+        top = [j for j in stable_topk(row[None], topk)[0] if np.isfinite(row[j])]
         stem = Path(q_paths[qi]).stem
         written.append(out_dir / f"{qi:05d}_{stem}.png")
         plot_ranked_list(q_paths[qi], [g_paths[j] for j in top], [bool(g_pids[j] == q_pids[qi]) for j in top],
