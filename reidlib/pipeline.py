@@ -420,7 +420,9 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     out_nb = tmp / f"{run.stage}.ipynb"
-    params = {**run.parameters, "out_dir": str(tmp)}
+    key = input_hash(run, cfg)
+    # run_key lets a training notebook tell "resume my interrupted run" (same key) from "inputs changed" (new key)
+    params = {**run.parameters, "out_dir": str(tmp), "run_key": key}
     (tmp / "params.yaml").write_text(yaml.safe_dump(run.parameters, sort_keys=False))
     started = time.time()
     try:
@@ -443,7 +445,7 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
         "profile": cfg["name"],
         "notebook": str(run.notebook.relative_to(REPO_ROOT)),
         "command": f"./run_all.sh {cfg['name']} --only {run.stage}",
-        "input_hash": input_hash(run, cfg),
+        "input_hash": key,
         "git_commit": git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": round(time.time() - started, 1),

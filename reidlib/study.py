@@ -221,6 +221,26 @@ def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_siz
             "gmacs": count_flops(model, size)["macs"] / 1e9, "image_size": list(size)}
 
 
+def prepare_work_dir(work_dir: str | Path, run_key: str | None) -> Path:
+    """Create a run's work directory (checkpoints, features) and decide between resuming and starting afresh.
+
+    The pipeline passes the run's input hash as ``run_key``: the same key means an interrupted run of the same
+    inputs, whose ``last.pt`` the trainer resumes; a different key means the inputs (parameters, code, upstream
+    results) changed, and the old checkpoints are removed so training starts from scratch.
+    ``run_key=None`` (a notebook opened by hand) keeps whatever is there.
+    """
+    import shutil
+
+    work = Path(work_dir)
+    marker = work / "run_key.txt"
+    if run_key is not None and marker.is_file() and marker.read_text().strip() != run_key:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if run_key is not None:
+        marker.write_text(run_key)
+    return work
+
+
 def _fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int) -> dict:
     """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours)."""
     kwargs = {k: v for k, v in train.items() if k not in ("transforms", "head_only_epochs")}
@@ -241,7 +261,7 @@ def _train_info(res, image_size, device, seed: int) -> dict:
 
 def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | None, dataset: dict, zero_shot: dict,
                    train: dict, evaluation: dict, image_size, work_dir: str, seed: int = 0, device: str = "auto",
-                   precision: str = "auto", num_workers: int = 0) -> Outcome:
+                   precision: str = "auto", num_workers: int = 0, run_key: str | None = None) -> Outcome:
     """Train ``model_name`` on ``dataset`` with the profile's recipe, select on held-out ids, test once.
 
     ``train["epochs"] == 0`` skips training (a reference row: pretrained weights evaluated as they are).
@@ -252,8 +272,7 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     from reidlib.models import build_model
     from reidlib.runtime import resolve_device, seed_everything
 
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = prepare_work_dir(work_dir, run_key)
     seed_everything(seed)
     dev = resolve_device(device)
     ds = load_dataset(dataset)
@@ -289,7 +308,7 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
 
 def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, evaluation: dict, image_size,
                       work_dir: str, seed: int = 0, device: str = "auto", precision: str = "auto",
-                      num_workers: int = 0) -> Outcome:
+                      num_workers: int = 0, run_key: str | None = None) -> Outcome:
     """Fine-tune a trained model (found through its ``metrics.json``) on ``target``; report zero-shot beside it."""
     from reidlib.engine import finetune as engine_finetune
     from reidlib.engine import load_model
@@ -298,8 +317,7 @@ def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, eval
     src = read_metrics(source_metrics)
     if not src.get("checkpoint"):
         raise ValueError(f"{source_metrics} records no checkpoint (a run with epochs: 0 cannot be fine-tuned)")
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = prepare_work_dir(work_dir, run_key)
     seed_everything(seed)
     dev = resolve_device(device)
     ds = load_dataset(target)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from reidlib.runtime import resolve_precision
+
 from reidlib.data import build_dataset
 from reidlib.engine import finetune, fit, load_checkpoint, prepare_finetune, unwrap
 from reidlib.engine.launch import main as cli_main
@@ -140,13 +142,14 @@ def test_cli_trains_and_prints_a_summary(source, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["--dataset", "synthetic", "--root", str(source.root), "--model", "osnet_x0_25", "--out", str(out),
             "--epochs", "1", "--batch-size", "16", "--height", "64", "--width", "32", "--device", "cpu",
-            "--no-progress", "--warmup-epochs", "0",  # default precision/layout: the CPU fast path (bf16 + CL)
+            "--no-progress", "--warmup-epochs", "0",  # default precision/layout: the CPU fast path (auto + CL)
             "--optimizer", "sgd", "--model-kwargs", '{"feature_dim": 32}', "--no-evaluate-test"]
     assert cli_main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["optimizer"] == "sgd" and summary["epochs_completed"] == 1
     state = load_checkpoint(out / "last.pt")
-    assert state["config"]["optimizer"] == "sgd" and state["meta"]["runs"][0]["precision"] == "bf16"
+    expected = resolve_precision("auto", torch.device("cpu"))  # bf16 where the CPU has it natively, else fp32
+    assert state["config"]["optimizer"] == "sgd" and state["meta"]["runs"][0]["precision"] == expected
     assert state["meta"]["runs"][0]["channels_last"] is True
 
 
