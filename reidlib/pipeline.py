@@ -122,7 +122,8 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None) -> di
         raise ProfileError(f"{path} has unknown key(s) {unknown}; known keys: {sorted(_KNOWN_KEYS)}")
 
     name = path.stem
-    root = Path(data_root if data_root is not None else cfg.get("data_root", "data"))
+    root = Path(_expand(str(data_root if data_root is not None else cfg.get("data_root", "data")),
+                        {"shared": str(shared_dir()), "repo": str(REPO_ROOT)}))
     root = root if root.is_absolute() else (REPO_ROOT / root)
     work = Path(cfg.get("work_dir", f"work/{name}"))
     work = work if work.is_absolute() else (REPO_ROOT / work)

@@ -105,3 +105,12 @@ def test_failed_stage_leaves_results_untouched_and_names_the_notebook(tmp_path, 
 def test_cli_reports_profile_errors(capsys):
     assert pipeline.main(["run", "no-such-profile"]) == 1
     assert "available" in capsys.readouterr().err
+
+
+def test_cpu_real_profile_points_at_shared_data_and_weights():
+    cfg = load_profile("cpu-real")
+    assert cfg["data_root"] == str(pipeline.shared_dir() / "data")
+    assert cfg["datasets"]["cuhk03"]["root"] == str(pipeline.shared_dir() / "data" / "cuhk03-np-detected")
+    ref = next(m for m in cfg["models"] if m["run"] == "osnet_x0_25_market_ref")
+    assert ref["pretrained"].endswith("weights/osnet_x0_25_market1501.pth") and ref["train"]["epochs"] == 0
+    assert cfg["real_data"] is True
