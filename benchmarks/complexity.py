@@ -27,38 +27,12 @@ import torch  # noqa: E402
 
 from reidlib.losses import make_loss  # noqa: E402
 from reidlib.models import build_model, count_flops, count_parameters, inference_parameter_count, list_models  # noqa: E402
-from reidlib.runtime import autocast, to_memory_format  # noqa: E402
+from reidlib.runtime import autocast, cpu_flags, cpu_has_native_bf16, cpu_name, to_memory_format  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "complexity"
 SIZE = (256, 128)
 NUM_CLASSES = 751
-
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def native_bf16() -> bool:
-    """True when the CPU has bf16 arithmetic (AVX512-BF16 or AMX), i.e. bf16 autocast is a speed-up."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def _best_seconds(fn, iters: int) -> float:
@@ -198,13 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch < 4 or args.batch % 4:
         parser.error("--batch must be a multiple of 4 (P×K with K = 4)")
     if args.precision == "auto":
-        args.precision = "bf16" if native_bf16() else "fp32"
+        args.precision = "bf16" if cpu_has_native_bf16() else "fp32"
     torch.set_num_threads(args.threads)
     simd = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     meta = {
         "command": " ".join(["HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/complexity.py", *(sys.argv[1:] if argv is None else argv)]),
         "cpu": f"{cpu_name()} ({', '.join(simd) or 'no AVX2'})",
-        "native_bf16": native_bf16(),
+        "native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "commit": _git_commit(),

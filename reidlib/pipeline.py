@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from reidlib.runtime import cpu_name
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO_ROOT / "params"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -362,7 +364,7 @@ def environment_info() -> dict:
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -377,16 +379,6 @@ def environment_info() -> dict:
     except ImportError:  # pragma: no cover - both are pinned requirements
         pass
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def is_up_to_date(run: Run, cfg: dict) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -29,17 +30,35 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 @lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for provenance records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast is fast.
 
     Without it (e.g. AVX2-only CPUs) oneDNN emulates bf16 and autocast is many times *slower* than fp32:
     OSNet x0.25 inference measured 3.9 vs 79 img/s on an AVX2 AMD EPYC (``benchmarks/complexity.py``).
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
