@@ -32,6 +32,7 @@ from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.evaluation import evaluate, evaluate_features, extract_features  # noqa: E402
 from reidlib.models import build_model, read_state_dict  # noqa: E402
 from reidlib.plots import to_markdown  # noqa: E402
+from reidlib.runtime import resolve_device, resolve_precision  # noqa: E402
 
 DATASETS = ("viper", "prid2011", "cuhk01", "cuhk03-np-detected")
 WEIGHTS = ("market1501", "msmt17")
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--weights", nargs="+", default=list(WEIGHTS), choices=WEIGHTS)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--precision", default="auto", help="extract_features precision (auto = bf16 on a CPU with it)")
+    ap.add_argument("--precision", default="auto",
+                    help="extract_features precision (auto: bf16 on a CPU with native bf16, else fp32; AMP on CUDA)")
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "results" / "shared-weights"))
     args = ap.parse_args(argv)
@@ -134,14 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     command = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/shared_weights_eval.py" + "".join(
         f" --{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if v != ap.get_default(k))
-    meta = {"command": command, "precision": args.precision, "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "seconds": round(time.time() - t_start, 1)}
+    device = resolve_device(None)
+    meta = {"command": command, "precision": resolve_precision(args.precision, device), "device": str(device),
+            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "seconds": round(time.time() - t_start, 1)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join([
         "# Shared OSNet x0.25 re-ID weights on the shared real benchmarks (zero-shot)", "",
-        f"Command: `{command}` ({meta['seconds']:.0f} s on a 2-core CPU, precision `{args.precision}`, torch "
-        f"{meta['torch']}).", "",
+        f"Command: `{command}` ({meta['seconds']:.0f} s on {meta['device']} with {meta['cores']} cores, "
+        f"precision {meta['precision']} (`--precision {args.precision}`), torch {meta['torch']}).", "",
         "Test split of each `../shared/data` folder: query vs gallery, Market-1501 protocol (same id + same camera "
         "ignored), euclidean distance on L2-normalised 512-d features, 256 x 128 test transform, non-interpolated "
         "mAP. Weights: torchreid model-zoo state dicts (`../shared/weights`), trained on Market-1501 or MSMT17, "
