@@ -557,6 +557,29 @@ def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
     return written
 
 
+def ranked_list_examples(runs: dict, out_dir: str | Path, num_queries: int = 4, topk: int = 8,
+                         metric: str = "euclidean") -> list[Path]:
+    """Ranked lists (query, then its top-k gallery images; green border = same identity) for each trained model.
+
+    Uses the test features each 10_train run stored. Write these for synthetic data only: figures made of real
+    pedestrians' crops belong outside the repository (the report notebook sends them to the work directory).
+    """
+    from reidlib.evaluation import FeatureSet, distance
+    from reidlib.plots import ranked_lists_for
+
+    written: list[Path] = []
+    for run_id, m in sorted(runs.items()):
+        feats = m.get("features", {}).get("test") if run_id.startswith("10_train/") else None
+        if not feats or not Path(feats["query"]).is_file():
+            continue
+        qf, gf = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
+        d = distance(qf.feats, gf.feats, metric=metric, normalize=True)
+        written += ranked_lists_for(d, qf, gf, topk=topk, num_queries=num_queries,
+                                    out_dir=Path(out_dir) / _slug(run_id.split("/", 1)[1]),
+                                    protocol=feats.get("protocol", "market"))
+    return written
+
+
 def plot_loss_curves(runs: dict):
     """Total training loss per epoch for every run, one panel per dataset."""
     import matplotlib.pyplot as plt

@@ -86,6 +86,7 @@ def test_report_has_tables_and_figures(smoke_results):
         assert heading in text
     assert list((out / "figures").glob("cmc_*.png"))
     assert (out / "figures" / "loss_curves.png").is_file()
+    assert len(list((out / "figures" / "ranked_lists").rglob("*.png"))) >= 4  # synthetic data: kept in results
 
 
 def test_second_run_skips_up_to_date_stages(smoke_results, capsys):
