@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reidlib.data import DatasetLayoutError, build_dataset, list_datasets, relabel
+from reidlib.data import build_dataset, list_datasets, relabel
 from reidlib.data.folder import parse_market_name
 
 
