@@ -145,8 +145,10 @@ def ranked_lists_for(distmat: Any, query_items: Any, gallery_items: Any, topk: i
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150, **kwargs: Any) -> Path:
-    """Save ``fig`` atomically: write a temporary file in the target folder, then rename it into place.
+    """Save ``fig`` atomically (temporary file in the target folder, then rename) and close it.
 
+    Closing keeps the figure out of a notebook's inline output: a figure made of real pedestrians' crops that is
+    saved outside the repository must not reappear inside an executed notebook under ``results/``.
     The format comes from the suffix (png, pdf, svg, ...); parent folders are created. Returns the path.
     """
     path = Path(path)
@@ -159,6 +161,10 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150, **kwargs: Any) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path
 
 

@@ -78,3 +78,15 @@ def test_to_markdown_index_and_records():
     df = pd.DataFrame({"mAP": [75.5]}, index=pd.Index(["baseline"], name="model"))
     assert to_markdown(df, index=True, floatfmt=".2f").splitlines()[2] == "| baseline | 75.50 |"
     assert to_markdown([{"x": 1, "y": "z"}]).splitlines()[0] == "| x | y |"
+
+
+def test_save_figure_closes_the_figure_so_notebooks_do_not_embed_it(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from reidlib.plots import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    out = save_figure(fig, tmp_path / "f.png")
+    assert out.is_file() and out.stat().st_size > 0
+    assert fig.number not in plt.get_fignums()
