@@ -75,16 +75,12 @@ def load_dataset(spec: dict):
     return build_dataset(spec["name"], spec["root"], **(spec.get("kwargs") or {}))
 
 
-def _split_counts(items) -> dict:
-    pids = {pid for _, pid, _ in items}
-    cams = {cam for _, _, cam in items}
-    return {"images": len(items), "ids": len(pids), "cameras": len(cams)}
-
-
 def dataset_records(loaded: dict) -> dict:
     """Per dataset and split: images, identities, cameras (JSON-ready)."""
+    from reidlib.data.base import split_stats
+
     return {key: {"name": ds.name, "protocol": ds.protocol,
-                  **{split: _split_counts(getattr(ds, split)) for split in ("train", "query", "gallery")}}
+                  **{split: split_stats(getattr(ds, split)) for split in ("train", "query", "gallery")}}
             for key, ds in loaded.items()}
 
 
