@@ -167,6 +167,10 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None) -> di
         spec.setdefault("kwargs", {})
         spec.setdefault("pretrained", None)
         spec.setdefault("train_on", cfg["train_on"])
+        size = spec.setdefault("image_size", list(cfg["image_size"]))
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise ProfileError(f"{path}: models[{i}].image_size must be [height, width] in pixels, got {size!r}")
+        spec["image_size"] = [int(v) for v in size]
         spec["train"] = _deep_merge(cfg["training"], spec.get("train", {}))
         if spec["run"] in runs_seen:
             raise ProfileError(f"{path}: two models share run name {spec['run']!r}; give each a unique 'run'")
@@ -251,6 +255,7 @@ def plan(cfg: dict) -> list[Run]:
             name = train_run_name(model["run"], key)
             params = {
                 **_common(cfg),
+                "image_size": model["image_size"],
                 "model_name": model["name"],
                 "model_run": model["run"],
                 "model_label": model["label"],
@@ -277,6 +282,7 @@ def plan(cfg: dict) -> list[Run]:
             name = f"{source}-to-{target}-{model_run}"
             params = {
                 **_common(cfg),
+                "image_size": model["image_size"],
                 "model_run": model_run,
                 "model_label": model["label"],
                 "source_key": source,
@@ -327,17 +333,44 @@ def _sha256_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def library_hash() -> str:
-    """Hash of reidlib's sources: a code change makes every run stale."""
-    return _sha256_files([p for p in (REPO_ROOT / "reidlib").rglob("*.py")])
+# presentation-only modules: editing them re-runs the report, never a training or evaluation stage
+REPORT_ONLY_MODULES = ("reidlib/reporting.py",)
+
+
+def library_files(stage: str | None = None) -> list[Path]:
+    """reidlib's sources a stage depends on: all of them for ``40_report``, else all but the report-only ones."""
+    files = sorted((REPO_ROOT / "reidlib").rglob("*.py"))
+    if stage != "40_report":
+        files = [p for p in files if p.relative_to(REPO_ROOT).as_posix() not in REPORT_ONLY_MODULES]
+    return files
+
+
+def library_hash(stage: str | None = None) -> str:
+    """Hash of :func:`library_files` of ``stage``: a code change makes the runs that depend on it stale."""
+    return _sha256_files(library_files(stage))
+
+
+def portable(value: Any) -> Any:
+    """``value`` with this checkout's and the shared folder's absolute paths written as ``{repo}``/``{shared}``.
+
+    Applied to what is hashed and recorded, so a clone elsewhere finds the same runs up to date and committed
+    results name no machine's folders.
+    """
+    if isinstance(value, str):
+        return value.replace(str(REPO_ROOT), "{repo}").replace(str(shared_dir()), "{shared}")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    return value
 
 
 def input_hash(run: Run, cfg: dict) -> str:
     """What a run's outputs depend on: notebook, parameters, library code and upstream metrics."""
     h = hashlib.sha256()
     h.update(run.notebook.read_bytes())
-    h.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
-    h.update(library_hash().encode())
+    h.update(json.dumps(portable(run.parameters), sort_keys=True, default=str).encode())
+    h.update(library_hash(run.stage).encode())
     for dep in run.depends_on:
         stage, name = dep.split("/", 1)
         metrics = run_dir(cfg, stage, name) / "metrics.json"
@@ -416,7 +449,7 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     key = input_hash(run, cfg)
     # run_key lets a training notebook tell "resume my interrupted run" (same key) from "inputs changed" (new key)
     params = {**run.parameters, "out_dir": str(tmp), "run_key": key}
-    (tmp / "params.yaml").write_text(yaml.safe_dump(run.parameters, sort_keys=False))
+    (tmp / "params.yaml").write_text(yaml.safe_dump(portable(run.parameters), sort_keys=False))
     started = time.time()
     try:
         pm.execute_notebook(str(run.notebook), str(out_nb), parameters=params, cwd=str(NOTEBOOKS_DIR),
@@ -454,11 +487,15 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
 
 
 def _scrub_tmp_paths(tmp: Path, final: Path) -> None:
-    """Rewrite the temporary folder's path to the final one inside the text outputs of a run."""
+    """In a run's text outputs, write the temporary folder as the final one, every path inside this checkout
+    as repo-relative and the shared folder as ``{shared}`` (:func:`reidlib.study.read_metrics` resolves them)."""
+    replacements = [(str(tmp), str(final)), (str(REPO_ROOT) + "/", ""), (str(shared_dir()), "{shared}")]
     for path in list(tmp.glob("*.json")) + list(tmp.glob("*.ipynb")) + list(tmp.glob("*.md")):
-        text = path.read_text()
-        if str(tmp) in text:
-            path.write_text(text.replace(str(tmp), str(final)))
+        text = original = path.read_text()
+        for old, new in replacements:
+            text = text.replace(old, new)
+        if text != original:
+            path.write_text(text)
 
 
 def run_study(profile: str, data_root: str | None = None, only: list[str] | None = None, force: bool = False,

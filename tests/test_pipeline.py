@@ -65,6 +65,7 @@ def test_placeholders_and_data_root_override(tmp_path):
     ({"models": [{"name": "osnet_x0_25"}, {"name": "osnet_x0_25"}]}, "share run name"),
     ({"finetune": {"pairs": [["synth-a", "mars"]], "models": []}}, "finetune.pairs"),
     ({"finetune": {"pairs": [], "models": ["resnet9000"]}}, "not a model run"),
+    ({"models": [{"name": "osnet_x0_25", "image_size": [128]}]}, "image_size must be"),
 ])
 def test_bad_profiles_get_clear_errors(tmp_path, changes, message):
     with pytest.raises(ProfileError, match=message):
@@ -82,6 +83,44 @@ def test_input_hash_follows_parameters(tmp_path):
     h1 = pipeline.input_hash(run, cfg)
     run.parameters["train"]["epochs"] = 2
     assert pipeline.input_hash(run, cfg) != h1
+
+
+def test_model_image_size_overrides_the_profile_for_its_training_and_finetune_runs(tmp_path):
+    models = [{"name": "osnet_x0_25", "image_size": [96, 48]}, {"name": "bot_resnet50"}]
+    cfg = load_profile(_write_profile(tmp_path, "p", models=models,
+                                      finetune={"pairs": [["synth-a", "synth-b"]], "models": ["osnet_x0_25"]}))
+    sizes = {r.id: r.parameters["image_size"] for r in plan(cfg) if r.stage in ("10_train", "20_finetune")}
+    assert sizes["10_train/synth-a-osnet_x0_25"] == [96, 48]
+    assert sizes["20_finetune/synth-a-to-synth-b-osnet_x0_25"] == [96, 48]
+    assert sizes["10_train/synth-a-bot_resnet50"] == cfg["image_size"]
+
+
+def test_report_code_is_hashed_only_into_the_report_stage():
+    report_only = pipeline.REPO_ROOT / "reidlib" / "reporting.py"
+    assert report_only.is_file()
+    assert report_only in pipeline.library_files("40_report")
+    assert report_only not in pipeline.library_files("10_train")
+    assert pipeline.REPO_ROOT / "reidlib" / "engine" / "trainer.py" in pipeline.library_files("10_train")
+
+
+def test_recorded_parameters_name_no_machine_folder(tmp_path):
+    value = {"a": [str(pipeline.REPO_ROOT / "work" / "x"), str(pipeline.shared_dir() / "data")], "n": 3}
+    assert pipeline.portable(value) == {"a": ["{repo}/work/x", "{shared}/data"], "n": 3}
+    cfg = load_profile("smoke")
+    run = plan(cfg)[1]
+    assert "{repo}" in json.dumps(pipeline.portable(run.parameters))
+    assert str(pipeline.REPO_ROOT) not in json.dumps(pipeline.portable(run.parameters))
+
+
+def test_read_metrics_resolves_repo_relative_paths(tmp_path):
+    from reidlib.study import read_metrics
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"checkpoint": "work/p/best.pt", "features": {"test": {"query": "/abs/q.npz",
+                                                                                      "gallery": "work/p/g.npz"}}}))
+    m = read_metrics(path)
+    assert m["checkpoint"] == str(pipeline.REPO_ROOT / "work" / "p" / "best.pt")
+    assert m["features"]["test"] == {"query": "/abs/q.npz", "gallery": str(pipeline.REPO_ROOT / "work/p/g.npz")}
 
 
 def test_failed_stage_leaves_results_untouched_and_names_the_notebook(tmp_path, monkeypatch):
