@@ -199,3 +199,17 @@ def test_finetune_head_only_then_full(source_run, target, tmp_path):
     assert second.meta["finetune"]["source_checkpoint"] == str(source_run.checkpoint.resolve())
     assert second.test_metrics is not None and second.out_dir == out
     assert _tree_digest(source_run.out_dir) == before  # the source run is untouched
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_fit_on_cuda(source, tmp_path, precision):
+    """The CUDA path (AMP under ``auto``): finite losses, checkpoints that load on CPU, a test evaluation."""
+    kwargs = dict(FAST, device="cuda", precision=precision, channels_last=True)
+    res = fit("osnet_x0_25", source, out_dir=tmp_path / "gpu", epochs=2, num_val_ids=3, **kwargs)
+    assert res.epochs_completed == 2
+    assert all(math.isfinite(row["loss"]) for row in res.history)
+    assert res.test_metrics is not None and 0.0 <= res.test_metrics["mAP"] <= 1.0
+    state = load_checkpoint(res.checkpoint)
+    assert state["epoch"] >= 1
+    assert next(iter(state["model"].values())).device.type == "cpu"
