@@ -6,8 +6,10 @@ All accuracies are percentages (0-100).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reidlib.plots import save_figure
@@ -23,13 +25,121 @@ PAPER_MODEL_OF = {"bot_resnet50": "BoT ResNet50 (baseline)", "osnet_x0_25": "OSN
                   "mnv3_siamese": "MobileNetV3 siamese (custom)"}
 
 
+PAPER_SETTING = {"init": "ImageNet", "epochs": 120, "input": "256x128", "hardware": "GPU"}
+
+
 def load_runs(metrics_files: dict[str, str]) -> dict[str, dict]:
-    """Every run's metrics.json that exists, keyed by run id (``stage/name``)."""
+    """Every run's metrics.json that exists, keyed by run id (``stage/name``).
+
+    The pipeline's ``run.json`` beside it (hardware, wall time, commit) is attached as ``m["run_info"]``.
+    """
     runs = {}
     for run_id, path in metrics_files.items():
         if Path(path).is_file():
             runs[run_id] = read_metrics(path)
+            info = Path(path).with_name("run.json")
+            runs[run_id]["run_info"] = json.loads(info.read_text()) if info.is_file() else {}
     return runs
+
+
+def hardware_of(m: dict) -> str:
+    """The machine a run used, from its run.json (e.g. "AMD EPYC, 2 cores, 2 threads" or "GPU NVIDIA H100")."""
+    env = (m.get("run_info") or {}).get("environment") or {}
+    if not env:
+        return "unknown"
+    if env.get("cuda") and str(m.get("train", {}).get("device", "")).startswith("cuda"):
+        return f"GPU {env['cuda']}"
+    return f"{env.get('cpu', 'CPU')}, {env.get('cpu_count')} cores, {env.get('torch_threads')} threads"
+
+
+def chance_rank1(q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray, g_cams: np.ndarray,
+                 protocol: str = "market") -> float:
+    """Expected rank-1 (%) of a random ranking: mean over queries with a positive of positives / ranked items.
+
+    ``protocol="market"`` drops the gallery items sharing the query's pid and camera (junk), as the evaluator
+    does; ``"last"`` keeps them as positives.
+    """
+    values = []
+    for pid, cam in zip(q_pids, q_cams):
+        same = g_pids == pid
+        junk = same & (g_cams == cam) if protocol == "market" else np.zeros_like(same)
+        positives = int((same & ~junk).sum())
+        if positives:
+            values.append(positives / int((~junk).sum()))
+    return 100.0 * float(np.mean(values)) if values else float("nan")
+
+
+def chance_levels(runs: dict) -> dict[str, float]:
+    """Random-ranking rank-1 (%) per evaluated dataset label, from the test features the training runs stored."""
+    from reidlib.evaluation import FeatureSet
+
+    out: dict[str, float] = {}
+    for run_id, m in runs.items():
+        if not run_id.startswith("10_train/"):
+            continue
+        for key, ev in m["evaluations"].items():
+            feats = (m.get("features") or {}).get(key)
+            if ev["label"] in out or not feats or not Path(feats["query"]).is_file():
+                continue
+            q, g = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
+            out[ev["label"]] = chance_rank1(q.pids, q.camids, g.pids, g.camids, feats.get("protocol", "market"))
+    return out
+
+
+def _setting(m: dict) -> dict:
+    tr = m.get("train", {})
+    init = tr.get("init") or "random"
+    init = "random" if init == "random" else Path(str(init)).stem
+    size = tr.get("image_size") or []
+    epochs = tr.get("epochs_completed", tr.get("epochs"))
+    minutes = float(tr.get("train_seconds", 0.0) or 0.0) / 60
+    return {"init": init, "epochs": epochs, "input": "x".join(str(v) for v in size), "hardware": hardware_of(m),
+            "train_min": minutes}
+
+
+def differences(setting: dict, data: str, reference: dict = PAPER_SETTING, ref_data: str = "Market-1501") -> str:
+    """One short line naming which of data, init, epochs, input and hardware differ from the paper's setting
+    (the row's own columns give the values), plus the minutes of training when known."""
+    differ = ["data"] if data != ref_data else []
+    differ += [key for key in ("init", "epochs", "input", "hardware") if str(setting.get(key)) != str(reference[key])]
+    line = ("differs in " + ", ".join(differ)) if differ else "same setting"
+    if setting.get("train_min"):
+        line += f"; {setting['train_min']:.1f} min of training"
+    return line
+
+
+def comparison_table(runs: dict, references: list[dict] | None = None) -> pd.DataFrame:
+    """The paper's Table I, this study's test rows and published reference rows side by side (R1 / mAP, %).
+
+    Each row says where it comes from and, for this study's rows, what differs from the paper's setting.
+    ``references``: dicts with ``system, model, data, init, epochs, input, hardware, R1, mAP, source`` and
+    optionally ``differs``, a note appended to the generated line (typed in the profile's ``report.references``;
+    numbers cited from their source).
+    """
+    rows = []
+    for model, per in PAPER_TABLE_I.items():
+        for data, (r1, m_ap) in per.items():
+            rows.append({"source": "paper, Table I", "model": model, "data": data, **PAPER_SETTING,
+                         "R1 / mAP": _fmt(r1, m_ap), "what differs from the paper": "the reference"})
+    for run_id, m in sorted(runs.items()):
+        if not run_id.startswith(("10_train/", "20_finetune/")):
+            continue
+        ev = m["evaluations"].get("test") or m["evaluations"].get("fine-tuned")
+        if ev is None:
+            continue
+        st = _setting(m)
+        data = ev["label"] + (f" (fine-tuned from {m['source_key']})" if run_id.startswith("20_finetune/") else "")
+        rows.append({"source": f"this study: `{run_id}`", "model": m["model_label"], "data": data,
+                     **{k: st[k] for k in ("init", "epochs", "input", "hardware")},
+                     "R1 / mAP": _fmt(ev["R1"], ev["mAP"]), "what differs from the paper": differences(st, data)})
+    for ref in references or []:
+        rows.append({"source": ref.get("source", ""), "model": ref.get("model", ""), "data": ref.get("data", ""),
+                     "init": ref.get("init", ""), "epochs": ref.get("epochs", ""), "input": ref.get("input", ""),
+                     "hardware": ref.get("hardware", ""), "R1 / mAP": _fmt(ref["R1"], ref["mAP"]),
+                     "what differs from the paper": differences(
+                         {k: ref.get(k) for k in ("init", "epochs", "input", "hardware")}, ref.get("data", ""))
+                     + (f"; {ref['differs']}" if ref.get("differs") else "")})
+    return pd.DataFrame(rows)
 
 
 def _fmt(r1: float, m_ap: float) -> str:
@@ -44,7 +154,7 @@ def table_one(runs: dict) -> pd.DataFrame:
             continue
         label = m["model_label"]
         row = rows.setdefault(label, {})
-        for key, ev in m["evaluations"].items():
+        for ev in m["evaluations"].values():
             col = f"{ev['label']}" + (" (zero-shot from " + m["dataset_label"] + ")" if ev["role"] != "test" else "")
             row[col] = _fmt(ev["R1"], ev["mAP"])
     df = pd.DataFrame.from_dict(rows, orient="index")
@@ -172,46 +282,59 @@ def _slug(text: str) -> str:
 
 def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
                  report: dict | None = None) -> str:
-    """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown."""
-    from reidlib.pipeline import environment_info
+    """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown.
+
+    ``report`` is the profile's ``report`` block: ``references`` (published rows for the side-by-side table,
+    see :func:`comparison_table`) and ``notes`` (lines printed under "Notes").
+    """
     from reidlib.plots import to_markdown
 
+    report = report or {}
     out_dir = Path(out_dir)
     t1, ft, dist = table_one(runs), finetune_table(runs), distance_table(runs)
-    cx = complexity_table(runs)
+    cx, chance = complexity_table(runs), chance_levels(runs)
+    comparison = comparison_table(runs, report.get("references"))
     lines = [f"# reidlib study report: profile `{profile}`", "", description.strip(), "",
-             f"Regenerate: `./run_all.sh {profile}` (parameters: `{Path(profile_path).name}`).", "",
-             "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), "",
-             "## The paper's Table I (for comparison; Market-1501, DukeMTMC-reID, LaST val zero-shot)", "",
-             to_markdown(paper_table().reset_index()), ""]
+             (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
+              "notebook, parameters and `run.json` of every number sit in the stage folders beside this report)."), "",
+             "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), ""]
+    if chance:
+        levels = "; ".join(f"{k} {v:.2f}" for k, v in sorted(chance.items()))
+        lines += [f"Chance level, the expected rank-1 (%) of a random ranking under the same protocol: {levels}.", ""]
+    lines += ["## Side by side: the paper's Table I, this study and published reference systems", "",
+              ("Rank-1 / mAP (%) on each row's test split. The last column says what differs from the paper's "
+               "setting; numbers of other systems are cited from the named source, not rerun here."), "",
+              to_markdown(comparison), ""]
     if not ft.empty:
         lines += ["## Fine-tuning (target test split)", "", to_markdown(ft), ""]
     if not dist.empty:
         lines += ["## Distance study: rank-1 / mAP (%) per metric", "", to_markdown(dist.reset_index()), ""]
     if not cx.empty:
-        lines += ["## Complexity and measured CPU throughput", "", to_markdown(cx.reset_index(names="model")), ""]
+        lines += ["## Complexity and measured throughput", "", to_markdown(cx.reset_index(names="model")), ""]
+    if report.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note.strip()}" for note in report["notes"]] + [""]
     lines += ["## What every number rests on", ""]
-    total_train_s = 0.0
+    total_train_s, hardware = 0.0, set()
     for rid, m in sorted(runs.items()):
-        if rid.startswith(("10_train/", "20_finetune/")):
-            tr = m["train"]
-            total_train_s += float(tr.get("train_seconds", 0.0) or 0.0)
-            lines.append(f"- `{rid}`: {m['model_label']} on {m['dataset_label']}; init {tr.get('init')}; "
-                         f"epochs run {tr.get('epochs_completed')} of {tr.get('epochs')}; optimizer {tr.get('optimizer')}; "
-                         f"selected on {tr.get('select_on', '-')} (epoch {tr.get('best_epoch', '-')}); "
-                         f"input {tr.get('image_size')}; device {tr.get('device')}.")
-    env = environment_info()
-    lines += ["", f"Total training time: {total_train_s / 60:.1f} min. Hardware: {env['cpu']} "
-              f"({env['cpu_count']} cores, torch {env['torch']} with {env['torch_threads']} threads"
-              f"{', GPU ' + env['cuda'] if env['cuda'] else ', no GPU'}).", ""]
-    for note in (report or {}).get("notes", []):
-        lines.append(f"- {note}")
+        if not rid.startswith(("10_train/", "20_finetune/")):
+            continue
+        tr, st, info = m["train"], _setting(m), m.get("run_info") or {}
+        total_train_s += float(tr.get("train_seconds", 0.0) or 0.0)
+        hardware.add(st["hardware"])
+        lines.append(f"- `{rid}`: {m['model_label']} on {m['dataset_label']}; init {st['init']}; "
+                     f"epochs run {tr.get('epochs_completed')} of {tr.get('epochs')} ({st['train_min']:.1f} min of "
+                     f"training, {float(info.get('wall_seconds', 0.0)) / 60:.1f} min for the whole notebook); "
+                     f"optimizer {tr.get('optimizer')}; selected on {tr.get('select_on', '-')} "
+                     f"(epoch {tr.get('best_epoch', '-')}); input {st['input']}; {st['hardware']}; "
+                     f"commit {info.get('git_commit', 'unknown')[:12]}.")
+    lines += ["", f"Total training time: {total_train_s / 60:.1f} min on "
+              + ("; ".join(sorted(hardware)) or "no training") + ".", ""]
     text = "\n".join(lines) + "\n"
     tmp = out_dir / ".report.md.tmp"
     tmp.write_text(text)
     tmp.replace(out_dir / "report.md")
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
-                            "total_train_minutes": total_train_s / 60, "runs": sorted(runs)})
+                            "comparison": comparison.to_dict("records"), "chance_rank1": chance,
+                            "total_train_minutes": total_train_s / 60, "hardware": sorted(hardware),
+                            "runs": sorted(runs)})
     return text
-
-
