@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
 import os
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -142,18 +142,6 @@ def write_curves(work: Path, names: list[str], out: Path) -> None:
     tmp.replace(out / "curves.csv")
 
 
-def _expand(value: Any, mapping: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        for key, sub in mapping.items():
-            value = value.replace("{" + key + "}", sub)
-        return value
-    if isinstance(value, dict):
-        return {k: _expand(v, mapping) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, mapping) for v in value]
-    return value
-
-
 def load_sweep(path: Path) -> dict:
     """Read a sweep file, expand placeholders and check its keys (clear errors name what is missing)."""
     import yaml
@@ -162,8 +150,9 @@ def load_sweep(path: Path) -> dict:
     missing = [k for k in ("data", "model", "base", "variants") if k not in (sweep or {})]
     if missing:
         raise ValueError(f"{path}: sweep file lacks {missing}; see the docstring of benchmarks/recipe_sweep.py")
-    shared = os.environ.get("REIDLIB_SHARED", str(REPO.parent / "shared"))
-    return _expand(sweep, {"shared": shared, "repo": str(REPO)})
+    from reidlib.pipeline import _expand, shared_dir
+
+    return _expand(sweep, {"shared": str(shared_dir()), "repo": str(REPO)})
 
 
 def _fmt(row: dict, key: str) -> str:
@@ -193,11 +182,11 @@ def write_report(rows: list[dict], sweep: dict, out: Path, command: str, env: di
     torch_version = f"; torch {env['torch']}" if env.get("torch") else ""
     lines += ["", f"Hardware: {env['hardware']}{torch_version}; {env['jobs']} variants at a time, "
               f"{env['threads']} thread(s) each, so images/s are per concurrent run."]
-    shared = os.environ.get("REIDLIB_SHARED", str(REPO.parent / "shared"))
+    from reidlib.pipeline import portable
+
     for name, text in (("sweep.md", "\n".join(lines) + "\n"),
                        ("sweep.json", json.dumps({"sweep": sweep, "rows": rows, "env": env}, indent=1))):
-        text = text.replace(str(Path(shared).resolve()), "{shared}").replace(shared, "{shared}")
-        text = text.replace(str(REPO) + "/", "").replace(str(REPO), "{repo}")
+        text = portable(text.replace(str(REPO) + "/", ""))
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(out / name)
