@@ -38,6 +38,21 @@ def test_every_shipped_profile_loads_and_plans(name):
             assert ids.index(dep) < ids.index(run.id), f"{run.id} runs before its input {dep}"
 
 
+# what a model entry of a profile may hold (load_profile fills the rest); a flow-style label with a comma once
+# split into a cut label and a stray null key, which nothing caught
+PROFILE_MODEL_KEYS = {"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"}
+
+
+@pytest.mark.parametrize("name", pipeline.list_profiles())
+def test_shipped_profile_model_entries_hold_only_known_keys(name):
+    raw = yaml.safe_load((pipeline.PARAMS_DIR / f"{name}.yaml").read_text())
+    for i, spec in enumerate(raw["models"]):
+        stray = sorted(map(str, set(spec) - PROFILE_MODEL_KEYS))
+        assert not stray, f"params/{name}.yaml models[{i}] has unknown key(s) {stray} (a label with a comma unquoted?)"
+        assert isinstance(spec.get("label", ""), str) and spec.get("label", "").count("(") == \
+            spec.get("label", "").count(")"), f"params/{name}.yaml models[{i}] label {spec.get('label')!r} looks cut"
+
+
 def test_smoke_plan_has_expected_runs():
     cfg = load_profile("smoke")
     ids = [r.id for r in plan(cfg)]
