@@ -86,6 +86,72 @@ def chance_levels(runs: dict) -> dict[str, float]:
     return out
 
 
+def feature_spread(features: np.ndarray) -> float:
+    """Mean distance of L2-normalised embeddings ``features`` (N, D) to their mean (0 to 1 for typical sets).
+
+    0 means collapse, every image mapped to the same direction; a working embedding spreads identities apart.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    f = f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None)
+    return float(np.linalg.norm(f - f.mean(axis=0), axis=1).mean())
+
+
+def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
+    """Did each trained run learn? One row per ``10_train`` run that trained at least one epoch.
+
+    Columns: test rank-1 (%) against the chance level of the same split (and their ratio), the last epoch's train
+    accuracy (%), the ID loss of the first and last epoch, the last triplet loss next to its margin (a triplet loss
+    stuck at the margin with identical features is the collapse) and :func:`feature_spread` of the test gallery
+    features (``None`` where the stored features are no longer on disk or the chance level is unknown).
+    """
+    from reidlib.evaluation import FeatureSet
+
+    rows = []
+    for run_id, m in sorted(runs.items()):
+        hist, ev = m.get("history") or [], (m.get("evaluations") or {}).get("test")
+        if not run_id.startswith("10_train/") or not hist or ev is None:
+            continue
+        level = chance.get(ev["label"])
+        feats = (m.get("features") or {}).get("test") or {}
+        spread = (round(feature_spread(FeatureSet.load(feats["gallery"]).feats.numpy()), 3)
+                  if feats.get("gallery") and Path(feats["gallery"]).is_file() else None)
+        margin = (m["train"].get("recipe") or {}).get("triplet_margin", "-")
+        rows.append({"run": f"`{run_id}`", "model": m["model_label"], "test R1": round(ev["R1"], 2),
+                     "chance R1": round(level, 2) if level else None,
+                     "R1 / chance": round(ev["R1"] / level, 1) if level else None,
+                     "train acc, last epoch": round(100 * hist[-1]["train_acc"], 1),
+                     "ID loss, first -> last epoch": f"{hist[0]['loss_id']:.2f} -> {hist[-1]['loss_id']:.2f}",
+                     "triplet loss, last epoch (margin)": f"{hist[-1]['loss_triplet']:.3f} ({margin})",
+                     "feature spread": spread})
+    table = pd.DataFrame(rows).astype(object)
+    return table.where(table.notna(), None)  # missing stays None (metrics.json refuses NaN)
+
+
+def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
+    """This study's runs against the references that name one of them with ``compare_with: <run id>``.
+
+    The difference columns are this run minus the reference (percentage points); a positive value means ours is
+    higher. A reference whose run is missing gets a row saying so.
+    """
+    rows = []
+    for ref in references or []:
+        run_id = ref.get("compare_with")
+        if not run_id:
+            continue
+        m = runs.get(run_id)
+        ev = None if m is None else (m["evaluations"].get("test") or m["evaluations"].get("fine-tuned"))
+        if ev is None:
+            rows.append({"this study": f"`{run_id}`", "R1 / mAP": "not run", "reference": ref.get("source", "")})
+            continue
+        st = _setting(m)
+        rows.append({"this study": f"`{run_id}`", "R1 / mAP": _fmt(ev["R1"], ev["mAP"]),
+                     "training": f"{st['epochs']} epochs, {st['train_min']:.1f} min, {st['hardware']}",
+                     "reference": ref.get("source", ""), "reference R1 / mAP": _fmt(ref["R1"], ref["mAP"]),
+                     "reference training": f"{ref.get('epochs', '-')} epochs, {ref.get('hardware', '-')}",
+                     "difference R1 / mAP": f"{ev['R1'] - ref['R1']:+.1f} / {ev['mAP'] - ref['mAP']:+.1f}"})
+    return pd.DataFrame(rows)
+
+
 def _setting(m: dict) -> dict:
     tr = m.get("train", {})
     init = tr.get("init") or "random"
@@ -294,6 +360,7 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     t1, ft, dist = table_one(runs), finetune_table(runs), distance_table(runs)
     cx, chance = complexity_table(runs), chance_levels(runs)
     comparison = comparison_table(runs, report.get("references"))
+    versus, learned = head_to_head(runs, report.get("references")), learning_check(runs, chance)
     lines = [f"# reidlib study report: profile `{profile}`", "", description.strip(), "",
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
               "notebook, parameters and `run.json` of every number sit in the stage folders beside this report)."), "",
@@ -305,6 +372,16 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
               ("Rank-1 / mAP (%) on each row's test split. The last column says what differs from the paper's "
                "setting; numbers of other systems are cited from the named source, not rerun here."), "",
               to_markdown(comparison), ""]
+    if not versus.empty:
+        lines += ["## Against the references on the same split", "",
+                  ("This study's row next to the reference run that names it (difference = ours minus theirs, "
+                   "percentage points)."), "", to_markdown(versus), ""]
+    if not learned.empty:
+        lines += ["## Did each model learn?", "",
+                  ("Test rank-1 against the chance level of the same split, and the signs of training: train "
+                   "accuracy, ID loss, the triplet loss next to its margin (stuck at the margin = collapse) and the "
+                   "spread of the test gallery features (0 = every image mapped to the same feature)."), "",
+                  to_markdown(learned, floatfmt=".2f"), ""]
     if not ft.empty:
         lines += ["## Fine-tuning (target test split)", "", to_markdown(ft), ""]
     if not dist.empty:
@@ -335,6 +412,7 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     tmp.replace(out_dir / "report.md")
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
                             "comparison": comparison.to_dict("records"), "chance_rank1": chance,
+                            "head_to_head": versus.to_dict("records"), "learning_check": learned.to_dict("records"),
                             "total_train_minutes": total_train_s / 60, "hardware": sorted(hardware),
                             "runs": sorted(runs)})
     return text

@@ -1,6 +1,8 @@
 """The report's own statistics and tables: chance level, what-differs lines, the side-by-side table."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,59 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
     assert ours["what differs from the paper"] == "differs in data, init, epochs, hardware; 20.0 min of training"
     peer = table[table["source"] == "peer"].iloc[0]
     assert peer["what differs from the paper"].endswith("; no center")
+
+
+def test_feature_spread_is_zero_for_collapsed_features_and_known_for_simple_sets():
+    from reidlib.reporting import feature_spread
+
+    assert feature_spread(np.tile([[3.0, 4.0]], (5, 1))) == pytest.approx(0.0, abs=1e-12)
+    assert feature_spread(np.array([[2.0, 0.0], [-5.0, 0.0]])) == pytest.approx(1.0)  # opposite: mean at 0
+    assert feature_spread(np.array([[1.0, 0.0], [0.0, 7.0]])) == pytest.approx(np.sqrt(0.5))  # orthogonal
+
+
+def _trained_run(tmp_path, r1, feats):
+    from reidlib.evaluation import FeatureSet
+
+    gallery = FeatureSet(feats, np.arange(len(feats)), np.zeros(len(feats)), [f"{i}.jpg" for i in range(len(feats))])
+    path = gallery.save(tmp_path / f"gallery-{r1}.npz")
+    return {"model_label": "M", "dataset_label": "D",
+            "evaluations": {"test": {"label": "D", "role": "test", "R1": r1, "mAP": r1 + 1}},
+            "history": [{"train_acc": 0.01, "loss_id": 6.5, "loss_triplet": 0.9},
+                        {"train_acc": 0.25, "loss_id": 4.25, "loss_triplet": 0.3}],
+            "features": {"test": {"query": str(path), "gallery": str(path)}},
+            "train": {"recipe": {"triplet_margin": 0.3}, "epochs_completed": 2, "train_seconds": 90.0}}
+
+
+def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
+    from reidlib.reporting import learning_check
+
+    runs = {"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
+            "10_train/collapsed": _trained_run(tmp_path, 0.1, np.ones((4, 3))),
+            "10_train/reference": dict(_trained_run(tmp_path, 5.0, np.eye(2)), history=[]),  # evaluated, not trained
+            "20_finetune/x": _trained_run(tmp_path, 9.0, np.eye(2))}
+    table = learning_check(runs, {"D": 0.5}).set_index("run")
+    assert list(table.index) == ["`10_train/a`", "`10_train/collapsed`"]
+    a, collapsed = table.loc["`10_train/a`"], table.loc["`10_train/collapsed`"]
+    assert a["R1 / chance"] == 4.0 and a["chance R1"] == 0.5 and a["train acc, last epoch"] == 25.0
+    assert a["ID loss, first -> last epoch"] == "6.50 -> 4.25"
+    assert a["triplet loss, last epoch (margin)"] == "0.300 (0.3)"
+    assert a["feature spread"] == pytest.approx(np.sqrt(3 / 4), abs=1e-3)  # 4 orthogonal unit vectors
+    assert collapsed["feature spread"] == 0.0
+    Path(runs["10_train/a"]["features"]["test"]["gallery"]).unlink()  # work/ cleaned: no spread, no error
+    assert learning_check(runs, {}).set_index("run").loc["`10_train/a`", "feature spread"] is None
+
+
+def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
+    from reidlib.reporting import head_to_head
+
+    run = {"model_label": "OSNet", "evaluations": {"test": {"label": "D", "role": "test", "R1": 44.0, "mAP": 40.5}},
+           "train": {"epochs_completed": 10, "train_seconds": 1320.0, "image_size": [256, 128]}, "run_info": {}}
+    refs = [{"source": "peer", "R1": 43.0, "mAP": 41.0, "epochs": 20, "hardware": "2-core CPU",
+             "compare_with": "10_train/d-osnet"},
+            {"source": "other", "R1": 1.0, "mAP": 1.0, "compare_with": "10_train/absent"},
+            {"source": "no link", "R1": 1.0, "mAP": 1.0}]
+    table = head_to_head({"10_train/d-osnet": run}, refs)
+    assert len(table) == 2
+    assert table.iloc[0]["difference R1 / mAP"] == "+1.0 / -0.5"
+    assert table.iloc[0]["training"] == "10 epochs, 22.0 min, unknown"
+    assert table.iloc[1]["R1 / mAP"] == "not run"
