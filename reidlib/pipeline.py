@@ -94,6 +94,10 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
 
 
+# what one entry of a profile's ``models`` list may hold
+MODEL_KEYS = frozenset({"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"})
+
+
 def load_profile(profile: str | Path, data_root: str | Path | None = None) -> dict:
     """Read, check and resolve a profile.
 
@@ -161,6 +165,10 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None) -> di
     for i, spec in enumerate(cfg["models"]):
         if not isinstance(spec, dict) or "name" not in spec:
             raise ProfileError(f"{path}: models[{i}] needs 'name' (a reidlib.models model name)")
+        stray = sorted(map(str, set(spec) - MODEL_KEYS))
+        if stray:
+            raise ProfileError(f"{path}: models[{i}] has unknown key(s) {stray}; known: {sorted(MODEL_KEYS)} "
+                               "(a flow-style label holding a comma must be quoted)")
         spec = dict(spec)
         spec.setdefault("run", spec["name"])
         spec.setdefault("label", spec["run"])
@@ -202,6 +210,7 @@ class Run:
     name: str
     parameters: dict
     depends_on: list[str] = field(default_factory=list)  # ids (stage/name) of upstream runs
+    model_name: str | None = None  # the registered model a training/fine-tune run builds (scopes its code hash)
 
     @property
     def id(self) -> str:
@@ -268,7 +277,7 @@ def plan(cfg: dict) -> list[Run]:
                 "evaluation": cfg["evaluation"],
                 "work_dir": str(work / "10_train" / name),
             }
-            run = Run("10_train", name, params, depends_on=["00_data/datasets"])
+            run = Run("10_train", name, params, depends_on=["00_data/datasets"], model_name=model["name"])
             runs.append(run)
             train_ids[(model["run"], key)] = run.id
 
@@ -293,7 +302,8 @@ def plan(cfg: dict) -> list[Run]:
                 "evaluation": cfg["evaluation"],
                 "work_dir": str(work / "20_finetune" / name),
             }
-            runs.append(Run("20_finetune", name, params, depends_on=[train_ids[(model_run, source)]]))
+            runs.append(Run("20_finetune", name, params, depends_on=[train_ids[(model_run, source)]],
+                            model_name=model["name"]))
 
     train_runs = [r for r in runs if r.stage == "10_train"]
     ds = cfg.get("distance_study") or {}
@@ -335,19 +345,37 @@ def _sha256_files(paths: list[Path]) -> str:
 
 # presentation-only modules: editing them re-runs the report, never a training or evaluation stage
 REPORT_ONLY_MODULES = ("reidlib/reporting.py",)
+# the runner itself: it reaches a run only through the run's parameters, which are hashed on their own
+RUNNER_MODULES = ("reidlib/pipeline.py",)
 
 
-def library_files(stage: str | None = None) -> list[Path]:
-    """reidlib's sources a stage depends on: all of them for ``40_report``, else all but the report-only ones."""
+def model_family_files() -> dict[str, Path]:
+    """Each registered model name -> the file that defines its family (e.g. ``reidlib/models/osnet.py``)."""
+    import inspect
+
+    from reidlib.models.registry import get_entry, list_models
+
+    return {name: Path(inspect.getfile(get_entry(name).factory)).resolve() for name in list_models()}
+
+
+def library_files(stage: str | None = None, model_name: str | None = None) -> list[Path]:
+    """reidlib's sources a run depends on.
+
+    Every module except the runner (:data:`RUNNER_MODULES`); the report-only modules only for ``40_report``; and
+    for a run that builds one registered model (``model_name``), not the files of the *other* model families, so
+    fixing MobileNetV3 leaves the OSNet and ResNet50 runs up to date.
+    """
     files = sorted((REPO_ROOT / "reidlib").rglob("*.py"))
-    if stage != "40_report":
-        files = [p for p in files if p.relative_to(REPO_ROOT).as_posix() not in REPORT_ONLY_MODULES]
-    return files
+    skip = set(RUNNER_MODULES) | (set() if stage == "40_report" else set(REPORT_ONLY_MODULES))
+    families = model_family_files() if model_name is not None else {}
+    if model_name in families:
+        skip |= {p.relative_to(REPO_ROOT).as_posix() for p in families.values() if p != families[model_name]}
+    return [p for p in files if p.relative_to(REPO_ROOT).as_posix() not in skip]
 
 
-def library_hash(stage: str | None = None) -> str:
-    """Hash of :func:`library_files` of ``stage``: a code change makes the runs that depend on it stale."""
-    return _sha256_files(library_files(stage))
+def library_hash(stage: str | None = None, model_name: str | None = None) -> str:
+    """Hash of :func:`library_files`: a code change makes the runs that depend on it stale."""
+    return _sha256_files(library_files(stage, model_name))
 
 
 def portable(value: Any) -> Any:
@@ -370,7 +398,7 @@ def input_hash(run: Run, cfg: dict) -> str:
     h = hashlib.sha256()
     h.update(run.notebook.read_bytes())
     h.update(json.dumps(portable(run.parameters), sort_keys=True, default=str).encode())
-    h.update(library_hash(run.stage).encode())
+    h.update(library_hash(run.stage, run.model_name).encode())
     for dep in run.depends_on:
         stage, name = dep.split("/", 1)
         metrics = run_dir(cfg, stage, name) / "metrics.json"

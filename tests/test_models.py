@@ -182,6 +182,31 @@ def test_mnv3_timm_backend():
         build_model("mnv3_siamese", 751, backend="timm", paper_code=True)
 
 
+def _eval_to_train_spread(model: nn.Module, steps: int = 150) -> float:
+    """Spread across a batch of the eval-mode embedding over the train-mode one, after ``steps`` train passes."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 64, 32)
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):  # only the BatchNorm running statistics change
+            model(x)
+        train_feat = model.global_feature(x)
+        model.eval()
+        eval_feat = model.global_feature(x)
+    return (eval_feat.std(0).mean() / train_feat.std(0).mean()).item()
+
+
+def test_mnv3_running_stats_catch_up_within_a_short_run():
+    # torchvision's BatchNorm momentum 0.01 leaves the running statistics near their init after 150 steps, and
+    # every image then maps to ~the same eval embedding (the collapse seen in a 110-step synthetic run)
+    torch.manual_seed(0)
+    assert _eval_to_train_spread(build_model("mnv3_siamese", num_classes=5)) > 0.5
+    torch.manual_seed(0)
+    assert _eval_to_train_spread(build_model("mnv3_siamese", num_classes=5, bn_momentum=0.01)) < 1e-3
+    with pytest.raises(ValueError, match="bn_momentum"):
+        build_model("mnv3_siamese", num_classes=5, bn_momentum=0.0)
+
+
 def test_reset_classifier_and_head_names(models):
     model = build_model("mnv3_siamese", 751)
     old = model.classifier

@@ -38,16 +38,11 @@ def test_every_shipped_profile_loads_and_plans(name):
             assert ids.index(dep) < ids.index(run.id), f"{run.id} runs before its input {dep}"
 
 
-# what a model entry of a profile may hold (load_profile fills the rest); a flow-style label with a comma once
-# split into a cut label and a stray null key, which nothing caught
-PROFILE_MODEL_KEYS = {"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"}
-
-
 @pytest.mark.parametrize("name", pipeline.list_profiles())
 def test_shipped_profile_model_entries_hold_only_known_keys(name):
     raw = yaml.safe_load((pipeline.PARAMS_DIR / f"{name}.yaml").read_text())
     for i, spec in enumerate(raw["models"]):
-        stray = sorted(map(str, set(spec) - PROFILE_MODEL_KEYS))
+        stray = sorted(map(str, set(spec) - pipeline.MODEL_KEYS))
         assert not stray, f"params/{name}.yaml models[{i}] has unknown key(s) {stray} (a label with a comma unquoted?)"
         assert isinstance(spec.get("label", ""), str) and spec.get("label", "").count("(") == \
             spec.get("label", "").count(")"), f"params/{name}.yaml models[{i}] label {spec.get('label')!r} looks cut"
@@ -108,6 +103,29 @@ def test_model_image_size_overrides_the_profile_for_its_training_and_finetune_ru
     assert sizes["10_train/synth-a-osnet_x0_25"] == [96, 48]
     assert sizes["20_finetune/synth-a-to-synth-b-osnet_x0_25"] == [96, 48]
     assert sizes["10_train/synth-a-bot_resnet50"] == cfg["image_size"]
+
+
+def test_a_model_entry_with_an_unknown_key_is_rejected(tmp_path):
+    # what an unquoted flow-style label with a comma turns into: a cut label and a stray null key
+    cfg = yaml.safe_load((pipeline.PARAMS_DIR / "smoke.yaml").read_text())
+    cfg["models"][0] = yaml.safe_load("{name: osnet_x0_25, label: OSNet (baseline, scratch)}")
+    path = tmp_path / "comma.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ProfileError, match=r"models\[0\] has unknown key\(s\) \['scratch\)'\]"):
+        load_profile(path)
+
+
+def test_a_run_hashes_its_own_model_family_and_never_the_runner():
+    root = pipeline.REPO_ROOT / "reidlib"
+    osnet = pipeline.library_files("10_train", "osnet_x0_25")
+    assert root / "models" / "osnet.py" in osnet and root / "models" / "base.py" in osnet
+    assert root / "models" / "mnv3_siamese.py" not in osnet and root / "models" / "bot_resnet50.py" not in osnet
+    assert root / "models" / "mnv3_siamese.py" in pipeline.library_files("30_distance_study")
+    assert root / "models" / "mnv3_siamese.py" in pipeline.library_files("10_train", "no_such_model")
+    assert all(root / "pipeline.py" not in pipeline.library_files(s) for s in pipeline.STAGES)
+    runs = {r.id: r for r in plan(load_profile("smoke"))}
+    assert runs["10_train/synth-a-osnet_x0_25"].model_name == "osnet_x0_25"
+    assert runs["20_finetune/synth-a-to-synth-b-osnet_x0_25"].model_name == "osnet_x0_25"
 
 
 def test_report_code_is_hashed_only_into_the_report_stage():
