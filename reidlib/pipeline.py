@@ -327,9 +327,19 @@ def plan(cfg: dict) -> list[Run]:
         "metrics_files": {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs},
         "report": cfg.get("report", {}),
         "figures_dir": str(work / "figures" / "report"),
+        "stale_runs": stale_runs(runs, cfg),
     }
     runs.append(Run("40_report", "report", report, depends_on=[r.id for r in upstream] + ["00_data/datasets"]))
     return runs
+
+
+def stale_runs(runs: list[Run], cfg: dict) -> list[str]:
+    """Ids of the runs whose recorded inputs differ from their current ones (or that never ran).
+
+    The report is given this list: with ``--only 40_report`` it may gather results that the current code or
+    parameters would no longer produce, and it says so beside them.
+    """
+    return [r.id for r in runs if r.stage != "40_report" and not is_up_to_date(r, cfg)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -538,8 +548,11 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
         runs = [r for r in runs if r.stage in only or r.id in only]
     done: list[Path] = []
     total = time.time()
+    everything = plan(cfg)
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.id}"
+        if run.stage == "40_report":  # the runs executed above are up to date now
+            run.parameters["stale_runs"] = stale_runs(everything, cfg)
         if not force and is_up_to_date(run, cfg):
             print(f"{head}: up to date, skipped", flush=True)
             continue

@@ -347,11 +347,13 @@ def _slug(text: str) -> str:
 
 
 def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
-                 report: dict | None = None) -> str:
+                 report: dict | None = None, stale_runs: list[str] | None = None) -> str:
     """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown.
 
     ``report`` is the profile's ``report`` block: ``references`` (published rows for the side-by-side table,
-    see :func:`comparison_table`) and ``notes`` (lines printed under "Notes").
+    see :func:`comparison_table`) and ``notes`` (lines printed under "Notes"). ``stale_runs``: ids of runs whose
+    inputs changed after they ran (the pipeline's list); the report warns about them at the top and marks them
+    in "What every number rests on".
     """
     from reidlib.plots import to_markdown
 
@@ -365,6 +367,13 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
               "notebook, parameters and `run.json` of every number sit in the stage folders beside this report)."), "",
              "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), ""]
+    stale = sorted(set(stale_runs or []) & set(runs))
+    if stale:
+        warning = (f"**{len(stale)} of the {len(runs)} runs gathered here are stale**: their code, parameters or "
+                   f"upstream results changed after they ran, so `./run_all.sh {profile}` would now produce other "
+                   "numbers for them (it reruns exactly these): " + ", ".join(f"`{r}`" for r in stale) + ".")
+        lines[lines.index("## Table I: rank-1 / mAP (%) of this study"):
+              lines.index("## Table I: rank-1 / mAP (%) of this study")] = [warning, ""]
     if chance:
         levels = "; ".join(f"{k} {v:.2f}" for k, v in sorted(chance.items()))
         lines += [f"Chance level, the expected rank-1 (%) of a random ranking under the same protocol: {levels}.", ""]
@@ -403,7 +412,8 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
                      f"training, {float(info.get('wall_seconds', 0.0)) / 60:.1f} min for the whole notebook); "
                      f"optimizer {tr.get('optimizer')}; selected on {tr.get('select_on', '-')} "
                      f"(epoch {tr.get('best_epoch', '-')}); input {st['input']}; {st['hardware']}; "
-                     f"commit {info.get('git_commit', 'unknown')[:12]}.")
+                     f"commit {info.get('git_commit', 'unknown')[:12]}"
+                     + ("; **stale**: its inputs changed after it ran." if rid in stale else "."))
     lines += ["", f"Total training time: {total_train_s / 60:.1f} min on "
               + ("; ".join(sorted(hardware)) or "no training") + ".", ""]
     text = "\n".join(lines) + "\n"
@@ -413,6 +423,7 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
                             "comparison": comparison.to_dict("records"), "chance_rank1": chance,
                             "head_to_head": versus.to_dict("records"), "learning_check": learned.to_dict("records"),
+                            "stale_runs": stale,
                             "total_train_minutes": total_train_s / 60, "hardware": sorted(hardware),
                             "runs": sorted(runs)})
     return text

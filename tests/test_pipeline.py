@@ -174,6 +174,22 @@ def test_failed_stage_leaves_results_untouched_and_names_the_notebook(tmp_path, 
     assert not any(p.name.startswith(".tmp-") for p in results.rglob("*"))
 
 
+def test_the_report_is_told_which_runs_are_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
+    cfg = load_profile(_write_profile(tmp_path, "stale", work_dir=str(tmp_path / "work")))
+    runs = plan(cfg)
+    report = runs[-1]
+    upstream = [r.id for r in runs[:-1]]
+    assert report.stage == "40_report" and report.parameters["stale_runs"] == upstream  # nothing has run yet
+    data = runs[0]  # pretend 00_data ran with today's inputs
+    out = pipeline.run_dir(cfg, data.stage, data.name)
+    out.mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"input_hash": pipeline.input_hash(data, cfg)}))
+    assert plan(cfg)[-1].parameters["stale_runs"] == upstream[1:]
+    (out / "run.json").write_text(json.dumps({"input_hash": "made by other code"}))
+    assert plan(cfg)[-1].parameters["stale_runs"] == upstream
+
+
 def test_cli_reports_profile_errors(capsys):
     assert pipeline.main(["run", "no-such-profile"]) == 1
     assert "available" in capsys.readouterr().err

@@ -106,3 +106,19 @@ def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
     assert table.iloc[0]["difference R1 / mAP"] == "+1.0 / -0.5"
     assert table.iloc[0]["training"] == "10 epochs, 22.0 min, unknown"
     assert table.iloc[1]["R1 / mAP"] == "not run"
+
+
+def test_report_warns_about_stale_runs(tmp_path):
+    from reidlib.reporting import write_report
+
+    run = {"model_label": "M", "dataset_label": "D", "history": [],
+           "evaluations": {"test": {"label": "D", "role": "test", "R1": 50.0, "mAP": 45.0}},
+           "train": {"epochs": 1, "epochs_completed": 1, "train_seconds": 60.0}, "run_info": {}}
+    runs = {"10_train/fresh": run, "10_train/old": run}
+    text = write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml",
+                        stale_runs=["10_train/old", "10_train/not-gathered"])
+    assert "**1 of the 2 runs gathered here are stale**" in text and "`10_train/old`." in text
+    lines = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("- `10_train/")}
+    assert lines["10_train/old"].endswith("**stale**: its inputs changed after it ran.")
+    assert "stale" not in lines["10_train/fresh"]
+    assert "stale" not in write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml")
