@@ -25,7 +25,17 @@ PAPER_MODEL_OF = {"bot_resnet50": "BoT ResNet50 (baseline)", "osnet_x0_25": "OSN
                   "mnv3_siamese": "MobileNetV3 siamese (custom)"}
 
 
-PAPER_SETTING = {"init": "ImageNet", "epochs": 120, "input": "256x128", "hardware": "GPU"}
+PAPER_SETTING = {"init": "ImageNet", "epochs": 120, "input": "256x128", "hardware": "GPU",
+                 "losses": "CE + triplet + center", "frozen": ""}
+
+
+def loss_terms(recipe: dict) -> str:
+    """The loss terms a training recipe (``metrics.json`` ``train.recipe``) switched on, e.g. ``"CE + triplet"``."""
+    kw = recipe.get("loss_kwargs") or {}
+    terms = ["CE"] if float(kw.get("id_weight", 1.0)) > 0 else []
+    terms += ["triplet"] if float(kw.get("triplet_weight", 1.0)) > 0 else []
+    terms += ["center"] if float(recipe.get("center_weight", 5e-4) or 0) > 0 else []
+    return " + ".join(terms)
 
 
 def load_runs(metrics_files: dict[str, str]) -> dict[str, dict]:
@@ -121,7 +131,8 @@ def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
                      "R1 / chance": round(ev["R1"] / level, 1) if level else None,
                      "train acc, last epoch": round(100 * hist[-1]["train_acc"], 1),
                      "ID loss, first -> last epoch": f"{hist[0]['loss_id']:.2f} -> {hist[-1]['loss_id']:.2f}",
-                     "triplet loss, last epoch (margin)": f"{hist[-1]['loss_triplet']:.3f} ({margin})",
+                     "triplet loss, last epoch (margin)": (f"{hist[-1]['loss_triplet']:.3f} ({margin})"
+                                                           if "loss_triplet" in hist[-1] else "not trained"),
                      "feature spread": spread})
     table = pd.DataFrame(rows).astype(object)
     return table.where(table.notna(), None)  # missing stays None (metrics.json refuses NaN)
@@ -159,16 +170,23 @@ def _setting(m: dict) -> dict:
     size = tr.get("image_size") or []
     epochs = tr.get("epochs_completed", tr.get("epochs"))
     minutes = float(tr.get("train_seconds", 0.0) or 0.0) / 60
+    recipe = tr.get("recipe") or {}
     return {"init": init, "epochs": epochs, "input": "x".join(str(v) for v in size), "hardware": hardware_of(m),
-            "train_min": minutes}
+            "train_min": minutes, "losses": loss_terms(recipe) if recipe else PAPER_SETTING["losses"],
+            "frozen": ", ".join(recipe.get("frozen_layers") or [])}
 
 
 def differences(setting: dict, data: str, reference: dict = PAPER_SETTING, ref_data: str = "Market-1501") -> str:
     """One short line naming which of data, init, epochs, input and hardware differ from the paper's setting
-    (the row's own columns give the values), plus the minutes of training when known."""
+    (the row's own columns give the values), then the loss terms and frozen layers where they differ, plus the
+    minutes of training when known."""
     differ = ["data"] if data != ref_data else []
     differ += [key for key in ("init", "epochs", "input", "hardware") if str(setting.get(key)) != str(reference[key])]
     line = ("differs in " + ", ".join(differ)) if differ else "same setting"
+    if setting.get("losses", reference["losses"]) != reference["losses"]:
+        line += f"; losses: {setting['losses']}"
+    if setting.get("frozen"):
+        line += f"; frozen: {setting['frozen']}"
     if setting.get("train_min"):
         line += f"; {setting['train_min']:.1f} min of training"
     return line
@@ -185,7 +203,8 @@ def comparison_table(runs: dict, references: list[dict] | None = None) -> pd.Dat
     rows = []
     for model, per in PAPER_TABLE_I.items():
         for data, (r1, m_ap) in per.items():
-            rows.append({"source": "paper, Table I", "model": model, "data": data, **PAPER_SETTING,
+            rows.append({"source": "paper, Table I", "model": model, "data": data,
+                         **{k: PAPER_SETTING[k] for k in ("init", "epochs", "input", "hardware")},
                          "R1 / mAP": _fmt(r1, m_ap), "what differs from the paper": "the reference"})
     for run_id, m in sorted(runs.items()):
         if not run_id.startswith(("10_train/", "20_finetune/")):

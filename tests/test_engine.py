@@ -133,6 +133,8 @@ def test_bad_options_fail_before_training(source, tmp_path):
         fit("osnet_x0_25", source.train, out_dir=tmp_path / "x", select_on="test", **FAST)
     with pytest.raises(ValueError, match="unknown optimizer"):
         fit("osnet_x0_25", source, out_dir=tmp_path / "x", optimizer="rmsprop", **FAST)
+    with pytest.raises(ValueError, match="no module 'stem'.*top-level modules are \\['conv1'"):
+        fit("osnet_x0_25", source, out_dir=tmp_path / "x", frozen_layers=["stem"], **FAST)
     with pytest.raises(TypeError, match="unknown training option"):
         fit("osnet_x0_25", source, out_dir=tmp_path / "x", num_epochs=3, **FAST)
     assert not (tmp_path / "x").exists()
@@ -154,6 +156,24 @@ def test_cli_trains_and_prints_a_summary(source, tmp_path, capsys):
 
 
 # ---- fine-tuning -------------------------------------------------------------------------------------
+def test_frozen_layers_never_train_not_even_after_a_head_only_phase(source, tmp_path):
+    from reidlib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("osnet_x0_25", source.num_train_pids - 3, feature_dim=32)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    res = fit(model, source, out_dir=tmp_path / "frozen", epochs=2, num_val_ids=3, freeze_backbone_epochs=1,
+              frozen_layers=["conv1", "conv2"], **FAST)
+    assert [r["head_only"] for r in res.history] == [True, False]
+    end = load_checkpoint(tmp_path / "frozen" / "last.pt")["model"]
+    frozen = [k for k in start if k.startswith(("conv1.", "conv2.")) and k.endswith((".weight", ".bias"))]
+    assert frozen and all(torch.equal(end[k], start[k]) for k in frozen)
+    # their BatchNorm layers still follow the new data in the full phase; the layers above them train
+    assert not torch.equal(end["conv1.bn.running_mean"], start["conv1.bn.running_mean"])
+    assert not torch.equal(end["conv3.0.conv1.conv.weight"], start["conv3.0.conv1.conv.weight"])
+    assert list(load_checkpoint(tmp_path / "frozen" / "last.pt")["config"]["frozen_layers"]) == ["conv1", "conv2"]
+
+
 def test_finetune_refuses_the_source_folder(source_run, target):
     for bad in (source_run.out_dir, source_run.out_dir / "ft"):
         with pytest.raises(ValueError, match="must differ from"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reidlib.evaluation import evaluate
-from reidlib.reporting import PAPER_TABLE_I, chance_rank1, comparison_table, differences
+from reidlib.reporting import PAPER_TABLE_I, chance_rank1, comparison_table, differences, loss_terms
 
 
 def test_chance_rank1_by_hand_drops_same_camera_positives():
@@ -32,6 +32,13 @@ def test_differences_name_only_what_differs():
     assert differences(paper_like, "Market-1501") == "same setting"
     cpu = dict(paper_like, epochs=6, hardware="AMD EPYC, 2 cores", train_min=21.5)
     assert differences(cpu, "CUHK03-NP") == "differs in data, epochs, hardware; 21.5 min of training"
+    ce_frozen = dict(paper_like, losses="CE", frozen="conv1, conv2")
+    assert differences(ce_frozen, "Market-1501") == "same setting; losses: CE; frozen: conv1, conv2"
+
+
+def test_loss_terms_read_the_recipe():
+    assert loss_terms({"center_weight": 5e-4, "loss_kwargs": {}}) == "CE + triplet + center"
+    assert loss_terms({"center_weight": 0.0, "loss_kwargs": {"triplet_weight": 0.0}}) == "CE"
 
 
 def test_comparison_table_holds_paper_study_and_reference_rows():
@@ -88,6 +95,10 @@ def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
     assert a["triplet loss, last epoch (margin)"] == "0.300 (0.3)"
     assert a["feature spread"] == pytest.approx(np.sqrt(3 / 4), abs=1e-3)  # 4 orthogonal unit vectors
     assert collapsed["feature spread"] == 0.0
+    ce_only = dict(runs["10_train/a"], history=[{k: v for k, v in r.items() if k != "loss_triplet"}
+                                                for r in runs["10_train/a"]["history"]])
+    only = learning_check({"10_train/ce": ce_only}, {"D": 0.5}).iloc[0]
+    assert only["triplet loss, last epoch (margin)"] == "not trained"
     Path(runs["10_train/a"]["features"]["test"]["gallery"]).unlink()  # work/ cleaned: no spread, no error
     assert learning_check(runs, {}).set_index("run").loc["`10_train/a`", "feature spread"] is None
 

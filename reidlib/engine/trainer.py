@@ -80,6 +80,27 @@ def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
     return _Trainer(model, data, Path(out_dir), val, cfg, (train_transform, test_transform), meta).run()
 
 
+def freeze_layers(model: nn.Module, names: Sequence[str]) -> int:
+    """Stop the parameters of the named submodules of ``model`` from training; returns how many were frozen.
+
+    ``names`` are module paths as in ``model.named_modules()`` (``"conv1"``, ``"backbone.layer1"``). A name that
+    matches no module, or a module without parameters, is an error naming the model's top-level modules.
+    """
+    modules = dict(model.named_modules())
+    frozen = 0
+    for name in names:
+        if name not in modules or not name:
+            top = [n for n, _ in model.named_children()]
+            raise ValueError(f"frozen_layers: the model has no module {name!r}; its top-level modules are {top}")
+        params = list(modules[name].parameters())
+        if not params:
+            raise ValueError(f"frozen_layers: module {name!r} has no parameters to freeze")
+        for p in params:
+            p.requires_grad_(False)
+        frozen += sum(p.numel() for p in params)
+    return frozen
+
+
 def split_training_data(data: Any, val: Any = None, num_val_ids: int | None = None, seed: int = 0
                         ) -> tuple[list[Item], tuple[list[Item], list[Item]] | None, tuple | None]:
     """``(train_items, val, test)`` as :func:`fit` uses them.
@@ -189,6 +210,7 @@ class _Trainer:
                               "identities: replacing it with a fresh head", stacklevel=4)
             raw.reset_classifier(self.num_classes)
             self.classifier_reset = [head.out_features, self.num_classes]
+        freeze_layers(raw, cfg.frozen_layers)
         self.raw = to_memory_format(raw.to(self.device), self.channels_last)
         self.trainable = {n: p.requires_grad for n, p in self.raw.named_parameters()}
         self._head_only: bool | None = None
