@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Frozen stem: training speed of {args.model} at 256x128 on CPU", "",
              f"Command: `{meta['command'].strip()}`", "",
              f"{meta['cpu']}, {meta['cores']} cores, {args.threads} threads, {precision}, channels_last, batch "
-             f"{args.batch}; torch {meta['torch']}; load average before/after "
+             f"{args.batch}; torch {meta['torch']}; load average (1, 5, 15 min) at the end "
              f"{', '.join(f'{v:.2f}' for v in meta['load_avg'])}.", "",
              "| frozen modules | frozen parameters | train img/s | ratio to all trainable |", "|---|---|---|---|"]
     lines += [f"| {r['frozen']} | {r['frozen_params']:,} | {r['train_img_per_s']:.1f} | {r['ratio']:.2f} |"
