@@ -469,6 +469,36 @@ class StageFailed(RuntimeError):
     """A notebook raised; the message names the executed notebook that shows the error."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(final: Path) -> list[Path]:
+    """Clean up after a pipeline process killed while executing the run that ends in ``final``.
+
+    Its half-written ``.tmp-<run>-<pid>`` folder is deleted; its ``.old-<run>-<pid>`` (the previous result, set aside
+    for the swap) is moved back to ``final`` if nothing took its place, else deleted. Only folders whose pid is no
+    longer alive are touched. Returns the folders removed or restored.
+    """
+    touched = []
+    for folder in sorted(final.parent.glob(f".tmp-{final.name}-*")) + sorted(final.parent.glob(f".old-{final.name}-*")):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if folder.name.startswith(".old-") and not final.exists():
+            folder.rename(final)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        touched.append(folder)
+    return touched
+
+
 def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     """Execute one run's notebook into a temporary folder and move it into place when it succeeds.
 
@@ -480,6 +510,7 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
 
     final = run_dir(cfg, run.stage, run.name)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(final)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -500,6 +531,9 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StageFailed(f"{run.id} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}\n"
                           f"  executed notebook with the error: {failed}") from exc
+    except BaseException:  # Ctrl-C: leave results/ as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not (tmp / "metrics.json").is_file():
         shutil.rmtree(tmp, ignore_errors=True)
         raise StageFailed(f"{run.id}: notebook finished but wrote no metrics.json into out_dir")

@@ -202,3 +202,27 @@ def test_cpu_real_profile_points_at_shared_data_and_weights():
     ref = next(m for m in cfg["models"] if m["run"] == "osnet_x0_25_market_ref")
     assert ref["pretrained"].endswith("weights/osnet_x0_25_market1501.pth") and ref["train"]["epochs"] == 0
     assert cfg["real_data"] is True
+
+
+def test_remove_orphans_cleans_up_after_a_killed_run_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that has exited
+    final = tmp_path / "10_train" / "d-osnet"
+    (tmp_path / "10_train").mkdir()
+    half = tmp_path / "10_train" / f".tmp-d-osnet-{dead}"
+    live = tmp_path / "10_train" / f".tmp-d-osnet-{os.getpid()}"
+    old = tmp_path / "10_train" / f".old-d-osnet-{dead}"
+    other = tmp_path / "10_train" / f".tmp-d-osnet_x-{dead}"
+    for folder in (half, live, old, other):
+        folder.mkdir()
+    (old / "metrics.json").write_text("{}")
+    assert set(pipeline.remove_orphans(final)) == {half, old}
+    assert not half.exists() and live.exists() and other.exists()
+    assert (final / "metrics.json").is_file()  # the set-aside previous result is back in place
+    (tmp_path / "10_train" / f".old-d-osnet-{dead}").mkdir()
+    pipeline.remove_orphans(final)  # now final exists: the leftover is deleted, final kept
+    assert not (tmp_path / "10_train" / f".old-d-osnet-{dead}").exists() and (final / "metrics.json").is_file()
