@@ -19,7 +19,7 @@ A variant may override ``model`` and ``pretrained`` too. Placeholders: ``{shared
 
 Writes ``<out>/sweep.md`` and ``<out>/sweep.json`` (atomically), runs under ``<work>/<variant>/``::
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/recipe_sweep.py params/sweeps/cuhk03-osnet-msmt17.yaml \
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/recipe_sweep.py benchmarks/sweeps/cuhk03-osnet-msmt17.yaml \
         --out results/sweeps/cuhk03-osnet-msmt17 --jobs 4 --threads 1
 """
 from __future__ import annotations

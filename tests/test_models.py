@@ -162,6 +162,19 @@ def test_bot_neck_options(models):
         build_model("bot_resnet50", 5, paper_code=True, neck=False)
 
 
+def test_bot_zero_init_residual_makes_every_block_start_as_its_shortcut():
+    torch.manual_seed(0)
+    bot = build_model("bot_resnet50", 5, zero_init_residual=True).eval()
+    blocks = [blk for layer in ("layer1", "layer2", "layer3", "layer4") for blk in getattr(bot.backbone, layer)]
+    assert len(blocks) == 16 and all(torch.count_nonzero(blk.bn3.weight) == 0 for blk in blocks)
+    # a block whose shortcut is the identity returns relu(x) of its input: check on layer1's second block
+    x = torch.randn(2, 256, 16, 8)
+    with torch.no_grad():
+        assert torch.equal(bot.backbone.layer1[1](x), torch.relu(x))
+    default = build_model("bot_resnet50", 5)
+    assert torch.count_nonzero(default.backbone.layer1[1].bn3.weight) > 0
+
+
 def test_osnet_bnneck_and_feature_dim():
     model = build_model("osnet_x0_25", 7, bnneck=True, feature_dim=256)
     assert model.feat_dim == 256 and model.classifier.bias is None and not model.bottleneck.bias.requires_grad

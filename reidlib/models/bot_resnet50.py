@@ -31,6 +31,7 @@ class BoTResNet50(ReIDModel):
         neck: bool = True,
         neck_feat: NeckFeat = "after",
         paper_code: bool = False,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__(num_classes, feat_dim=2048, paper_code=paper_code)
         if last_stride is None:
@@ -43,7 +44,9 @@ class BoTResNet50(ReIDModel):
         self.neck = neck
         self.neck_feat = check_choice("neck_feat", neck_feat, ("before", "after")) if neck else "before"
 
-        backbone = torchvision.models.resnet50(weights=None)
+        # zero_init_residual: the last BN of every bottleneck starts at gamma = 0, so each residual block starts
+        # as the identity (Goyal et al. 2017); it only matters from random init (loaded weights overwrite it).
+        backbone = torchvision.models.resnet50(weights=None, zero_init_residual=zero_init_residual)
         backbone.fc = nn.Identity()
         if last_stride == 1:
             backbone.layer4[0].conv2.stride = (1, 1)
@@ -74,5 +77,6 @@ class BoTResNet50(ReIDModel):
 
 @register_model("bot_resnet50", "ResNet50 + BNNeck (BoT); paper_code: the paper's baseline (stride 2, post-BN triplet)")
 def bot_resnet50(num_classes: int, paper_code: bool = False, **kwargs) -> BoTResNet50:
-    """ResNet50 + BNNeck. kwargs: ``last_stride`` (1; 2 in paper mode), ``neck`` (True), ``neck_feat`` ("after")."""
+    """ResNet50 + BNNeck. kwargs: ``last_stride`` (1; 2 in paper mode), ``neck`` (True), ``neck_feat`` ("after"),
+    ``zero_init_residual`` (False; True starts every residual block as the identity, for training from scratch)."""
     return BoTResNet50(num_classes, paper_code=paper_code, **kwargs)
