@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from reidlib.runtime import cpu_name
+from reidlib.runtime import cpu_has_native_bf16, cpu_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO_ROOT / "params"
@@ -441,6 +441,7 @@ def environment_info() -> dict:
         "numpy": numpy.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),  # decides what precision "auto" trains in on a CPU
     }
     try:
         import torchvision

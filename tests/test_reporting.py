@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reidlib.evaluation import evaluate
-from reidlib.reporting import PAPER_TABLE_I, chance_rank1, comparison_table, differences, loss_terms
+from reidlib.reporting import PAPER_TABLE_I, chance_rank1, comparison_table, differences, hardware_of, loss_terms
 
 
 def test_chance_rank1_by_hand_drops_same_camera_positives():
@@ -39,6 +39,18 @@ def test_differences_name_only_what_differs():
 def test_loss_terms_read_the_recipe():
     assert loss_terms({"center_weight": 5e-4, "loss_kwargs": {}}) == "CE + triplet + center"
     assert loss_terms({"center_weight": 0.0, "loss_kwargs": {"triplet_weight": 0.0}}) == "CE"
+
+
+def test_hardware_names_native_bf16_only_where_run_json_recorded_it():
+    env = {"cpu": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "cuda": None}
+    assert hardware_of({"run_info": {"environment": env}}) == "AMD EPYC, 2 cores, 2 threads"
+    with_bf16 = {"run_info": {"environment": {**env, "cpu_native_bf16": True}}}
+    assert hardware_of(with_bf16) == "AMD EPYC (native bf16), 2 cores, 2 threads"
+    without = {"run_info": {"environment": {**env, "cpu_native_bf16": False}}}
+    assert hardware_of(without) == "AMD EPYC (no native bf16), 2 cores, 2 threads"
+    gpu = {"train": {"device": "cuda:0"}, "run_info": {"environment": {**env, "cuda": "NVIDIA H200"}}}
+    assert hardware_of(gpu) == "GPU NVIDIA H200"
+    assert hardware_of({}) == "unknown"
 
 
 def test_comparison_table_holds_paper_study_and_reference_rows():
