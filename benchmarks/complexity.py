@@ -151,7 +151,8 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so no half-written file is ever left."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         osnet = build_model("osnet_x0_25", NUM_CLASSES)
         meta["osnet_bf16_infer_img_s"] = round(throughput(osnet, args.batch, 1, False, "bf16", not args.no_channels_last), 1)
     OUT.mkdir(parents=True, exist_ok=True)
-    _write_atomic(OUT / "complexity.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    _write_atomic(OUT / "complexity.md", to_markdown(rows, meta))
+    write_atomic(OUT / "complexity.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_atomic(OUT / "complexity.md", to_markdown(rows, meta))
     print((OUT / "complexity.md").read_text())
 
 

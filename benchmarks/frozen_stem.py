@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
-from complexity import NUM_CLASSES, throughput  # noqa: E402
+from complexity import NUM_CLASSES, throughput, write_atomic  # noqa: E402
 from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.engine.trainer import freeze_layers  # noqa: E402
 from reidlib.models import build_model  # noqa: E402
@@ -68,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
              "| frozen modules | frozen parameters | train img/s | ratio to all trainable |", "|---|---|---|---|"]
     lines += [f"| {r['frozen']} | {r['frozen_params']:,} | {r['train_img_per_s']:.1f} | {r['ratio']:.2f} |"
               for r in rows]
-    tmp = out / ".frozen_stem.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out / "frozen_stem.md")
+    write_atomic(out / "frozen_stem.md", "\n".join(lines) + "\n")
     print(json.dumps(meta))
     return 0
 

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
 
+    from complexity import write_atomic
     from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['precision']} | {r['setting']} | {r['train_img_per_s']:.1f} | {r['ratio']:.2f} | "
               f"{r['peak_rss_mib']:.0f} | {', '.join(f'{v:.1f}' for v in r['samples'])} |" for r in rows]
-    tmp = out / ".malloc_env.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out / "malloc_env.md")
+    write_atomic(out / "malloc_env.md", "\n".join(lines) + "\n")
     print(json.dumps(meta))
     return 0
 
