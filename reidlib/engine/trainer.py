@@ -34,8 +34,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
+from reidlib.progress import bars_enabled, progress_bar, write_line
 from reidlib.runtime import autocast, resolve_device, resolve_precision, seed_everything, to_memory_format
 
 from . import checkpoint as ckpt
@@ -318,9 +318,8 @@ class _Trainer:
         sums: dict[str, float] = defaultdict(float)
         correct = torch.zeros((), device=dev)
         n_local = 0
-        show = cfg.progress and self.info.is_main
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False,
-                   dynamic_ncols=True)
+        show = cfg.progress and self.info.is_main and bars_enabled()
+        bar = progress_bar(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=show)
         t0 = time.perf_counter()
         for it, (img, pid, _cam, _path) in enumerate(bar):
             img = to_memory_format(img.to(dev, non_blocking=True), self.channels_last)
@@ -424,7 +423,7 @@ class _Trainer:
             self.history.append(row)
             self._save(epoch + 1, improved)
             if cfg.progress and self.info.is_main:
-                tqdm.write(_summary(row))
+                write_line(_summary(row))
             if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
                 stopped = f"stop_after={cfg.stop_after}"
                 break

@@ -14,8 +14,8 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from reidlib.progress import progress_bar
 from reidlib.runtime import autocast, resolve_device, resolve_precision, to_memory_format
 
 
@@ -113,7 +113,7 @@ def extract_features(model: torch.nn.Module, loader: Iterable, flip: bool = True
     feats, pids, camids, paths = [], [], [], []
     try:
         with torch.inference_mode():
-            for batch in tqdm(loader, desc="features", unit="batch", disable=not progress, leave=False):
+            for batch in progress_bar(loader, desc="features", enabled=progress, unit="batch"):
                 if not isinstance(batch, (tuple, list)) or len(batch) != 4:
                     raise ValueError("the loader must yield (imgs, pids, camids, paths) batches")
                 imgs, pid, cam, path = batch
