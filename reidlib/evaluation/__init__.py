@@ -1,4 +1,5 @@
-"""Evaluation: distances, exact CMC / mAP / mINP at LaST scale, re-ranking, feature extraction, retrieval.
+"""Evaluation: distances, exact CMC / mAP / mINP at LaST scale, re-ranking, feature extraction, retrieval,
+pair verification (ROC AUC, EER, TAR@FAR).
 
 >>> from reidlib.evaluation import distance, evaluate, evaluate_features, extract_features   # doctest: +SKIP
 >>> res = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric="cosine")   # doctest: +SKIP
@@ -9,6 +10,8 @@ from reidlib.evaluation.evaluator import RERANK_METHODS, evaluate_features
 from reidlib.evaluation.features import FeatureSet, extract_features
 from reidlib.evaluation.rank import AP_FORMS, PROTOCOLS, evaluate, stable_topk
 from reidlib.evaluation.rerank import query_expansion, re_ranking
+from reidlib.evaluation.verification import (PairSet, evaluate_verification, make_pairs, pair_distances, pair_scores,
+                                             plot_roc, roc_curve, verification_metrics)
 
 __all__ = [
     "AP_FORMS",
@@ -16,12 +19,20 @@ __all__ = [
     "PROTOCOLS",
     "RERANK_METHODS",
     "FeatureSet",
+    "PairSet",
     "GalleryDistance",
     "distance",
     "evaluate",
     "evaluate_features",
+    "evaluate_verification",
     "extract_features",
+    "make_pairs",
+    "pair_distances",
+    "pair_scores",
+    "plot_roc",
     "query_expansion",
     "re_ranking",
+    "roc_curve",
     "stable_topk",
+    "verification_metrics",
 ]
