@@ -8,6 +8,7 @@ pair verification (ROC AUC, EER, TAR@FAR).
 from reidlib.evaluation.distances import METRICS, GalleryDistance, distance
 from reidlib.evaluation.evaluator import RERANK_METHODS, evaluate_features
 from reidlib.evaluation.features import FeatureSet, extract_features
+from reidlib.evaluation.pair_head import PairHead, compare_with_cosine, train_pair_head
 from reidlib.evaluation.rank import AP_FORMS, PROTOCOLS, evaluate, stable_topk
 from reidlib.evaluation.rerank import query_expansion, re_ranking
 from reidlib.evaluation.verification import (PairSet, evaluate_verification, make_pairs, pair_distances, pair_scores,
@@ -19,8 +20,10 @@ __all__ = [
     "PROTOCOLS",
     "RERANK_METHODS",
     "FeatureSet",
+    "PairHead",
     "PairSet",
     "GalleryDistance",
+    "compare_with_cosine",
     "distance",
     "evaluate",
     "evaluate_features",
@@ -34,5 +37,6 @@ __all__ = [
     "re_ranking",
     "roc_curve",
     "stable_topk",
+    "train_pair_head",
     "verification_metrics",
 ]
