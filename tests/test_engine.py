@@ -15,7 +15,7 @@ import torch
 
 from reidlib.runtime import resolve_precision
 
-from reidlib.data import build_dataset
+from reidlib.data import ImageReadError, build_dataset
 from reidlib.engine import finetune, fit, load_checkpoint, prepare_finetune, unwrap
 from reidlib.engine.launch import main as cli_main
 
@@ -94,8 +94,9 @@ def _strip(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
 
 
-def test_resume_is_bit_exact(source, tmp_path):
-    kw = dict(epochs=3, num_val_ids=3, deterministic=True, seed=3, optimizer="sgd", **FAST)
+@pytest.mark.parametrize("data_path", ["cached", "pil"])
+def test_resume_is_bit_exact(source, tmp_path, data_path):
+    kw = dict(epochs=3, num_val_ids=3, deterministic=True, seed=3, optimizer="sgd", data_path=data_path, **FAST)
     full = fit("osnet_x0_25", source, out_dir=tmp_path / "full", **kw)
     part = fit("osnet_x0_25", source, out_dir=tmp_path / "part", stop_after=1, **kw)
     assert part.epochs_completed == 1 and part.stopped_early.startswith("stop_after") and part.test_metrics is None
@@ -109,6 +110,30 @@ def test_resume_is_bit_exact(source, tmp_path):
         assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][idx]["momentum_buffer"])
     assert _strip(full.history) == _strip(resumed.history)
     assert full.test_metrics == resumed.test_metrics and full.best_epoch == resumed.best_epoch
+    assert full.meta["runs"][0]["data_path"] == data_path
+
+
+def test_cached_path_is_the_default_and_reuses_its_cache_dir(source, tmp_path):
+    kw = dict(epochs=1, select_on="last", evaluate_test=False, cache_dir=str(tmp_path / "cache"), **FAST)
+    first = fit("osnet_x0_25", source, out_dir=tmp_path / "a", **kw)
+    run = first.meta["runs"][0]
+    assert run["data_path"] == "cached" and run["image_cache"]["hit"] is False
+    assert run["image_cache"]["file"].startswith(str(tmp_path / "cache")) and run["malloc"] in ("mallopt", "env", "off",
+                                                                                                "unavailable")
+    second = fit("osnet_x0_25", source, out_dir=tmp_path / "b", **kw)
+    assert second.meta["runs"][0]["image_cache"]["hit"] is True
+    # the cache is not part of the recipe: a resumed run may find it elsewhere
+    third = fit("osnet_x0_25", source, out_dir=tmp_path / "a", **{**kw, "epochs": 1, "cache_dir": None})
+    assert third.epochs_completed == 1
+
+
+def test_a_corrupt_gallery_image_fails_before_any_epoch(tmp_path):
+    ds = build_dataset("synthetic", tmp_path / "data", num_ids=12, domain=0, seed=2, **SYNTH)
+    bad = ds.gallery[len(ds.gallery) // 2][0]
+    Path(bad).write_bytes(b"\x89PNG truncated")
+    with pytest.raises(ImageReadError, match=Path(bad).name):
+        fit("osnet_x0_25", ds, out_dir=tmp_path / "run", epochs=1, **FAST)
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "metrics.csv").exists()
 
 
 def test_resume_refuses_another_recipe(source_run, source):
@@ -127,6 +152,8 @@ def test_max_minutes_stops_at_an_epoch_boundary_and_test_set_selection_is_labell
 
 
 def test_bad_options_fail_before_training(source, tmp_path):
+    with pytest.raises(ValueError, match="data_path"):
+        fit("osnet_x0_25", source, out_dir=tmp_path / "dp", epochs=1, data_path="gpu", **FAST)
     with pytest.raises(ValueError, match="select_on='val' needs"):
         fit("osnet_x0_25", source, out_dir=tmp_path / "x", select_on="val", **FAST)
     with pytest.raises(ValueError, match="select_on='test' needs a dataset"):

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from . import cuhk03np, dukemtmc, folder, last, market1501  # noqa: F401  (register the readers)
 from .base import DatasetLayoutError, ImageReadError, Item, ReIDDataset, relabel
+from .batch_transforms import BatchAugment
+from .cache import ImageCache
 from .images import ImageDataset, read_image, verify_images
-from .loaders import make_test_loader, make_train_loader
+from .loaders import CachedTrainLoader, make_cached_train_loader, make_test_loader, make_train_loader
 from .registry import build_dataset, list_datasets, register_dataset
 from .sampler import DistributedRandomIdentitySampler, RandomIdentitySampler
 from .split import make_val_split
@@ -21,8 +23,9 @@ from .synthetic import generate_synthetic
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomErasing, build_transforms
 
 __all__ = [
-    "DatasetLayoutError", "DistributedRandomIdentitySampler", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset",
+    "BatchAugment", "CachedTrainLoader", "DatasetLayoutError", "DistributedRandomIdentitySampler", "ImageCache", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset",
     "ImageReadError", "Item", "RandomErasing", "RandomIdentitySampler", "ReIDDataset", "build_dataset",
-    "build_transforms", "generate_synthetic", "list_datasets", "make_test_loader", "make_train_loader",
+    "build_transforms", "generate_synthetic", "list_datasets", "make_cached_train_loader", "make_test_loader",
+    "make_train_loader",
     "make_val_split", "read_image", "register_dataset", "relabel", "verify_images",
 ]

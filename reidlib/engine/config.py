@@ -24,7 +24,10 @@ SELECT_LABELS = {
 }
 # fields that may change between a run and its resumption without breaking exactness of the recipe
 RESUME_FREE = frozenset({"resume", "progress", "max_minutes", "stop_after", "num_workers",
-                         "evaluate_test", "device"})
+                         "evaluate_test", "device", "cache_dir"})
+DATA_PATHS = ("cached", "pil")
+# what a checkpoint written before a field existed ran with (compared on resume instead of the new default)
+LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None}
 
 
 @dataclass
@@ -38,6 +41,14 @@ class TrainConfig:
     freezing the high-resolution stem of a pretrained network roughly halves the cost of a step (no backward through
     the largest feature maps); ``benchmarks/README.md`` has the measurement.
     ``ddp_find_unused_parameters=None`` probes the model once (a 2-image train-mode pass, states restored).
+
+    ``data_path``: ``"cached"`` (default) decodes every training image once, resized to ``height x width``, into an
+    :class:`reidlib.data.ImageCache` (in memory, or a memory-mapped file under ``cache_dir`` reused by later runs
+    on the same files) and augments each P x K batch as one tensor (:class:`reidlib.data.BatchAugment`: the same
+    augmentations and distributions as the PIL transforms, drawn from a per-epoch generator seeded by
+    ``(seed, epoch, rank)``, so the augmentation stream differs from the PIL path's for the same seed).
+    ``"pil"``: the torchvision ``DataLoader`` path, each image decoded and augmented as a PIL image every epoch
+    (``num_workers`` processes apply to it only). A custom ``train_transform`` passed to ``fit`` always uses it.
     """
 
     epochs: int = 120
@@ -70,6 +81,8 @@ class TrainConfig:
     erasing_p: float = 0.5
     num_workers: int = 0
     test_batch_size: int = 128
+    data_path: str = "cached"
+    cache_dir: str | None = None
     # model selection and evaluation
     num_val_ids: int | None = None
     select_on: str | None = None
@@ -104,6 +117,10 @@ class TrainConfig:
         self.optimizer = self.optimizer.lower()
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
+        if self.data_path not in DATA_PATHS:
+            raise ValueError(f"data_path must be one of {DATA_PATHS}, got {self.data_path!r}")
+        if self.cache_dir is not None:
+            self.cache_dir = str(self.cache_dir)
         if self.select_on is not None and self.select_on not in SELECT_ON:
             raise ValueError(f"select_on must be one of {SELECT_ON} (or None), got {self.select_on!r}")
         for name in ("epochs", "batch_size", "num_instances", "height", "width", "eval_every", "test_batch_size"):

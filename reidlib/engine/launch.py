@@ -17,11 +17,12 @@ from typing import Any, Sequence
 
 from reidlib.runtime import PRECISIONS
 
-from .config import SELECT_ON, TrainConfig
+from .config import DATA_PATHS, SELECT_ON, TrainConfig
 from .optim import OPTIMIZERS, SCHEDULERS
 
 _SCALARS = {"int": int, "float": float, "str": str}
-_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "select_on": SELECT_ON, "precision": PRECISIONS}
+_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "select_on": SELECT_ON, "precision": PRECISIONS,
+            "data_path": DATA_PATHS}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:

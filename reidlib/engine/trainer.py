@@ -15,7 +15,12 @@ History rows (``history.json``, ``metrics.csv``; one per epoch): ``epoch`` (1-ba
 Exact resume: ``last.pt`` holds model, optimizer, scheduler, center loss and its optimizer, GradScaler, every
 rank's python/numpy/torch/CUDA RNG state and the loader generator. Restarting the same call continues at the
 next epoch; on CPU with ``deterministic=True``, ``num_workers=0`` and the same thread count the final weights
-are bit-identical to an uninterrupted run (persistent loader workers keep RNG state that is not saved).
+are bit-identical to an uninterrupted run (persistent loader workers keep RNG state that is not saved). The cached
+data path (``data_path="cached"``, the default) draws its augmentations from a generator seeded by (seed, epoch,
+rank), so its batches need no saved state at all.
+
+Before training, every query/gallery image of the selection and test splits is decoded once
+(:func:`reidlib.data.verify_images`), so an unreadable file stops the call before the first epoch.
 
 ``max_minutes``: before each epoch but the first of the call, stop if the elapsed time plus the mean duration
 of the last (up to 5) epochs would pass the budget; recorded as ``stopped_early``. The final test evaluation
@@ -39,11 +44,12 @@ from reidlib.progress import bars_enabled, progress_bar, write_line
 from reidlib.runtime import autocast, resolve_device, resolve_precision, seed_everything, to_memory_format
 
 from . import checkpoint as ckpt
-from .config import RESUME_FREE, SELECT_LABELS, TrainConfig, TrainResult
+from .config import LEGACY_VALUES, RESUME_FREE, SELECT_LABELS, TrainConfig, TrainResult
 from .distributed import (all_gather_objects, all_reduce_sum, average_gradients, barrier, broadcast_object,
                           dist_info, unwrap)
 from .evaluate import evaluate_model
 from .criterion import build_criterion, center_step_prepare
+from .memory import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .records import write_csv, write_json
 
@@ -144,6 +150,8 @@ class _Trainer:
             self.device = torch.device("cuda", self.info.local_rank)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
+        # fp32 on a CPU: glibc keeping freed memory speeds a step ~x1.2 (reidlib/engine/memory.py)
+        self.malloc = keep_freed_memory() if self.device.type == "cpu" and self.precision == "fp32" else "default"
         seed_everything(cfg.seed, cfg.deterministic)
         self._setup_data(data, val)
         self._setup_model(model)
@@ -167,7 +175,8 @@ class _Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------------
     def _setup_data(self, data: Any, val: Any) -> None:
-        from reidlib.data import build_transforms, make_train_loader
+        from reidlib.data import BatchAugment, build_transforms, make_cached_train_loader, make_train_loader
+        from reidlib.data import verify_images
 
         cfg = self.cfg
         self.train_items, self.val, self.test = split_training_data(data, val, cfg.num_val_ids, cfg.seed)
@@ -177,12 +186,30 @@ class _Trainer:
         if self.select_on == "test" and self.test is None:
             raise ValueError("select_on='test' needs a dataset with query/gallery splits")
         self.num_classes = len({pid for _, pid, _ in self.train_items})
-        transform = self.train_tf or build_transforms(cfg.height, cfg.width, is_train=True, flip_p=cfg.flip_p,
-                                                      pad=cfg.pad, color_jitter=cfg.color_jitter,
-                                                      erasing_p=cfg.erasing_p)
-        self.loader = make_train_loader(self.train_items, transform, batch_size=cfg.batch_size,
-                                        num_instances=cfg.num_instances, num_workers=cfg.num_workers,
-                                        seed=cfg.seed, distributed=self.info.enabled)
+        # every image read after training starts (selection and test splits) must decode now, not after the
+        # last epoch; the training images are read up front by the cached path, in epoch 1 by the PIL path
+        t0 = time.perf_counter()
+        later = [it for split in (self.val or ()) for it in split]
+        later += [it for split in (self.test[:2] if self.test else ()) for it in split]
+        verify_images(later)
+        self.data_info: dict = {"verified_images": len(later), "verify_seconds": round(time.perf_counter() - t0, 3)}
+        self.data_path = "pil" if cfg.data_path == "pil" or self.train_tf is not None else "cached"
+        self.data_info["data_path"] = self.data_path
+        if self.data_path == "cached":
+            augment = BatchAugment(flip_p=cfg.flip_p, pad=cfg.pad, color_jitter=cfg.color_jitter,
+                                   erasing_p=cfg.erasing_p)
+            self.loader = make_cached_train_loader(
+                self.train_items, cfg.height, cfg.width, augment, batch_size=cfg.batch_size,
+                num_instances=cfg.num_instances, seed=cfg.seed, distributed=self.info.enabled, rank=self.info.rank,
+                cache_dir=cfg.cache_dir)
+            self.data_info["image_cache"] = self.loader.cache.info()
+        else:
+            transform = self.train_tf or build_transforms(cfg.height, cfg.width, is_train=True, flip_p=cfg.flip_p,
+                                                          pad=cfg.pad, color_jitter=cfg.color_jitter,
+                                                          erasing_p=cfg.erasing_p)
+            self.loader = make_train_loader(self.train_items, transform, batch_size=cfg.batch_size,
+                                            num_instances=cfg.num_instances, num_workers=cfg.num_workers,
+                                            seed=cfg.seed, distributed=self.info.enabled)
         if self.info.rank > 0 and self.loader.generator is not None:
             self.loader.generator.manual_seed(cfg.seed + 1_000_003 * self.info.rank)
         if len(self.loader) == 0:
@@ -243,7 +270,8 @@ class _Trainer:
 
     def _resume(self) -> None:
         state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device)
-        old = {k: v for k, v in state["config"].items() if k not in RESUME_FREE}
+        old = {**LEGACY_VALUES, **state["config"]}
+        old = {k: v for k, v in old.items() if k not in RESUME_FREE}
         new = {k: v for k, v in self.cfg.to_dict().items() if k not in RESUME_FREE}
         diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
         if diff or state["num_classes"] != self.num_classes:
@@ -322,7 +350,8 @@ class _Trainer:
         bar = progress_bar(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=show)
         t0 = time.perf_counter()
         for it, (img, pid, _cam, _path) in enumerate(bar):
-            img = to_memory_format(img.to(dev, non_blocking=True), self.channels_last)
+            img = img.to(dev, non_blocking=True)  # the cached path yields channels_last batches already
+            img = to_memory_format(img, True) if self.channels_last else img.contiguous()
             target = pid.to(dev, non_blocking=True)
             with autocast(dev, self.precision):
                 logits, feat = self.net(img)
@@ -408,7 +437,8 @@ class _Trainer:
         self.meta.setdefault("runs", []).append({
             "start_epoch": self.start_epoch, "world_size": self.info.world_size, "device": str(self.device),
             "precision": self.precision, "channels_last": self.channels_last,
-            "torch_threads": torch.get_num_threads(), "train_transform": repr(self.train_tf) if self.train_tf else None,
+            "torch_threads": torch.get_num_threads(), "malloc": self.malloc, **self.data_info,
+            "train_transform": repr(self.train_tf) if self.train_tf else None,
             "test_transform": repr(self.test_tf) if self.test_tf else None})
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, cfg.epochs):
