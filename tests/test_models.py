@@ -1,5 +1,9 @@
 """Models: registry, the paper's exact parameter counts, shapes in train/eval, options, weights loading.
 
+Every per-model test is parametrized over ``list_models()`` (as timm's tests are), so a newly registered model
+is tested at once; ``test_every_model_has_expectations`` then asks for its expected numbers below.
+ImageNet and bad-file weights loading: ``tests/test_models_weights.py``.
+
 Runtime note: ResNet50 passes are the expensive part, so images are batch 2 (1 for eval checks), and the
 models are built once per module.
 """
@@ -24,8 +28,22 @@ from reidlib.models import (
 )
 from reidlib.runtime import autocast, to_memory_format
 
-MODELS = ("bot_resnet50", "mnv3_siamese", "osnet_x0_25")
+MODELS = tuple(list_models())  # every registered model
+PAPER_MODELS = ("bot_resnet50", "mnv3_siamese", "osnet_x0_25")  # the paper's three
 FEAT_DIM = {"bot_resnet50": 2048, "mnv3_siamese": 960, "osnet_x0_25": 512}
+# trainable / inference-time parameter counts with 751 classes, keyed by (name, paper_code)
+PARAM_COUNTS = {
+    # the paper's numbers (reproduction_notes §2): paper_code=True, 751 classes
+    ("bot_resnet50", True): (25_050_927, 23_512_128),
+    ("osnet_x0_25", True): (1_017_543, 265_792),
+    ("mnv3_siamese", True): (6_206_663, 2_973_872),
+    # defaults: BoT neck (frozen bias, no classifier bias), 512-d OSNet, no dead MobileNet head
+    ("bot_resnet50", False): (25_048_128, 23_512_128),
+    ("osnet_x0_25", False): (587_127, 201_864),
+    ("mnv3_siamese", False): (3_693_872, 2_973_872),
+}
+# paper_code=True with Duke's 702 training ids
+DUKE_COUNTS = {"bot_resnet50": 24_950_526, "osnet_x0_25": 968_494, "mnv3_siamese": 6_159_574}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +55,7 @@ def models() -> dict[tuple[str, bool], nn.Module]:
 
 # ---- registry ------------------------------------------------------------------------------------------
 def test_registry():
-    assert set(MODELS) <= set(list_models())
+    assert set(PAPER_MODELS) <= set(list_models())
     with pytest.raises(ValueError, match="osnet_x0_25"):
         build_model("osnet_x1_0", 10)
     with pytest.raises(ValueError, match="already registered"):
@@ -46,21 +64,21 @@ def test_registry():
         build_model("bot_resnet50", 10, neck_feat="middle")
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_has_expectations(name):
+    """A registered model needs its expected feature size and parameter counts in the tables above."""
+    missing = [table for table, ok in (("FEAT_DIM", name in FEAT_DIM), ("DUKE_COUNTS", name in DUKE_COUNTS),
+                                       ("PARAM_COUNTS", all((name, p) in PARAM_COUNTS for p in (False, True)))) if not ok]
+    assert not missing, f"add {name!r} to {missing} in tests/test_models.py"
+
+
 # ---- parameter counts ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "name, paper, trainable, inference",
-    [
-        # the paper's numbers (reproduction_notes §2): paper_code=True, 751 classes
-        ("bot_resnet50", True, 25_050_927, 23_512_128),
-        ("osnet_x0_25", True, 1_017_543, 265_792),
-        ("mnv3_siamese", True, 6_206_663, 2_973_872),
-        # defaults: BoT neck (frozen bias, no classifier bias), 512-d OSNet, no dead MobileNet head
-        ("bot_resnet50", False, 25_048_128, 23_512_128),
-        ("osnet_x0_25", False, 587_127, 201_864),
-        ("mnv3_siamese", False, 3_693_872, 2_973_872),
-    ],
-)
-def test_parameter_counts(models, name, paper, trainable, inference):
+@pytest.mark.parametrize("paper", [True, False])
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_counts(models, name, paper):
+    if (name, paper) not in PARAM_COUNTS:
+        pytest.fail(f"no expected parameter counts for {(name, paper)}: add them to PARAM_COUNTS")
+    trainable, inference = PARAM_COUNTS[(name, paper)]
     model = models[(name, paper)]
     assert count_parameters(model) == trainable
     # inference-time count: every parameter an eval forward uses (frozen BN bias included, classifier and
@@ -71,10 +89,12 @@ def test_parameter_counts(models, name, paper, trainable, inference):
     assert count_parameters(model, trainable_only=False) == inference + head + dead
 
 
-@pytest.mark.parametrize("name, count", [("bot_resnet50", 24_950_526), ("osnet_x0_25", 968_494), ("mnv3_siamese", 6_159_574)])
-def test_paper_counts_with_duke_ids(name, count):
+@pytest.mark.parametrize("name", MODELS)
+def test_paper_counts_with_duke_ids(name):
     """With Duke's real 702 training ids instead of the hard-coded 751 (reproduction_notes §2)."""
-    assert count_parameters(build_model(name, 702, paper_code=True)) == count
+    if name not in DUKE_COUNTS:
+        pytest.fail(f"no expected 702-class parameter count for {name}: add it to DUKE_COUNTS")
+    assert count_parameters(build_model(name, 702, paper_code=True)) == DUKE_COUNTS[name]
 
 
 def test_describe_table():

@@ -10,6 +10,8 @@ With 751 classes it has exactly 25,050,927 trainable parameters.
 
 The backbone is torchvision's ``resnet50(weights=None)`` with ``fc`` replaced by ``Identity``; torchvision
 and timm ResNet50 checkpoints share its key names and load into ``model.backbone``.
+``pretrained="imagenet"`` loads torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` (``resnet50-0676ba61.pth`` in
+``$TORCH_HOME/hub/checkpoints/``) into ``model.backbone``; its 1000-class ``fc`` is not used.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torchvision
 
 from .base import NeckFeat, ReIDModel, bot_init_classifier, check_choice, make_bn_neck
 from .registry import register_model
+from .weights import ImageNetWeights
 
 
 class BoTResNet50(ReIDModel):
@@ -66,6 +69,10 @@ class BoTResNet50(ReIDModel):
         if self.paper_code:
             return nn.Linear(self.feat_dim, num_classes)
         return bot_init_classifier(nn.Linear(self.feat_dim, num_classes, bias=not self.neck))
+
+    def imagenet_weights(self) -> ImageNetWeights:
+        """torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` for ``model.backbone`` (its ``fc`` is dropped)."""
+        return ImageNetWeights.torchvision("bot_resnet50", torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
 
     def global_feature(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 2048): ResNet50 stem + layer1..4, global average pooling."""

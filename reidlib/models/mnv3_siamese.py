@@ -12,6 +12,11 @@ bias, Dropout(0.5), ``Linear(960, C)`` with bias and default init, and **the bug
 through ``sigmoid`` before the label-smoothed CE, so they lie in (0, 1) and the ID loss carries almost no
 signal. 751 classes give exactly 6,206,663 trainable parameters.
 
+``pretrained="imagenet"`` loads torchvision's ``MobileNet_V3_Large_Weights.IMAGENET1K_V1``
+(``mobilenet_v3_large-8738ca79.pth`` in ``$TORCH_HOME/hub/checkpoints/``) into ``model.backbone`` (the torchvision
+module, so the key names match; with ``paper_code=True`` its ImageNet head too). The timm backend's key names
+differ: give it a local timm checkpoint path instead.
+
 ``backend="torchvision"`` (default) or ``"timm"`` (``mobilenetv3_large_100``, whose ``conv_head`` 960→1280
 is dropped so the embedding is the same 960-d pooled map); both have 2,971,952 backbone parameters.
 
@@ -29,6 +34,7 @@ import torchvision
 
 from .base import NeckFeat, ReIDModel, bot_init_classifier, check_choice, make_bn_neck
 from .registry import register_model
+from .weights import ImageNetWeights
 
 
 def _timm_backbone() -> nn.Module:
@@ -83,6 +89,16 @@ class MobileNetV3Siamese(ReIDModel):
         if self.paper_code:
             return nn.Linear(self.feat_dim, num_classes)
         return bot_init_classifier(nn.Linear(self.feat_dim, num_classes, bias=False))
+
+    def imagenet_weights(self) -> ImageNetWeights:
+        """torchvision's ``MobileNet_V3_Large_Weights.IMAGENET1K_V1`` for ``model.backbone`` (torchvision backend)."""
+        if self.backend != "torchvision":
+            raise ValueError(
+                'pretrained="imagenet" loads torchvision\'s MobileNet_V3_Large_Weights.IMAGENET1K_V1, whose key names '
+                f"fit backend='torchvision' (the default), not backend={self.backend!r}; for the timm backend pass "
+                "pretrained=<path to a local timm mobilenetv3_large_100 checkpoint (.pth or .safetensors)>"
+            )
+        return ImageNetWeights.torchvision("mnv3_siamese", torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1)
 
     def global_feature(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 960): last 960-channel feature map, global average pooling."""

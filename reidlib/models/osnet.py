@@ -9,6 +9,11 @@ BatchNorm1d + ReLU, ``classifier`` = Linear(D, num_classes) with bias. Channels 
 Outputs as torchreid with ``loss="triplet"``: train -> (logits, v), eval -> v, where v is the (non-negative)
 ``fc`` output. D = ``feature_dim`` = 512 by default, 1000 in paper mode (the paper's "1000-d feature").
 ``bnneck=True`` adds BoT's neck on v (an option, not torchreid's model; state dicts then load non-strictly).
+
+``pretrained="imagenet"`` loads torchreid's ImageNet-pretrained ``osnet_x0_25_imagenet.pth`` (looked up in
+``$TORCH_HOME/checkpoints/``, where torchreid keeps it, then ``$TORCH_HOME/hub/checkpoints/``; never downloaded)
+into the whole model; its 1000-class classifier (and, with ``feature_dim`` other than 512, its ``fc``) stays at
+the fresh init.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch.nn as nn
 
 from .base import NeckFeat, ReIDModel, bot_init_classifier, check_choice, make_bn_neck
 from .registry import register_model
+from .weights import ImageNetWeights
 
 
 class ConvBN(nn.Module):
@@ -114,6 +120,7 @@ class OSNet(ReIDModel):
             raise ValueError("paper_code=True reproduces torchreid's OSNet, which has no BNNeck (bnneck=False)")
         super().__init__(num_classes, feat_dim=feature_dim, paper_code=paper_code)
         self.bnneck = bnneck
+        self.channels, self.layers = tuple(channels), tuple(layers)
         self.conv1 = ConvBN(3, channels[0], k=7, stride=2)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.conv2 = _stage(channels[0], channels[1], layers[0], reduce=True)
@@ -153,6 +160,15 @@ class OSNet(ReIDModel):
         nn.init.normal_(head.weight, std=0.01)
         nn.init.zeros_(head.bias)
         return head
+
+    def imagenet_weights(self) -> ImageNetWeights:
+        """torchreid's ``osnet_x0_25_imagenet.pth`` (x0.25 channels and layers only)."""
+        if self.channels != (16, 64, 96, 128) or self.layers != (2, 2, 2):
+            raise ValueError(
+                f"pretrained=\"imagenet\" has torchreid's OSNet x0.25 weights only (channels (16, 64, 96, 128), layers "
+                f"(2, 2, 2)); this OSNet has channels {self.channels}, layers {self.layers}: pass a local checkpoint path"
+            )
+        return ImageNetWeights.torchreid("osnet_x0_25", "osnet_x0_25")
 
     def featuremaps(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 128, H/16, W/16) for channels (16, 64, 96, 128)."""
