@@ -8,12 +8,12 @@
 #
 # The environment lives in .venv (created from requirements.txt when missing or when requirements.txt changed).
 set -euo pipefail
+export REIDLIB_CALLER_CWD="$PWD"   # paths given on the command line are relative to where you called from
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=${REIDLIB_VENV:-$ROOT/.venv}
 export HF_HUB_OFFLINE=1
 export PYTHONUNBUFFERED=1
-export MPLBACKEND=Agg
 
 find_python() {
   for py in "${PYTHON:-}" python3.11 python3 python; do

@@ -150,7 +150,8 @@ def load_sweep(path: Path) -> dict:
     missing = [k for k in ("data", "model", "base", "variants") if k not in (sweep or {})]
     if missing:
         raise ValueError(f"{path}: sweep file lacks {missing}; see the docstring of benchmarks/recipe_sweep.py")
-    from reidlib.pipeline import _expand, shared_dir
+    from reidlib.pipeline.profile import expand as _expand
+    from reidlib.paths import shared_dir
 
     return _expand(sweep, {"shared": str(shared_dir()), "repo": str(REPO)})
 

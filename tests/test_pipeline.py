@@ -69,13 +69,13 @@ def test_placeholders_and_data_root_override(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"models": None}, "lacks required key"),
+    ({"models": None}, "lacks the required key 'models'"),
     ({"colour": 1}, "unknown key"),
     ({"train_on": ["nowhere"]}, "not under 'datasets'"),
     ({"models": [{"name": "osnet_x0_25"}, {"name": "osnet_x0_25"}]}, "share run name"),
     ({"finetune": {"pairs": [["synth-a", "mars"]], "models": []}}, "finetune.pairs"),
     ({"finetune": {"pairs": [], "models": ["resnet9000"]}}, "not a model run"),
-    ({"models": [{"name": "osnet_x0_25", "image_size": [128]}]}, "image_size must be"),
+    ({"models": [{"name": "osnet_x0_25", "image_size": [128]}]}, r"models\[0\]\.image_size: must be \[height, width\]"),
 ])
 def test_bad_profiles_get_clear_errors(tmp_path, changes, message):
     with pytest.raises(ProfileError, match=message):
@@ -111,7 +111,7 @@ def test_a_model_entry_with_an_unknown_key_is_rejected(tmp_path):
     cfg["models"][0] = yaml.safe_load("{name: osnet_x0_25, label: OSNet (baseline, scratch)}")
     path = tmp_path / "comma.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ProfileError, match=r"models\[0\] has unknown key\(s\) \['scratch\)'\]"):
+    with pytest.raises(ProfileError, match=r"models\[0\]: unknown key 'scratch\)'"):
         load_profile(path)
 
 
@@ -120,20 +120,35 @@ def test_a_run_hashes_its_own_model_family_and_never_the_runner():
     osnet = pipeline.library_files("10_train", "osnet_x0_25")
     assert root / "models" / "osnet.py" in osnet and root / "models" / "base.py" in osnet
     assert root / "models" / "mnv3_siamese.py" not in osnet and root / "models" / "bot_resnet50.py" not in osnet
-    assert root / "models" / "mnv3_siamese.py" in pipeline.library_files("30_distance_study")
     assert root / "models" / "mnv3_siamese.py" in pipeline.library_files("10_train", "no_such_model")
-    assert all(root / "pipeline.py" not in pipeline.library_files(s) for s in pipeline.STAGES)
+    for stage in pipeline.STAGES:
+        assert not any((root / "pipeline") in p.parents for p in pipeline.library_files(stage)), stage
     runs = {r.id: r for r in plan(load_profile("smoke"))}
     assert runs["10_train/synth-a-osnet_x0_25"].model_name == "osnet_x0_25"
     assert runs["20_finetune/synth-a-to-synth-b-osnet_x0_25"].model_name == "osnet_x0_25"
 
 
-def test_report_code_is_hashed_only_into_the_report_stage():
-    report_only = pipeline.REPO_ROOT / "reidlib" / "reporting.py"
-    assert report_only.is_file()
-    assert report_only in pipeline.library_files("40_report")
-    assert report_only not in pipeline.library_files("10_train")
-    assert pipeline.REPO_ROOT / "reidlib" / "engine" / "trainer.py" in pipeline.library_files("10_train")
+@pytest.mark.parametrize("module, stages", [
+    ("stages/distance.py", {"30_distance_study", "40_report"}),
+    ("stages/report.py", {"40_report"}),
+    ("stages/train.py", {"10_train", "20_finetune"}),
+    ("stages/data.py", {"00_data"}),
+    ("engine/trainer.py", {"10_train", "20_finetune"}),
+    ("evaluation/rank.py", set(pipeline.STAGES)),
+])
+def test_a_stage_hashes_only_the_code_it_imports(module, stages):
+    path = pipeline.REPO_ROOT / "reidlib" / module
+    assert path.is_file()
+    hashed_by = {s for s in pipeline.STAGES if path in pipeline.library_files(s)}
+    assert hashed_by == stages
+
+
+def test_import_closure_follows_imports_inside_functions(tmp_path):
+    # stages/report.py imports reidlib.plots.plot_cmc inside a function only
+    files = pipeline.import_closure({"reidlib.stages.report"})
+    assert pipeline.REPO_ROOT / "reidlib" / "plots.py" in files
+    assert pipeline.REPO_ROOT / "reidlib" / "__init__.py" in files  # parents run on the way
+    assert pipeline.REPO_ROOT / "reidlib" / "engine" / "trainer.py" not in files
 
 
 def test_recorded_parameters_name_no_machine_folder(tmp_path):
@@ -146,7 +161,7 @@ def test_recorded_parameters_name_no_machine_folder(tmp_path):
 
 
 def test_read_metrics_resolves_repo_relative_paths(tmp_path):
-    from reidlib.study import read_metrics
+    from reidlib.stages.common import read_metrics
 
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"checkpoint": "work/p/best.pt", "features": {"test": {"query": "/abs/q.npz",
@@ -177,7 +192,7 @@ def test_failed_stage_leaves_results_untouched_and_names_the_notebook(tmp_path, 
 def test_the_report_is_told_which_runs_are_stale(tmp_path, monkeypatch):
     monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
     cfg = load_profile(_write_profile(tmp_path, "stale", work_dir=str(tmp_path / "work")))
-    runs = plan(cfg)
+    runs = pipeline.with_stale_runs(plan(cfg), cfg)
     report = runs[-1]
     upstream = [r.id for r in runs[:-1]]
     assert report.stage == "40_report" and report.parameters["stale_runs"] == upstream  # nothing has run yet
@@ -185,9 +200,9 @@ def test_the_report_is_told_which_runs_are_stale(tmp_path, monkeypatch):
     out = pipeline.run_dir(cfg, data.stage, data.name)
     out.mkdir(parents=True)
     (out / "run.json").write_text(json.dumps({"input_hash": pipeline.input_hash(data, cfg)}))
-    assert plan(cfg)[-1].parameters["stale_runs"] == upstream[1:]
+    assert pipeline.with_stale_runs(plan(cfg), cfg)[-1].parameters["stale_runs"] == upstream[1:]
     (out / "run.json").write_text(json.dumps({"input_hash": "made by other code"}))
-    assert plan(cfg)[-1].parameters["stale_runs"] == upstream
+    assert pipeline.with_stale_runs(plan(cfg), cfg)[-1].parameters["stale_runs"] == upstream
 
 
 def test_cli_reports_profile_errors(capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reidlib.evaluation import evaluate
-from reidlib.reporting import PAPER_TABLE_I, chance_rank1, comparison_table, differences, hardware_of, loss_terms
+from reidlib.stages.report import PAPER_TABLE_I, chance_rank1, comparison_table, differences, hardware_of, loss_terms
 
 
 def test_chance_rank1_by_hand_drops_same_camera_positives():
@@ -72,7 +72,7 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
 
 
 def test_feature_spread_is_zero_for_collapsed_features_and_known_for_simple_sets():
-    from reidlib.reporting import feature_spread
+    from reidlib.stages.report import feature_spread
 
     assert feature_spread(np.tile([[3.0, 4.0]], (5, 1))) == pytest.approx(0.0, abs=1e-12)
     assert feature_spread(np.array([[2.0, 0.0], [-5.0, 0.0]])) == pytest.approx(1.0)  # opposite: mean at 0
@@ -93,7 +93,7 @@ def _trained_run(tmp_path, r1, feats):
 
 
 def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
-    from reidlib.reporting import learning_check
+    from reidlib.stages.report import learning_check
 
     runs = {"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
             "10_train/collapsed": _trained_run(tmp_path, 0.1, np.ones((4, 3))),
@@ -116,7 +116,7 @@ def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
 
 
 def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
-    from reidlib.reporting import head_to_head
+    from reidlib.stages.report import head_to_head
 
     run = {"model_label": "OSNet", "evaluations": {"test": {"label": "D", "role": "test", "R1": 44.0, "mAP": 40.5}},
            "train": {"epochs_completed": 10, "train_seconds": 1320.0, "image_size": [256, 128]}, "run_info": {}}
@@ -132,7 +132,7 @@ def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
 
 
 def test_report_warns_about_stale_runs(tmp_path):
-    from reidlib.reporting import write_report
+    from reidlib.stages.report import write_report
 
     run = {"model_label": "M", "dataset_label": "D", "history": [],
            "evaluations": {"test": {"label": "D", "role": "test", "R1": 50.0, "mAP": 45.0}},
@@ -145,3 +145,13 @@ def test_report_warns_about_stale_runs(tmp_path):
     assert lines["10_train/old"].endswith("**stale**: its inputs changed after it ran.")
     assert "stale" not in lines["10_train/fresh"]
     assert "stale" not in write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml")
+
+
+def test_imagenet_init_is_the_papers_init():
+    from reidlib.stages.report import _setting
+
+    m = {"train": {"init": "imagenet", "image_size": [256, 128], "epochs": 120, "epochs_completed": 120},
+         "run_info": {"environment": {"cuda": "NVIDIA H200"}}}
+    setting = _setting(m)
+    assert setting["init"] == "ImageNet"
+    assert "init" not in differences(setting, "Market-1501")

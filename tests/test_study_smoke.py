@@ -36,7 +36,7 @@ def smoke_results():
 
 def test_every_planned_run_has_notebook_metrics_and_provenance(smoke_results):
     cfg = smoke_results
-    for run in pipeline.plan(cfg):
+    for run in pipeline.with_stale_runs(pipeline.plan(cfg), cfg):
         out = pipeline.run_dir(cfg, run.stage, run.name)
         assert (out / f"{run.stage}.ipynb").is_file(), out
         info = json.loads((out / "run.json").read_text())
@@ -93,3 +93,27 @@ def test_second_run_skips_up_to_date_stages(smoke_results, capsys):
     capsys.readouterr()
     assert pipeline.run_study("smoke") == []
     assert "up to date" in capsys.readouterr().out
+
+
+def _outputs(notebook: Path):
+    nb = json.loads(notebook.read_text())
+    return [o for c in nb["cells"] for o in c.get("outputs", [])]
+
+
+def test_executed_notebooks_read_like_a_paper_not_a_log(smoke_results):
+    """Few stream outputs (one line per epoch, no progress-bar fragments), no warnings, figures inline."""
+    root = pipeline.results_dir(smoke_results)
+    notebooks = sorted(root.rglob("*.ipynb"))
+    assert len(notebooks) == len(pipeline.plan(smoke_results))
+    for nb in notebooks:
+        outputs = _outputs(nb)
+        streams = [o for o in outputs if o["output_type"] == "stream"]
+        text = "".join("".join(o["text"]) for o in streams)
+        assert len(streams) <= 24, f"{nb}: {len(streams)} stream outputs"
+        assert "\r" not in text and "Warning" not in text and "IProgress" not in text, f"{nb}: {text[:300]}"
+        assert not [o for o in outputs if o["output_type"] == "error"]
+        images = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert images, f"{nb} shows no figure inline"
+    report = _outputs(root / "report" / "40_report.ipynb")
+    assert any("text/markdown" in o.get("data", {}) and "Table I" in "".join(o["data"]["text/markdown"])
+               for o in report), "the report notebook must render the report as Markdown"

@@ -1,19 +1,22 @@
 """The report stage (``40_report``): the study's tables and figures gathered from every run's ``metrics.json``.
 
-Kept apart from :mod:`reidlib.study` so that editing how results are *presented* never makes a training run
-stale: the pipeline's input hash of the stages before the report leaves this module out.
+Only the report notebook imports this module, so editing how results are *presented* never makes a training run
+stale (the pipeline hashes the code each stage imports).
 All accuracies are percentages (0-100).
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from reidlib.plots import save_figure
-from reidlib.study import _as_eval, pivot_distance_table, read_metrics, write_metrics
+
+from .common import as_eval, read_metrics, show_markdown, write_metrics
+from .distance import pivot_distance_table
 
 # Table I of the paper (rank-1 / mAP, %); LaST is zero-shot from Market on LaST's val split (reproduction_notes §0.5).
 PAPER_TABLE_I = {
@@ -172,7 +175,7 @@ def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
 def _setting(m: dict) -> dict:
     tr = m.get("train", {})
     init = tr.get("init") or "random"
-    init = "random" if init == "random" else Path(str(init)).stem
+    init = {"random": "random", "imagenet": "ImageNet"}.get(str(init).lower(), Path(str(init)).stem)
     size = tr.get("image_size") or []
     epochs = tr.get("epochs_completed", tr.get("epochs"))
     minutes = float(tr.get("train_seconds", 0.0) or 0.0) / 60
@@ -308,11 +311,11 @@ def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
         if run_id.startswith("10_train/"):
             for ev in m["evaluations"].values():
                 tag = f"{ev['label']}" + ("" if ev["role"] == "test" else f" (zero-shot from {m['dataset_label']})")
-                by_dataset.setdefault(tag, {})[m["model_label"]] = _as_eval(ev)
+                by_dataset.setdefault(tag, {})[m["model_label"]] = as_eval(ev)
         elif run_id.startswith("20_finetune/"):
             ev = m["evaluations"]["fine-tuned"]
             tag = f"{ev['label']} (fine-tuned from {m['source_key']})"
-            by_dataset.setdefault(tag, {})[m["model_label"]] = _as_eval(ev)
+            by_dataset.setdefault(tag, {})[m["model_label"]] = as_eval(ev)
     written = []
     for tag, curves in sorted(by_dataset.items()):
         fig = plot_cmc(curves, title=f"CMC: models trained for {tag}")
@@ -372,14 +375,16 @@ def _slug(text: str) -> str:
 
 
 def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
-                 report: dict | None = None, stale_runs: list[str] | None = None) -> str:
+                 report: dict | None = None, stale_runs: list[str] | None = None,
+                 figures: list[Path] | None = None) -> str:
     """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown.
 
     ``report`` is the profile's ``report`` block: ``references`` (published rows for the side-by-side table,
     see :func:`comparison_table`) and ``notes`` (lines printed under "Notes"). ``stale_runs``: ids of runs whose
     inputs changed after they ran (the pipeline's list); the report warns about them at the top and marks them
-    in "What every number rests on".
+    in "What every number rests on". ``figures``: image files inside ``out_dir`` linked under "Figures".
     """
+    from reidlib.io import write_atomic
     from reidlib.plots import to_markdown
 
     report = report or {}
@@ -422,6 +427,11 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
         lines += ["## Distance study: rank-1 / mAP (%) per metric", "", to_markdown(dist.reset_index()), ""]
     if not cx.empty:
         lines += ["## Complexity and measured throughput", "", to_markdown(cx.reset_index(names="model")), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for path in figures:
+            rel = Path(path).relative_to(out_dir).as_posix()
+            lines += [f"![{_figure_title(Path(path))}]({rel})", ""]
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {note.strip()}" for note in report["notes"]] + [""]
     lines += ["## What every number rests on", ""]
@@ -442,9 +452,7 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     lines += ["", f"Total training time: {total_train_s / 60:.1f} min on "
               + ("; ".join(sorted(hardware)) or "no training") + ".", ""]
     text = "\n".join(lines) + "\n"
-    tmp = out_dir / ".report.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out_dir / "report.md")
+    write_atomic(out_dir / "report.md", text)
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
                             "comparison": comparison.to_dict("records"), "chance_rank1": chance,
                             "head_to_head": versus.to_dict("records"), "learning_check": learned.to_dict("records"),
@@ -452,3 +460,61 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
                             "total_train_minutes": total_train_s / 60, "hardware": sorted(hardware),
                             "runs": sorted(runs)})
     return text
+
+
+def _figure_title(path: Path) -> str:
+    stem = path.stem
+    if stem.startswith("cmc_"):
+        return f"CMC curves: {stem[4:].replace('-', ' ')}"
+    return stem.replace("_", " ")
+
+
+_IMAGE_LINE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]+)\)\s*$")
+
+
+def show_report(text: str, base_dir: str | Path) -> None:
+    """Render a report's markdown inline, its linked figures embedded as images (so they show on any viewer).
+
+    Markdown between figures is rendered as Markdown; each line ``![title](relative.png)`` becomes the image
+    itself. Outside a notebook the text is printed.
+    """
+    from .common import in_notebook
+
+    if not in_notebook():
+        print(text)
+        return
+    from IPython.display import Image, display
+
+    chunk: list[str] = []
+    for line in text.splitlines():
+        match = _IMAGE_LINE.match(line)
+        if match and (Path(base_dir) / match["src"]).is_file():
+            if chunk:
+                show_markdown("\n".join(chunk))
+                chunk = []
+            show_markdown(f"*{match['alt']}*")
+            display(Image(filename=str(Path(base_dir) / match["src"])))
+        else:
+            chunk.append(line)
+    if chunk:
+        show_markdown("\n".join(chunk))
+
+
+def show_ranked_lists(paths: list[Path], inline: bool = True, per_run: int = 1) -> None:
+    """Show the first ``per_run`` ranked-list images of each run inline (or, with ``inline=False``, only say where
+    they were written: figures of real pedestrians stay out of the executed notebook)."""
+    from .common import in_notebook
+
+    by_run: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_run.setdefault(Path(path).parent, []).append(Path(path))
+    if not inline or not in_notebook():
+        where = sorted({str(p.parent) for p in by_run}) or ["(none)"]
+        print(f"{len(paths)} ranked lists written under {Path(where[0]).parent if by_run else where[0]}")
+        return
+    from IPython.display import Image, display
+
+    for folder, files in sorted(by_run.items()):
+        show_markdown(f"*{folder.name}*")
+        for path in sorted(files)[:per_run]:
+            display(Image(filename=str(path)))

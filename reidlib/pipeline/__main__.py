@@ -1,0 +1,6 @@
+"""``python -m reidlib.pipeline``: see :mod:`reidlib.pipeline.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,277 @@
+"""Provenance: what a run's outputs depend on, hashed, and whether a recorded run is still up to date.
+
+A run's *input hash* covers its notebook, its parameters (with machine folders written as ``{repo}``/``{shared}``),
+the upstream runs' ``metrics.json`` and **only the library code the run executes**: the modules its notebook
+imports, followed through every ``import`` inside reidlib (top-level and inside functions, read with ``ast``;
+nothing is imported to find them), together with the package ``__init__`` files Python runs on the way.
+So editing the distance study's module leaves every training run up to date, and editing the trainer makes the
+training, fine-tune and report runs stale but not the distance study (which only reads stored features).
+Two more rules: a run that builds one registered model leaves the *other* model families' files out (fixing
+MobileNetV3 leaves the OSNet runs up to date), and the runner (``reidlib/pipeline/``) is never hashed: it
+reaches a run only through the run's parameters, which are.
+
+A run counts as up to date only if its ``run.json`` records today's input hash **and** the files later stages
+read from its work directory (checkpoint, stored features, as listed in its ``metrics.json``) still exist.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from reidlib.paths import REPO_ROOT, repo_path, shared_dir
+
+from .plan import Run, run_dir
+
+PACKAGE_DIR = REPO_ROOT / "reidlib"
+RUNNER_DIR = PACKAGE_DIR / "pipeline"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# which library files a run executes
+# ----------------------------------------------------------------------------------------------------------------
+def module_file(name: str) -> Path | None:
+    """The file of reidlib module ``name`` (``reidlib.engine.trainer``), or None if it is not one."""
+    if name != "reidlib" and not name.startswith("reidlib."):
+        return None
+    base = REPO_ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """Absolute names of every module an AST imports (``from X import Y`` counts ``X`` and ``X.Y``)."""
+    names: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            names.add(prefix)
+            names.update(f"{prefix}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _with_parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@lru_cache(maxsize=None)
+def _imports_of(path: Path, mtime_ns: int) -> frozenset[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return frozenset(_imported_names(tree, _module_name(path), path.name == "__init__.py"))
+
+
+def import_closure(roots: set[str]) -> list[Path]:
+    """Every reidlib file that importing the modules ``roots`` can execute (parents' ``__init__`` included)."""
+    seen: set[Path] = set()
+    todo = [n for root in roots for n in _with_parents(root)]
+    while todo:
+        path = module_file(todo.pop())
+        if path is None or path in seen or RUNNER_DIR in path.parents:  # the runner is never hashed
+            continue
+        seen.add(path)
+        for name in _imports_of(path, path.stat().st_mtime_ns):
+            todo.extend(_with_parents(name))
+    return sorted(seen)
+
+
+def notebook_imports(notebook: Path) -> set[str]:
+    """Modules imported by a notebook's code cells (IPython magics skipped)."""
+    nb = json.loads(notebook.read_text())
+    names: set[str] = set()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", []))
+        code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        names |= _imported_names(ast.parse(code), "__notebook__", False)
+    return names
+
+
+def model_family_files() -> dict[str, Path]:
+    """Each registered model name -> the file that defines its family (e.g. ``reidlib/models/osnet.py``)."""
+    from reidlib.models.registry import get_entry, list_models
+
+    return {name: Path(inspect.getfile(get_entry(name).factory)).resolve() for name in list_models()}
+
+
+def library_files(stage: str, model_name: str | None = None) -> list[Path]:
+    """reidlib's sources a run of ``stage`` executes (see the module docstring for the rules)."""
+    from .plan import STAGES
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    files = import_closure(notebook_imports(REPO_ROOT / "notebooks" / f"{stage}.ipynb"))
+    families = model_family_files() if model_name is not None else {}
+    if model_name in families:
+        others = {p for name, p in families.items() if p != families[model_name]}
+        files = [p for p in files if p not in others]
+    return files
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(REPO_ROOT)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def library_hash(stage: str, model_name: str | None = None) -> str:
+    """Hash of :func:`library_files`: a change to code a run executes makes it stale."""
+    return _sha256_files(library_files(stage, model_name))
+
+
+def portable(value: Any) -> Any:
+    """``value`` with this checkout's and the shared folder's absolute paths written as ``{repo}``/``{shared}``.
+
+    Applied to what is hashed and recorded, so a clone elsewhere finds the same runs up to date and committed
+    results name no machine's folders.
+    """
+    if isinstance(value, str):
+        return value.replace(str(REPO_ROOT), "{repo}").replace(str(shared_dir()), "{shared}")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    return value
+
+
+def input_hash(run: Run, cfg: dict) -> str:
+    """What a run's outputs depend on: notebook, parameters, the library code it runs and upstream metrics."""
+    h = hashlib.sha256()
+    h.update(run.notebook.read_bytes())
+    h.update(json.dumps(portable(run.parameters), sort_keys=True, default=str).encode())
+    h.update(library_hash(run.stage, run.model_name).encode())
+    for dep in run.depends_on:
+        stage, name = dep.split("/", 1)
+        metrics = run_dir(cfg, stage, name) / "metrics.json"
+        h.update(metrics.read_bytes() if metrics.is_file() else b"missing")
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# up to date = same inputs and usable outputs
+# ----------------------------------------------------------------------------------------------------------------
+def recorded_artefacts(metrics: dict) -> list[str]:
+    """Work files a run's ``metrics.json`` says later stages will read: its checkpoint and stored features."""
+    files = [metrics["checkpoint"]] if metrics.get("checkpoint") else []
+    for feats in (metrics.get("features") or {}).values():
+        if isinstance(feats, dict):
+            files += [feats[k] for k in ("query", "gallery") if feats.get(k)]
+    return [repo_path(f) for f in files]
+
+
+def missing_artefacts(run: Run, cfg: dict) -> list[str]:
+    """Recorded work files of ``run`` that no longer exist (e.g. ``work/`` was deleted or is a fresh clone)."""
+    path = run_dir(cfg, run.stage, run.name) / "metrics.json"
+    if not path.is_file():
+        return []
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return [str(path)]
+    return [f for f in recorded_artefacts(metrics) if not Path(f).is_file()]
+
+
+def recorded_hash(run: Run, cfg: dict) -> str | None:
+    info = run_dir(cfg, run.stage, run.name) / "run.json"
+    try:
+        return json.loads(info.read_text()).get("input_hash")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_current(run: Run, cfg: dict) -> bool:
+    """The run's recorded inputs equal today's (its outputs may still lack their work files)."""
+    return recorded_hash(run, cfg) == input_hash(run, cfg)
+
+
+def is_up_to_date(run: Run, cfg: dict, needed: bool = True) -> bool:
+    """Current, and (when later stages will read them: ``needed``) its checkpoint and features are on disk."""
+    return is_current(run, cfg) and not (needed and missing_artefacts(run, cfg))
+
+
+def stale_runs(runs: list[Run], cfg: dict) -> list[str]:
+    """Ids of the runs (report excluded) whose recorded inputs differ from their current ones or that never ran.
+
+    The report is given this list: with ``--only 40_report`` it may gather results that the current code or
+    parameters would no longer produce, and it says so beside them.
+    """
+    return [r.id for r in runs if r.stage != "40_report" and not is_current(r, cfg)]
+
+
+def with_stale_runs(runs: list[Run], cfg: dict) -> list[Run]:
+    """``runs`` with the report's ``stale_runs`` parameter set from what is in ``results/`` now."""
+    stale = stale_runs(runs, cfg)
+    for run in runs:
+        if run.stage == "40_report":
+            run.parameters["stale_runs"] = stale
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what is recorded beside every result
+# ----------------------------------------------------------------------------------------------------------------
+def git_commit() -> str:
+    """HEAD of this checkout, with ``+dirty`` when the library, notebooks or profiles have local changes."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "reidlib", "notebooks",
+                                "params"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_info() -> dict:
+    """Hardware and package versions recorded beside every result."""
+    import numpy
+    import torch
+
+    from reidlib.runtime import cpu_has_native_bf16, cpu_name
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),  # decides what precision "auto" trains in on a CPU
+    }
+    try:
+        import timm
+        import torchvision
+
+        info.update(torchvision=torchvision.__version__, timm=timm.__version__)
+    except ImportError:  # pragma: no cover - both are pinned requirements
+        pass
+    return info

@@ -1,0 +1,229 @@
+"""Stage ``10_train``: one model trained on one dataset with the profile's recipe, tested once, zero-shot elsewhere.
+
+The model is selected on identities held out of the training split; the test split is evaluated once, from the
+selected checkpoint; query/gallery features are stored in the run's work directory for the distance study.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .common import RANKS, as_eval, load_dataset, summarize
+
+
+@dataclass
+class Outcome:
+    """What a training or fine-tuning run produced."""
+
+    model_name: str
+    dataset_label: str
+    history: list[dict]
+    evaluations: dict[str, dict]  # dataset key -> {label, role, summary numbers, cmc, ...}
+    train_info: dict
+    checkpoint: str | None
+    features: dict[str, dict] = field(default_factory=dict)
+    complexity: dict = field(default_factory=dict)
+
+    def summary_table(self) -> pd.DataFrame:
+        rows = []
+        for key, ev in self.evaluations.items():
+            rows.append({"dataset": key, "role": ev["role"], **{k: round(ev[k], 1) for k in (*[f"R{r}" for r in RANKS],
+                                                                                            "mAP", "mINP")}})
+        return pd.DataFrame(rows).set_index(["dataset", "role"])
+
+    def to_metrics(self, **extra) -> dict:
+        return {**extra, "model_name": self.model_name, "dataset_label": self.dataset_label,
+                "train": self.train_info, "history": self.history, "evaluations": self.evaluations,
+                "checkpoint": self.checkpoint, "features": self.features, "complexity": self.complexity}
+
+
+def test_transform(image_size):
+    """Resize to ``image_size`` (height, width) and normalise: what every evaluation feeds the model."""
+    from reidlib.data import build_transforms
+
+    return build_transforms(int(image_size[0]), int(image_size[1]), is_train=False)
+
+
+def evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_workers: int, role: str,
+                    label: str, feature_dir: Path | None, key: str) -> tuple[dict, dict]:
+    """Extract query/gallery features of ``ds`` and evaluate them; return (evaluation record, feature paths)."""
+    from reidlib.data import make_test_loader
+    from reidlib.evaluation import evaluate_features, extract_features
+
+    t0 = time.time()
+    feats = {}
+    for split in ("query", "gallery"):
+        loader = make_test_loader(getattr(ds, split), test_tf, batch_size=evaluation.get("batch_size", 128),
+                                  num_workers=num_workers)
+        feats[split] = extract_features(model, loader, flip=evaluation.get("flip", True), device=device,
+                                        precision=precision, progress=False)
+    extract_s = time.time() - t0
+    qf, gf = feats["query"], feats["gallery"]
+    result = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids,
+                               metric=evaluation.get("metric", "euclidean"),
+                               normalize=evaluation.get("normalize", True),
+                               max_rank=evaluation.get("max_rank", 50), protocol=ds.protocol,
+                               rerank=evaluation.get("rerank") or None)
+    paths = {}
+    if feature_dir is not None:
+        feature_dir.mkdir(parents=True, exist_ok=True)
+        for split, fs in feats.items():
+            p = feature_dir / f"{key}_{split}.npz"
+            fs.save(p)
+            paths[split] = str(p)
+        paths["protocol"] = ds.protocol
+    n_img = len(qf.pids) + len(gf.pids)
+    record = {"label": label, "role": role, **summarize(result), "cmc": np.asarray(result["cmc"]).tolist(),
+              "num_query": len(qf.pids), "num_gallery": len(gf.pids),
+              "num_valid_queries": int(result["num_valid_queries"]),
+              "metric": evaluation.get("metric", "euclidean"), "normalize": bool(evaluation.get("normalize", True)),
+              "flip": bool(evaluation.get("flip", True)), "rerank": bool(evaluation.get("rerank") or False),
+              "extract_images_per_s": n_img * (2 if evaluation.get("flip", True) else 1) / max(extract_s, 1e-9)}
+    return record, paths
+
+
+def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_size=(256, 128)) -> dict:
+    """Trainable and inference-time parameters, and multiply-adds of one image at ``image_size`` (the paper's
+    256x128 by default, whatever size a run trained at)."""
+    from reidlib.models import build_model
+    from reidlib.models.complexity import (
+        count_flops,
+        count_parameters,
+        inference_parameter_count,
+    )
+
+    model = build_model(model_name, num_classes=num_classes, **model_kwargs)
+    size = tuple(image_size)
+    return {"params_trainable": count_parameters(model), "params_inference": inference_parameter_count(model, size),
+            "gmacs": count_flops(model, size)["macs"] / 1e9, "image_size": list(size)}
+
+
+def prepare_work_dir(work_dir: str | Path, run_key: str | None) -> Path:
+    """Create a run's work directory (checkpoints, features) and decide between resuming and starting afresh.
+
+    The pipeline passes the run's input hash as ``run_key``: the same key means an interrupted run of the same
+    inputs, whose ``last.pt`` the trainer resumes; a different key means the inputs (parameters, code, upstream
+    results) changed, and the old checkpoints are removed so training starts from scratch.
+    ``run_key=None`` (a notebook opened by hand) keeps whatever is there.
+    """
+    work = Path(work_dir)
+    marker = work / "run_key.txt"
+    if run_key is not None and marker.is_file() and marker.read_text().strip() != run_key:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if run_key is not None:
+        marker.write_text(run_key)
+    return work
+
+
+def fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int) -> dict:
+    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours)."""
+    kwargs = {k: v for k, v in train.items() if k not in ("transforms", "head_only_epochs")}
+    kwargs.update(train.get("transforms") or {})
+    kwargs.update(height=int(image_size[0]), width=int(image_size[1]), device=str(device), precision=precision,
+                  seed=seed, num_workers=num_workers, evaluate_test=False)
+    return kwargs
+
+
+def train_info(res, image_size, device, seed: int) -> dict:
+    info = res.summary()
+    info.update(epochs=res.epochs_planned, image_size=list(image_size), device=str(device), seed=seed,
+                torch_threads=_threads(), select_on=res.selected_on,
+                images_per_s=float(np.mean([r["images_per_s"] for r in res.history])) if res.history else None,
+                recipe={k: v for k, v in res.config.items() if k not in ("device", "progress", "resume")})
+    return info
+
+
+def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | None, dataset: dict, zero_shot: dict,
+                   train: dict, evaluation: dict, image_size, work_dir: str, seed: int = 0, device: str = "auto",
+                   precision: str = "auto", num_workers: int = 0, run_key: str | None = None) -> Outcome:
+    """Train ``model_name`` on ``dataset`` with the profile's recipe, select on held-out ids, test once.
+
+    ``train["epochs"] == 0`` skips training (a reference row: pretrained weights evaluated as they are).
+    Then the selected model is evaluated on the test split and zero-shot on each dataset in ``zero_shot``;
+    the test features are stored in ``work_dir/features`` for the distance study.
+    """
+    from reidlib.engine import fit
+    from reidlib.models import build_model
+    from reidlib.runtime import resolve_device, seed_everything
+
+    work = prepare_work_dir(work_dir, run_key)
+    seed_everything(seed)
+    dev = resolve_device(device)
+    ds = load_dataset(dataset)
+    test_tf = test_transform(image_size)
+    epochs = int(train.get("epochs", 0))
+    kwargs = {**model_kwargs, "pretrained": pretrained} if pretrained else dict(model_kwargs)
+    history: list[dict] = []
+    checkpoint = None
+    if epochs > 0:
+        res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
+                  **fit_kwargs(train, image_size, dev, precision, seed, num_workers))
+        model, history, checkpoint = res.model, res.history, str(res.checkpoint)
+        info = train_info(res, image_size, dev, seed)
+    else:
+        model = build_model(model_name, num_classes=max(ds.num_train_pids, 1), **kwargs)
+        info = {"epochs": 0, "epochs_completed": 0, "optimizer": None, "image_size": list(image_size),
+                "device": str(dev), "seed": seed, "note": "no training: weights evaluated as loaded"}
+    info["init"] = pretrained or "random"
+    model.eval()
+    evaluations, features = {}, {}
+    evaluations["test"], features["test"] = evaluate_split(
+        model, ds, test_tf, evaluation, dev, precision, num_workers, "test", dataset.get("label", ds.name),
+        work / "features", "test")
+    for key, spec in (zero_shot or {}).items():
+        zds = load_dataset(spec)
+        evaluations[key], features[key] = evaluate_split(
+            model, zds, test_tf, evaluation, dev, precision, num_workers, "zero-shot", spec.get("label", key),
+            work / "features", key)
+    complexity = _complexity(model_name, model_kwargs, max(ds.num_train_pids, 1))
+    return Outcome(model_name, dataset.get("label", ds.name), history, evaluations, info, checkpoint, features,
+                   complexity)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def plot_history(history: list[dict], title: str = ""):
+    """Loss parts per epoch (left) and validation rank-1 / mAP when evaluated (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if history:
+        df = pd.DataFrame(history)
+        for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
+            ax_l.plot(df["epoch"], df[col], marker=".", label=col)
+        ax_l.set_xlabel("epoch")
+        ax_l.set_ylabel("loss")
+        ax_l.legend(fontsize=7)
+        for col in ("val_rank1", "val_mAP", "test_rank1", "test_mAP"):
+            if col in df and df[col].notna().any():
+                sub = df[df[col].notna()]
+                ax_r.plot(sub["epoch"], 100.0 * sub[col], marker="o", label=col)
+        ax_r.set_xlabel("epoch")
+        ax_r.set_ylabel("validation (%)")
+        if ax_r.lines:
+            ax_r.legend(fontsize=7)
+    else:
+        ax_l.text(0.5, 0.5, "no training (evaluated as loaded)", ha="center", va="center")
+    for ax in (ax_l, ax_r):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_outcome_cmc(outcome: Outcome, label: str):
+    """CMC curves of every evaluation of one run, on one figure."""
+    from reidlib.plots import plot_cmc
+
+    curves = {f"{label} · {ev['label']} ({ev['role']})": as_eval(ev) for ev in outcome.evaluations.values()}
+    return plot_cmc(curves, title=f"CMC: {label}")
