@@ -143,10 +143,10 @@ def test_pair_protocol_counts_on_hand_made_split():
     impostors = {(a, b) for a, b in combinations(kept, 2) if pids[a] != pids[b]}
     assert {(int(a), int(b)) for a, b, y in zip(*pairs) if y == 0} == impostors
     assert len(impostors) == math.comb(7, 2) - (math.comb(4, 2) + math.comb(2, 2)) == 14
-    assert pairs.num_genuine == 4 and pairs.num_impostor == 14 and len(pairs) == 18
+    assert pairs.num_genuine == 4 and pairs.num_impostor == 14 and pairs.num_pairs == 18
     assert np.all(pairs.a < pairs.b)
     order = np.lexsort((pairs.b, pairs.a))
-    np.testing.assert_array_equal(order, np.arange(len(pairs)))
+    np.testing.assert_array_equal(order, np.arange(pairs.num_pairs))
     # Sampled impostors: seeded, distinct, all impostors, genuine pairs untouched.
     for m in (5, 10):  # 5: rejection sampling; 10 (> half of 14): choice over the enumeration
         s1, s2 = make_pairs(pids, cams, max_impostors=m, seed=3), make_pairs(pids, cams, max_impostors=m, seed=3)

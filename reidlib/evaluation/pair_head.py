@@ -183,4 +183,4 @@ def compare_with_cosine(head: PairHead, feats: np.ndarray | torch.Tensor, pids: 
     cos = pair_scores(feats, pairs.a, pairs.b, metric="cosine", normalize=True)
     learned = head.score_pairs(feats, pairs.a, pairs.b)
     return {"cosine": verification_metrics(cos, pairs.label, far=far),
-            "pair_head": verification_metrics(learned, pairs.label, far=far), "num_pairs": len(pairs)}
+            "pair_head": verification_metrics(learned, pairs.label, far=far), "num_pairs": pairs.num_pairs}

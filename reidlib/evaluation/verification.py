@@ -164,14 +164,16 @@ def verification_metrics(scores: np.ndarray | torch.Tensor | Sequence[float],
 class PairSet(NamedTuple):
     """Index pairs into one split: ``a``, ``b`` (n,) int64 with ``a < b``, ``label`` (n,) int8 (1 = genuine).
 
-    Sorted by ``(a, b)``; unpacks as ``a, b, label = pairs``.
+    Sorted by ``(a, b)``; unpacks as ``a, b, label = pairs`` (``len(pairs)`` is 3, the fields; the number of
+    pairs is ``pairs.num_pairs``).
     """
 
     a: np.ndarray
     b: np.ndarray
     label: np.ndarray
 
-    def __len__(self) -> int:  # type: ignore[override]
+    @property
+    def num_pairs(self) -> int:
         return int(self.a.shape[0])
 
     @property
