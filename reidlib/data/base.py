@@ -12,10 +12,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-Item = tuple[str, int, int]
-"""``(image_path, pid, camid)``; camid is 0-based."""
+from reidlib.core import PROTOCOLS, Item  # noqa: F401  (re-exported: the data layer's core types)
 
-PROTOCOLS = ("market", "last")
 SPLITS = ("train", "query", "gallery")
 
 

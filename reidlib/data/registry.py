@@ -4,27 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from reidlib.registry import Registry
+
 from .base import ReIDDataset
 
 Reader = Callable[..., ReIDDataset]
-_READERS: dict[str, Reader] = {}
+READERS: Registry[Reader] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable[[Reader], Reader]:
     """Decorator registering ``reader(root, **kwargs) -> ReIDDataset`` under ``name``."""
-
-    def decorate(reader: Reader) -> Reader:
-        if name in _READERS and _READERS[name] is not reader:
-            raise ValueError(f"dataset name {name!r} is already registered by {_READERS[name]!r}")
-        _READERS[name] = reader
-        return reader
-
-    return decorate
+    return READERS.register(name)
 
 
 def list_datasets() -> list[str]:
     """Names accepted by :func:`build_dataset`, sorted."""
-    return sorted(_READERS)
+    return READERS.names()
+
+
+def get_reader(name: str) -> Reader:
+    """The reader function registered as ``name`` (``ValueError`` listing the valid names otherwise)."""
+    return READERS.get(name)
 
 
 def build_dataset(name: str, root: str | Path, **kwargs) -> ReIDDataset:
@@ -34,7 +34,4 @@ def build_dataset(name: str, root: str | Path, **kwargs) -> ReIDDataset:
         ValueError: ``name`` is not registered (the message lists the valid names).
         DatasetLayoutError: the folder is missing or not in the layout the reader expects.
     """
-    reader = _READERS.get(name)
-    if reader is None:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
-    return reader(root, **kwargs)
+    return get_reader(name)(root, **kwargs)

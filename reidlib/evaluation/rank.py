@@ -25,7 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-PROTOCOLS = ("market", "last")
+from reidlib.core import PROTOCOLS, check_choice  # noqa: F401  (re-exported)
+
 AP_FORMS = ("mean", "trapezoid")
 _PAD, _POS, _JUNK = 0, 1, 2
 
@@ -33,12 +34,6 @@ _PAD, _POS, _JUNK = 0, 1, 2
 def default_chunk_size(num_gallery: int, budget_elems: int = 1 << 22) -> int:
     """Query rows per chunk so that one (rows, G) tile holds about ``budget_elems`` values (16 MiB as float32)."""
     return max(1, min(4096, budget_elems // max(1, num_gallery)))
-
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    """Raise a ``ValueError`` naming the valid choices when ``value`` is not one of them."""
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
 
 
 def as_ids(x: Sequence[int] | np.ndarray | torch.Tensor, name: str, length: int) -> np.ndarray:

@@ -16,6 +16,8 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from reidlib.core import check_choice  # noqa: F401  (re-exported for the model families)
+
 NeckFeat = Literal["before", "after"]
 
 
@@ -120,10 +122,3 @@ class ReIDModel(nn.Module):
             f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, embed_dim={self.embed_dim}, "
             f"paper_code={self.paper_code}, metric_feat={self.metric_feat!r}, neck_feat={self.neck_feat!r}"
         )
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a ``ValueError`` naming the option."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value

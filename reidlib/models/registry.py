@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from reidlib.registry import Registry
+
 Factory = Callable[..., nn.Module]
 
 
@@ -18,17 +20,15 @@ class ModelEntry:
     summary: str
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, summary: str = "") -> Callable[[Factory], Factory]:
     """Decorator registering ``factory`` under ``name``; registering a name twice is an error."""
 
     def decorate(factory: Factory) -> Factory:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
         doc_line = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, factory, summary or (doc_line[0] if doc_line else ""))
+        MODELS.add(name, ModelEntry(name, factory, summary or (doc_line[0] if doc_line else "")))
         return factory
 
     return decorate
@@ -36,12 +36,9 @@ def register_model(name: str, summary: str = "") -> Callable[[Factory], Factory]
 
 def list_models() -> list[str]:
     """Sorted names of every registered model."""
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def get_entry(name: str) -> ModelEntry:
     """The entry for ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+    return MODELS.get(name)

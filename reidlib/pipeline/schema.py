@@ -48,7 +48,7 @@ TOP_KEYS = frozenset(REQUIRED_KEYS) | {
 DATASET_KEYS = frozenset({"name", "root", "label", "kwargs"})
 MODEL_KEYS = frozenset({"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"})
 EVALUATION_KEYS = frozenset({"flip", "metric", "normalize", "max_rank", "rerank", "batch_size"})
-DISTANCE_KEYS = frozenset({"metrics", "normalize", "minkowski_p", "rerank"})
+DISTANCE_KEYS = frozenset({"metrics", "normalize", "minkowski_p", "rerank", "verification", "max_impostors"})
 REPORT_KEYS = frozenset({"references", "notes"})
 TRANSFORM_KEYS = ("flip_p", "pad", "color_jitter", "erasing_p")
 # TrainConfig fields the pipeline fills from the profile's top level or its own needs (never in a training block)
@@ -58,7 +58,7 @@ EXTRA_TRAINING_KEYS = ("transforms", "head_only_epochs")
 
 # value ranges: (low, low_inclusive) for numbers; probabilities in [0, 1]
 _POSITIVE = {"lr", "center_lr", "gamma", "batch_size", "num_instances", "eval_every", "test_batch_size",
-             "max_minutes", "stop_after", "max_rank", "minkowski_p"}
+             "max_minutes", "stop_after", "max_rank", "minkowski_p", "max_impostors"}
 _PROBABILITY = {"flip_p", "erasing_p", "label_smooth", "warmup_factor", "min_lr_factor", "color_jitter"}
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -274,8 +274,12 @@ def _check_distance_study(block: Any, where: str, ck: _Checker) -> dict:
     if "minkowski_p" in block:
         out["minkowski_p"] = _coerce(block["minkowski_p"], float, f"{where}.minkowski_p", ck)
         _check_range("minkowski_p", out["minkowski_p"], f"{where}.minkowski_p", ck)
-    if "rerank" in block:
-        out["rerank"] = _coerce(block["rerank"], bool, f"{where}.rerank", ck)
+    for key in ("rerank", "verification"):
+        if key in block:
+            out[key] = _coerce(block[key], bool, f"{where}.{key}", ck)
+    if "max_impostors" in block:
+        out["max_impostors"] = _coerce(block["max_impostors"], int, f"{where}.max_impostors", ck)
+        _check_range("max_impostors", out["max_impostors"], f"{where}.max_impostors", ck)
     return out
 
 
@@ -304,7 +308,7 @@ def _model_kwarg_keys(name: str) -> set[str] | None:
 
 def _check_dataset(key: str, spec: Any, ck: _Checker) -> dict:
     from reidlib.data import list_datasets
-    from reidlib.data.registry import _READERS
+    from reidlib.data.registry import get_reader
 
     where = f"datasets.{key}"
     if not ck.keys(where, spec, DATASET_KEYS, required=("name",)):
@@ -320,11 +324,11 @@ def _check_dataset(key: str, spec: Any, ck: _Checker) -> dict:
     if not isinstance(kwargs, dict):
         ck.fail(f"{where}.kwargs", f"must be a mapping of the reader's keyword arguments, got {kwargs!r}")
         kwargs = {}
-    accepted = _signature_keys(_READERS[name])
+    accepted = _signature_keys(get_reader(name))
     if accepted is None and name == "synthetic":  # its **kwargs are the generator's parameters
         from reidlib.data.synthetic import synthetic_params
 
-        reader = set(inspect.signature(_READERS[name]).parameters) - {"kwargs"}
+        reader = set(inspect.signature(get_reader(name)).parameters) - {"kwargs"}
         accepted = (_signature_keys(synthetic_params) or set()) | reader
     if accepted is not None:
         ck.keys(f"{where}.kwargs", kwargs, accepted - {"root"})
