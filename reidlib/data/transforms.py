@@ -4,6 +4,11 @@ Train: Resize(H, W) -> RandomHorizontalFlip(flip_p) -> Pad(pad, zero fill) -> Ra
 -> [ColorJitter] -> ToTensor -> Normalize(mean, std) -> RandomErasing(erasing_p).
 Test: Resize(H, W) -> ToTensor -> Normalize(mean, std).
 Every random choice draws from torch's RNG, so DataLoader worker seeding covers it.
+
+The trainer's default data path (``fit(..., data_path="cached")``) applies the same train pipeline to whole
+batches of cached, already resized uint8 images: :class:`reidlib.data.batch_transforms.BatchAugment`. Same steps,
+order and distributions (and the same pixels for the same random decisions); its random stream is a per-epoch
+``torch.Generator`` seeded by (seed, epoch, rank), so for one seed the two paths draw different augmentations.
 """
 from __future__ import annotations
 
