@@ -133,6 +133,8 @@ def plan(cfg: dict) -> list[Run]:
             "normalize": ds.get("normalize", [True, False]),
             "minkowski_p": ds.get("minkowski_p", 3),
             "rerank": ds.get("rerank", True),
+            "verification": ds.get("verification", True),
+            "max_impostors": ds.get("max_impostors", 1_000_000),
             "evaluation": cfg["evaluation"],
         }
         runs.append(Run("30_distance_study", "all", params, depends_on=[r.id for r in train_runs]))

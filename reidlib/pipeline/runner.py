@@ -52,6 +52,7 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
         check_work_dir(cfg)
         clean_leftovers(cfg, everything)
     done: list[Path] = []
+    would: list[str] = []
     total = time.time()
     current: Run | None = None
     try:
@@ -66,16 +67,21 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
             why = f" (its work files are gone, e.g. {missing[0]})" if missing and is_current(run, cfg) else ""
             if dry_run:
                 print_flush(f"{head}: would run {run.notebook.name}{why}")
+                would.append(run.id)
                 continue
             t0 = time.time()
             current = run
             out = execute(run, cfg, log_output=log_output)
             current = None
-            print_flush(f"{head}: done in {time.time() - t0:.0f} s{why} -> {out.relative_to(results_dir(cfg).parent.parent) if out.is_relative_to(results_dir(cfg).parent.parent) else out}")
+            shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+            print_flush(f"{head}: done in {time.time() - t0:.0f} s{why} -> {shown}")
             done.append(out)
     except KeyboardInterrupt:
         raise InterruptedRun(interrupted_message(current, cfg)) from None
-    verb = "would run" if dry_run else "executed"
-    print_flush(f"profile {cfg['name']}: {len(done)} run(s) {verb} in {time.time() - total:.0f} s; "
-                f"results in {results_dir(cfg)}/")
+    if dry_run:
+        print_flush(f"profile {cfg['name']}: {len(would)} of {len(runs)} run(s) would run; results in "
+                    f"{results_dir(cfg)}/")
+    else:
+        print_flush(f"profile {cfg['name']}: {len(done)} run(s) executed in {time.time() - total:.0f} s; "
+                    f"results in {results_dir(cfg)}/")
     return done

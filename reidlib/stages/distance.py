@@ -69,3 +69,132 @@ def plot_distance_cmc(curves: dict) -> dict:
     from reidlib.plots import plot_cmc
 
     return {run: plot_cmc(per_metric, title=f"CMC by distance: {run}") for run, per_metric in curves.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# verification: the siamese view (same person or not?) on the same stored features
+# ----------------------------------------------------------------------------------------------------------------
+VERIFICATION_IGNORE = (-1, 0)  # junk images and Market-style distractors (pid 0: many people under one label)
+ROC_GRID = np.logspace(-6, 0, 121)  # FAR values at which ROC curves are stored (fractions)
+
+
+def _test_split(m: dict):
+    """The stored test features of a training run as one split: query and gallery stacked."""
+    from reidlib.evaluation import FeatureSet
+
+    feats = m["features"]["test"]
+    hint = f"10_train/{m['dataset_key']}-{m['model_run']}"
+    qf = FeatureSet.load(require_file(feats["query"], hint))
+    gf = FeatureSet.load(require_file(feats["gallery"], hint))
+    return (np.concatenate([qf.feats, gf.feats]), np.concatenate([qf.pids, gf.pids]),
+            np.concatenate([qf.camids, gf.camids]))
+
+
+def roc_on_grid(far: np.ndarray, tar: np.ndarray, grid: np.ndarray = ROC_GRID) -> list[float]:
+    """TAR at each FAR of ``grid``: the largest TAR of any ROC vertex with FAR <= that value (a step curve)."""
+    idx = np.searchsorted(np.asarray(far), grid, side="right") - 1
+    return [float(np.asarray(tar)[i]) if i >= 0 else 0.0 for i in idx]
+
+
+def _verification_row(m: dict, method: str, res: dict) -> dict:
+    return {"run": f"{m['dataset_key']}-{m['model_run']}", "model": m["model_label"], "dataset": m["dataset_label"],
+            "method": method, "AUC": 100 * res["auc"], "EER": 100 * res["eer"],
+            "TAR@FAR=1e-3": 100 * res["tar@far=0.001"], "TAR@FAR=1e-2": 100 * res["tar@far=0.01"],
+            "TAR@FAR=1e-1": 100 * res["tar@far=0.1"]}
+
+
+def verification_study(train_metrics: Iterable[str], metrics: list[str], p: float = 3,
+                       max_impostors: int = 1_000_000, seed: int = 0, pair_head_steps: int = 300,
+                       enabled: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Verification (same identity or not) on every trained model's stored test images, per distance.
+
+    Pair protocol (:func:`reidlib.evaluation.make_pairs`): the test split's query and gallery images together;
+    every cross-camera pair of one identity is a genuine pair; impostor pairs are all pairs of different
+    identities, or a seeded sample of ``max_impostors`` of them; junk (-1) and distractor (0) images join no
+    pair. Scores are negated distances of L2-normalised features, so every metric is judged on the same pairs.
+
+    A learned pair head (:mod:`reidlib.evaluation.pair_head`) is measured beside a plain cosine threshold: the
+    test identities are split in two halves (seeded); the head trains on P x K batches of the first half's
+    features and both are scored on the second half's pairs.
+
+    Returns:
+        ``(per-distance table, pair-head table, roc)``: percentages (AUC, EER, TAR at FAR 1e-3/1e-2/1e-1) and
+        ``roc[run] = {"model", "dataset", "far": ROC_GRID, "tar": {metric: TAR at each FAR}}`` (fractions);
+        empty when not ``enabled``.
+    """
+    if not enabled:
+        return pd.DataFrame(), pd.DataFrame(), {}
+    from reidlib.evaluation.pair_head import compare_with_cosine, train_pair_head
+    from reidlib.evaluation.verification import evaluate_verification, make_pairs, pair_scores, roc_curve
+
+    rows, head_rows, roc = [], [], {}
+    for path in train_metrics:
+        m = read_metrics(path)
+        if not (m.get("features") or {}).get("test"):
+            continue
+        feats, pids, camids = _test_split(m)
+        run = f"{m['dataset_key']}-{m['model_run']}"
+        roc[run] = {"model": m["model_label"], "dataset": m["dataset_label"], "far": ROC_GRID.tolist(), "tar": {}}
+        pairs = make_pairs(pids, camids, max_impostors=max_impostors, seed=seed, ignore_pids=VERIFICATION_IGNORE)
+        for metric in metrics:
+            res = evaluate_verification(feats, pids, camids, metric=metric, normalize=True, p=p,
+                                        max_impostors=max_impostors, seed=seed, ignore_pids=VERIFICATION_IGNORE)
+            rows.append({**_verification_row(m, metric, res), "pairs": pairs.num_pairs,
+                         "genuine": int(pairs.label.sum())})
+            far, tar, _ = roc_curve(pair_scores(feats, pairs.a, pairs.b, metric=metric, normalize=True, p=p),
+                                    pairs.label)
+            roc[run]["tar"][metric] = roc_on_grid(far, tar)
+        ids = np.unique(pids[~np.isin(pids, VERIFICATION_IGNORE)])
+        rng = np.random.default_rng(seed)
+        train_ids = rng.permutation(ids)[: len(ids) // 2]
+        fit_mask, held = np.isin(pids, train_ids), ~np.isin(pids, train_ids) & ~np.isin(pids, VERIFICATION_IGNORE)
+        if len(ids) >= 4:
+            head = train_pair_head(feats[fit_mask], pids[fit_mask], steps=pair_head_steps, seed=seed)
+            both = compare_with_cosine(head, feats[held], pids[held], camids[held], max_impostors=max_impostors,
+                                       seed=seed, ignore_pids=VERIFICATION_IGNORE)
+            for method, key in (("cosine threshold", "cosine"), ("learned pair head", "pair_head")):
+                head_rows.append({**_verification_row(m, method, both[key]), "held-out pairs": both["num_pairs"]})
+    return pd.DataFrame(rows), pd.DataFrame(head_rows), roc
+
+
+def pivot_verification_table(table: pd.DataFrame) -> pd.DataFrame:
+    """AUC / EER / TAR@FAR=1e-2 / TAR@FAR=1e-3 (%) per model x dataset (rows) and distance (columns)."""
+    if table.empty:
+        return table
+    t = table.copy()
+    t["AUC / EER / TAR@1e-2 / TAR@1e-3"] = (t["AUC"].map("{:.1f}".format) + " / " + t["EER"].map("{:.1f}".format)
+                                            + " / " + t["TAR@FAR=1e-2"].map("{:.1f}".format) + " / "
+                                            + t["TAR@FAR=1e-3"].map("{:.1f}".format))
+    return t.pivot_table(index=["model", "dataset"], columns="method", values="AUC / EER / TAR@1e-2 / TAR@1e-3",
+                         aggfunc="first")
+
+
+def best_distances(ranking: pd.DataFrame, verification: pd.DataFrame) -> pd.DataFrame:
+    """Per model x dataset: the distance with the best mAP (ranking, normalised features, no re-ranking) and the
+    one with the best AUC (verification), side by side."""
+    if ranking.empty or verification.empty:
+        return pd.DataFrame()
+    plain = ranking[(ranking["rerank"] == "none") & ranking["normalized"]]
+    rows = []
+    for (model, data), grp in plain.groupby(["model", "dataset"], sort=True):
+        best_rank = grp.loc[grp["mAP"].idxmax()]
+        ver = verification[(verification["model"] == model) & (verification["dataset"] == data)]
+        best_ver = ver.loc[ver["AUC"].idxmax()] if not ver.empty else None
+        rows.append({"model": model, "dataset": data,
+                     "best for ranking (mAP %)": f"{best_rank['metric']} ({best_rank['mAP']:.1f})",
+                     "best for verification (AUC %)": (f"{best_ver['method']} ({best_ver['AUC']:.1f})"
+                                                       if best_ver is not None else "-")})
+    return pd.DataFrame(rows).set_index(["model", "dataset"])
+
+
+def plot_roc_by_dataset(roc: dict, metric: str = "cosine") -> dict:
+    """One ROC figure per test dataset with every model's curve under ``metric`` (log FAR axis)."""
+    from reidlib.evaluation.verification import plot_roc
+
+    by_dataset: dict[str, dict] = {}
+    for run, rec in roc.items():
+        if metric in rec["tar"]:
+            by_dataset.setdefault(rec["dataset"], {})[rec["model"]] = (np.asarray(rec["far"]),
+                                                                       np.asarray(rec["tar"][metric]))
+    return {data: plot_roc(curves, title=f"ROC ({metric}, L2-normalised): {data}")
+            for data, curves in sorted(by_dataset.items())}

@@ -16,7 +16,7 @@ import pandas as pd
 from reidlib.plots import save_figure
 
 from .common import as_eval, read_metrics, show_markdown, write_metrics
-from .distance import pivot_distance_table
+from .distance import best_distances, pivot_distance_table, pivot_verification_table, plot_roc_by_dataset
 
 # Table I of the paper (rank-1 / mAP, %); LaST is zero-shot from Market on LaST's val split (reproduction_notes §0.5).
 PAPER_TABLE_I = {
@@ -281,6 +281,35 @@ def distance_table(runs: dict) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+def _distance_run(runs: dict) -> dict:
+    return next((m for run_id, m in runs.items() if run_id.startswith("30_distance_study/")), {})
+
+
+def verification_tables(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(AUC / EER / TAR per distance, learned pair head vs cosine threshold, best distance for ranking and for
+    verification) from the distance study's metrics.json; empty frames when it did not run verification."""
+    m = _distance_run(runs)
+    ver, head = pd.DataFrame(m.get("verification") or []), pd.DataFrame(m.get("pair_head") or [])
+    if ver.empty:
+        return ver, head, pd.DataFrame()
+    head_view = head.set_index(["model", "dataset", "method"])[["AUC", "EER", "TAR@FAR=1e-2", "TAR@FAR=1e-3",
+                                                                 "held-out pairs"]] if not head.empty else head
+    return pivot_verification_table(ver), head_view, best_distances(pd.DataFrame(m.get("rows") or []), ver)
+
+
+def pair_head_verdict(head: pd.DataFrame) -> str:
+    """One sentence: on how many models the learned head beats the cosine threshold (AUC), and by how much."""
+    if head.empty:
+        return ""
+    auc = head["AUC"].unstack("method")
+    if not {"cosine threshold", "learned pair head"} <= set(auc.columns):
+        return ""
+    diff = auc["learned pair head"] - auc["cosine threshold"]
+    wins = int((diff > 0).sum())
+    return (f"The learned pair head beats the cosine threshold on {wins} of {len(diff)} models "
+            f"(AUC difference {diff.min():+.1f} to {diff.max():+.1f} points on the held-out identities' pairs).")
+
+
 def complexity_table(runs: dict) -> pd.DataFrame:
     """Parameters and multiply-adds at 256x128 per model, and the throughput its training run measured
     (at that run's input size and on its hardware, see "What every number rests on")."""
@@ -320,6 +349,8 @@ def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
     for tag, curves in sorted(by_dataset.items()):
         fig = plot_cmc(curves, title=f"CMC: models trained for {tag}")
         written.append(save_figure(fig, fig_dir / f"cmc_{_slug(tag)}.png"))
+    for data, fig in plot_roc_by_dataset(_distance_run(runs).get("roc") or {}).items():
+        written.append(save_figure(fig, fig_dir / f"roc_{_slug(data)}.png"))
     loss_runs = {rid: m for rid, m in runs.items() if m.get("history")}
     if loss_runs:
         written.append(save_figure(plot_loss_curves(loss_runs), fig_dir / "loss_curves.png"))
@@ -425,6 +456,21 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
         lines += ["## Fine-tuning (target test split)", "", to_markdown(ft), ""]
     if not dist.empty:
         lines += ["## Distance study: rank-1 / mAP (%) per metric", "", to_markdown(dist.reset_index()), ""]
+    ver, head, best = verification_tables(runs)
+    if not ver.empty:
+        lines += ["## Verification: same person or not? AUC / EER / TAR@FAR=1e-2 / TAR@FAR=1e-3 (%) per distance", "",
+                  ("Pairs from each test split's query and gallery images: every cross-camera pair of one identity "
+                   "is genuine, impostors are all pairs of different identities or a seeded sample of them; scores "
+                   "are negated distances of L2-normalised features (ROC curves under Figures)."), "",
+                  to_markdown(ver.reset_index()), ""]
+    if not head.empty:
+        lines += ["## A learned verification head against a cosine threshold (%)", "",
+                  ("The head (|f1 - f2|, f1 * f2 -> MLP -> logit) trains with binary cross-entropy on P×K batches of "
+                   "half the test identities' stored features; both are scored on the other half's pairs. "
+                   + pair_head_verdict(head)), "", to_markdown(head.reset_index()), ""]
+    if not best.empty:
+        lines += ["## Which distance is best, for ranking and for verification", "",
+                  to_markdown(best.reset_index()), ""]
     if not cx.empty:
         lines += ["## Complexity and measured throughput", "", to_markdown(cx.reset_index(names="model")), ""]
     if figures:
