@@ -325,8 +325,9 @@ def query_index(index: SearchIndex, model: nn.Module, images: Sequence[str | Pat
     if emb.kept.size:
         idx, score = topk_cosine(emb.feats, index.feats, top_k)
         for row_q, i in enumerate(emb.kept):
+            hits = zip(idx[row_q], score[row_q])
             out[i]["results"] = [{"rank": r + 1, "path": index.resolve(index.paths[g], gallery_root),
-                                  "score": round(float(s), 6)} for r, (g, s) in enumerate(zip(idx[row_q], score[row_q]))]
+                                  "score": round(float(s), 6)} for r, (g, s) in enumerate(hits)]
     return out
 
 

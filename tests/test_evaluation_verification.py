@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.evaluation import (distance, evaluate_verification, make_pairs, pair_distances, pair_scores, plot_roc,
-                                roc_curve, verification_metrics)
+from reidlib.evaluation import (
+    distance,
+    evaluate_verification,
+    make_pairs,
+    pair_distances,
+    pair_scores,
+    plot_roc,
+    roc_curve,
+    verification_metrics,
+)
 
 
 def auc_reference(scores, labels):

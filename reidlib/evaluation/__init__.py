@@ -11,8 +11,16 @@ from reidlib.evaluation.features import FeatureSet, extract_features
 from reidlib.evaluation.pair_head import PairHead, compare_with_cosine, train_pair_head
 from reidlib.evaluation.rank import AP_FORMS, PROTOCOLS, evaluate, stable_topk
 from reidlib.evaluation.rerank import query_expansion, re_ranking
-from reidlib.evaluation.verification import (PairSet, evaluate_verification, make_pairs, pair_distances, pair_scores,
-                                             plot_roc, roc_curve, verification_metrics)
+from reidlib.evaluation.verification import (
+    PairSet,
+    evaluate_verification,
+    make_pairs,
+    pair_distances,
+    pair_scores,
+    plot_roc,
+    roc_curve,
+    verification_metrics,
+)
 
 __all__ = [
     "AP_FORMS",

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 from reidlib.evaluation.distances import as_float_tensor
 from reidlib.evaluation.rank import as_ids
-from reidlib.evaluation.verification import (DEFAULT_FAR, PAIR_CHUNK, make_pairs, pair_scores,
-                                             verification_metrics)
+from reidlib.evaluation.verification import DEFAULT_FAR, PAIR_CHUNK, make_pairs, pair_scores, verification_metrics
 
 
 class PairHead(nn.Module):

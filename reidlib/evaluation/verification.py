@@ -307,7 +307,8 @@ def pair_distances(feats: np.ndarray | torch.Tensor, a: np.ndarray | Sequence[in
     ia = torch.as_tensor(np.asarray(a, dtype=np.int64))
     ib = torch.as_tensor(np.asarray(b, dtype=np.int64))
     if ia.dim() != 1 or ia.shape != ib.shape:
-        raise ValueError(f"a and b must be 1-D index arrays of one length, got shapes {tuple(ia.shape)}, {tuple(ib.shape)}")
+        raise ValueError(f"a and b must be 1-D index arrays of one length, got shapes {tuple(ia.shape)}, "
+                         f"{tuple(ib.shape)}")
     n = f.shape[0]
     if ia.numel() and (int(min(ia.min(), ib.min())) < 0 or int(max(ia.max(), ib.max())) >= n):
         raise IndexError(f"pair indices must lie in [0, {n}) (rows of feats)")
@@ -373,7 +374,8 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC
     for label, (far, tar) in curves.items():
         far, tar = np.asarray(far, dtype=np.float64), np.asarray(tar, dtype=np.float64)
         if far.shape != tar.shape or far.ndim != 1:
-            raise ValueError(f"curve {label!r}: far and tar must be 1-D arrays of one length, got {far.shape}, {tar.shape}")
+            raise ValueError(f"curve {label!r}: far and tar must be 1-D arrays of one length, got {far.shape}, "
+                             f"{tar.shape}")
         pos = far > 0
         if pos.any():
             smallest = min(smallest, float(far[pos].min()))
