@@ -3,7 +3,8 @@
 Every metric is computed in float32 torch. Euclidean, squared euclidean, cosine and correlation use one GEMM
 (``|q|^2 + |g|^2 - 2 q.g`` or a dot product of centred / unit vectors). Cityblock and Minkowski have no GEMM
 form: on CPU they run a loop over feature dimensions on cache-sized tiles spread over a thread pool (numpy ufuncs,
-integer powers by multiplication), far faster than ``torch.cdist(p=3)`` and scipy at Market-1501 size (``benchmarks/eval_speed.py``);
+integer powers by multiplication), far faster than ``torch.cdist(p=3)`` and scipy at Market-1501 size
+(``benchmarks/eval_speed.py``);
 on CUDA they use ``torch.cdist``.
 
 :class:`GalleryDistance` prepares the gallery once (norms, centring) and is called per query chunk; this is what

@@ -12,8 +12,15 @@ import numpy as np
 import torch
 
 from reidlib.evaluation.distances import GalleryDistance, as_feature_pair, check_metric
-from reidlib.evaluation.rank import (AP_FORMS, PROTOCOLS, RankAccumulator, as_ids, check_choice, default_chunk_size,
-                                     evaluate)
+from reidlib.evaluation.rank import (
+    AP_FORMS,
+    PROTOCOLS,
+    RankAccumulator,
+    as_ids,
+    check_choice,
+    default_chunk_size,
+    evaluate,
+)
 from reidlib.evaluation.rerank import query_expansion, re_ranking
 
 RERANK_METHODS = ("k-reciprocal", "aqe")

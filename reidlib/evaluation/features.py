@@ -98,7 +98,8 @@ def extract_features(model: torch.nn.Module, loader: Iterable, flip: bool = True
         flip: average the embeddings of each image and its horizontal mirror (the paper code's test-time flip).
         device: default CUDA when available, else CPU.
         channels_last: default True (faster for conv nets on CPU and tensor cores).
-        precision: ``"auto"`` (bf16 autocast on CPUs with native bf16, else fp32; bf16/fp16 AMP on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        precision: ``"auto"`` (bf16 autocast on CPUs with native bf16, else fp32; bf16/fp16 AMP on CUDA),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         progress: show a tqdm bar.
 
     Returns:

@@ -72,7 +72,8 @@ def build_model(
             (``ValueError``). A missing file raises ``FileNotFoundError``, an unreadable one
             :class:`CheckpointReadError`, a value of another type ``TypeError``.
         paper_code: reproduce the paper code's architecture choices (see each family's docstring).
-        **kwargs: family options, e.g. ``last_stride``, ``neck``, ``neck_feat``, ``feature_dim``, ``bnneck``, ``backend``.
+        **kwargs: family options, e.g. ``last_stride``, ``neck``, ``neck_feat``, ``feature_dim``, ``bnneck``,
+            ``backend``.
     """
     check_pretrained(pretrained)  # a wrong type fails before the (possibly slow) build
     model = get_entry(name).factory(num_classes, paper_code=paper_code, **kwargs)
@@ -84,7 +85,8 @@ def build_model(
 
 def describe(num_classes: int = 751) -> str:
     """A markdown table of the registered models: summary, feat/embed dims and trainable parameter counts."""
-    rows = ["| name | summary | feat_dim | embed_dim | params (paper_code) | params (default) |", "|---|---|---|---|---|---|"]
+    rows = ["| name | summary | feat_dim | embed_dim | params (paper_code) | params (default) |",
+            "|---|---|---|---|---|---|"]
     for name in list_models():
         paper, clean = (build_model(name, num_classes, paper_code=p) for p in (True, False))
         rows.append(

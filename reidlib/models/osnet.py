@@ -166,7 +166,8 @@ class OSNet(ReIDModel):
         if self.channels != (16, 64, 96, 128) or self.layers != (2, 2, 2):
             raise ValueError(
                 f"pretrained=\"imagenet\" has torchreid's OSNet x0.25 weights only (channels (16, 64, 96, 128), layers "
-                f"(2, 2, 2)); this OSNet has channels {self.channels}, layers {self.layers}: pass a local checkpoint path"
+                f"(2, 2, 2)); this OSNet has channels {self.channels}, layers {self.layers}: "
+                "pass a local checkpoint path"
             )
         return ImageNetWeights.torchreid("osnet_x0_25", "osnet_x0_25")
 

@@ -13,7 +13,8 @@ Factory = Callable[..., nn.Module]
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its factory ``(num_classes, paper_code=False, **kwargs) -> nn.Module`` and a one-line summary."""
+    """A registered model: its factory ``(num_classes, paper_code=False, **kwargs) -> nn.Module`` and a one-line
+    summary."""
 
     name: str
     factory: Factory

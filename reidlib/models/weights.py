@@ -85,7 +85,8 @@ class LoadReport:
             f"{source} -> {where}: {len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
             f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape-mismatched"
         )
-        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("mismatched", self.mismatched)):
+        problems = (("missing", self.missing), ("unexpected", self.unexpected), ("mismatched", self.mismatched))
+        for label, keys in problems:
             if keys:
                 more = f" ... (+{len(keys) - limit})" if len(keys) > limit else ""
                 text += f"; {label}: {keys[:limit]}{more}"

@@ -18,8 +18,19 @@ from .cli import main
 from .execute import StageFailed, clean_leftovers, execute, remove_orphans
 from .plan import STAGES, Run, metrics_files, plan, results_dir, run_dir, train_metrics_path, train_run_name
 from .profile import list_profiles, load_profile
-from .provenance import (environment_info, import_closure, input_hash, is_current, is_up_to_date, library_files,
-                         library_hash, missing_artefacts, portable, stale_runs, with_stale_runs)
+from .provenance import (
+                         environment_info,
+                         import_closure,
+                         input_hash,
+                         is_current,
+                         is_up_to_date,
+                         library_files,
+                         library_hash,
+                         missing_artefacts,
+                         portable,
+                         stale_runs,
+                         with_stale_runs,
+)
 from .runner import InterruptedRun, run_study
 from .schema import MODEL_KEYS, ProfileError, check_profile, training_keys
 

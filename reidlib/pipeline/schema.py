@@ -367,7 +367,8 @@ def _check_model(i: int, spec: Any, cfg: dict, allowed: dict, ck: _Checker) -> d
         ck.fail(f"{where}.label", f"{spec['label']!r} looks cut (a label holding a comma must be quoted)")
     pretrained = spec["pretrained"]
     if pretrained is not None and not isinstance(pretrained, str):
-        ck.fail(f"{where}.pretrained", f"must be null (random init), 'imagenet' or a checkpoint path, got {pretrained!r}")
+        ck.fail(f"{where}.pretrained",
+                f"must be null (random init), 'imagenet' or a checkpoint path, got {pretrained!r}")
     if not isinstance(spec["kwargs"], dict):
         ck.fail(f"{where}.kwargs", f"must be a mapping of the model's options, got {spec['kwargs']!r}")
     else:

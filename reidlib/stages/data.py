@@ -10,8 +10,6 @@ import pandas as pd
 
 from reidlib.io import write_json
 
-from .common import load_dataset
-
 SPLITS = ("train", "query", "gallery")
 
 

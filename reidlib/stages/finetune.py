@@ -5,7 +5,7 @@ that, the new head can train alone first (``head_only_epochs``), and nothing is 
 """
 from __future__ import annotations
 
-from .common import load_dataset, read_metrics, require_file
+from .common import load_dataset, read_metrics
 from .train import Outcome, evaluate_split, fit_kwargs, prepare_work_dir, test_transform, train_info
 
 
@@ -29,7 +29,8 @@ def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, eval
     zero, _ = evaluate_split(source_model, ds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
                               target.get("label", ds.name), None, "target")
     del source_model
-    res = engine_finetune(src["checkpoint"], ds, out_dir=work, head_only_epochs=int(finetune.get("head_only_epochs", 0)),
+    res = engine_finetune(src["checkpoint"], ds, out_dir=work,
+                          head_only_epochs=int(finetune.get("head_only_epochs", 0)),
                           **fit_kwargs(finetune, image_size, dev, precision, seed, num_workers))
     model = res.model.eval()
     tuned, paths = evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "fine-tuned",

@@ -56,7 +56,8 @@ def load_runs(metrics_files: dict[str, str]) -> dict[str, dict]:
 
 
 def hardware_of(m: dict) -> str:
-    """The machine a run used, from its run.json (e.g. "AMD EPYC (native bf16), 2 cores, 2 threads" or "GPU NVIDIA H100").
+    """The machine a run used, from its run.json (e.g. "AMD EPYC (native bf16), 2 cores, 2 threads" or
+    "GPU NVIDIA H100").
 
     "(native bf16)" / "(no native bf16)" appears where run.json recorded it: on a CPU it decides whether
     ``precision: auto`` trained in bf16 autocast or fp32, and it roughly doubles the speed of a training step.
