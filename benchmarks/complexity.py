@@ -6,7 +6,8 @@ Writes results/complexity/complexity.{md,json} (each via a temporary file rename
 Throughput: random input, channels_last + bf16 autocast (``reidlib.runtime``) where the CPU computes bf16
 natively (avx512_bf16 / AMX), fp32 otherwise (``--precision auto``; emulated bf16 is ~10× *slower* than fp32
 on an AVX2-only CPU, measured), best of ``--iters`` timed iterations after one
-warm-up (the minimum is the least contention-affected estimate on a shared machine); inference = eval + inference_mode, embedding output; train step =
+warm-up (the minimum is the least contention-affected estimate on a shared machine); inference = eval +
+inference_mode, embedding output; train step =
 forward + ReIDLoss (CE-LS + triplet + center, fp32) + backward + SGD step, P×K = batch/4 × 4.
 """
 from __future__ import annotations
@@ -44,7 +45,9 @@ def _best_seconds(fn, iters: int) -> float:
     return min(times)
 
 
-def throughput(model: torch.nn.Module, batch: int, iters: int, train: bool, precision: str, channels_last: bool) -> float:
+def throughput(
+    model: torch.nn.Module, batch: int, iters: int, train: bool, precision: str, channels_last: bool
+) -> float:
     """Images per second of eval inference or of one training step, on CPU."""
     device = torch.device("cpu")
     model = to_memory_format(model, channels_last)
@@ -84,16 +87,18 @@ def measure(name: str, paper_code: bool, args: argparse.Namespace) -> dict:
         "flops": flops["flops"],
         "macs": flops["macs"],
     }
-    row["infer_img_s"] = round(throughput(model, args.batch, args.iters, False, args.precision, not args.no_channels_last), 1)
+    channels_last = not args.no_channels_last
+    row["infer_img_s"] = round(throughput(model, args.batch, args.iters, False, args.precision, channels_last), 1)
     if not args.no_train:
-        row["train_img_s"] = round(throughput(model, args.batch, args.iters, True, args.precision, not args.no_channels_last), 1)
+        row["train_img_s"] = round(throughput(model, args.batch, args.iters, True, args.precision, channels_last), 1)
     print(row, flush=True)
     return row
 
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "reidlib", "benchmarks"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
         return f"{head} + uncommitted changes" if dirty else head
@@ -107,20 +112,25 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "# Model complexity at 256×128 (num_classes = 751)",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Machine: {meta['cpu']}, {meta['threads']} torch threads, torch {meta['torch']}; commit {meta['commit']}; {meta['date']}.  ",
+        f"Machine: {meta['cpu']}, {meta['threads']} torch threads, torch {meta['torch']}; "
+        f"commit {meta['commit']}; {meta['date']}.  ",
         f"Load average before the run: {meta['loadavg']} (the 2 cores are shared with other engineers: throughput is a "
         "lower bound, noisy by ±20 % or more).",
         "",
         "- **params paper / default**: trainable parameters (`count_parameters`) with `paper_code=True` (the paper's "
         "numbers: dead MobileNetV3 head, 1000-d OSNet fc, biases) / with the default, cleaned-up model.",
-        "- **params inference**: every parameter an eval forward of the default model uses (classifier and dead heads excluded, "
-        "frozen BN bias included). Paper mode computes differently only for bot_resnet50 (last stride 2: an 8×4 "
+        "- **params inference**: every parameter an eval forward of the default model uses "
+        "(classifier and dead heads excluded, frozen BN bias included). "
+        "Paper mode computes differently only for bot_resnet50 (last stride 2: an 8×4 "
         "final map instead of 16×8) and osnet_x0_25 (1000-d fc).",
-        "- **MACs**: multiply-adds of conv/linear layers for one image (FLOPs / 2; torchreid and most re-ID papers call these "
-        "\"FLOPs\"), counted by `torch.utils.flop_counter.FlopCounterMode`; BN, activations and pooling are not counted.",
-        f"- **img/s**: CPU, {'bf16 autocast' if meta['precision'] == 'bf16' else 'fp32'}, channels_last={meta['channels_last']}, "
+        "- **MACs**: multiply-adds of conv/linear layers for one image (FLOPs / 2; torchreid and most re-ID papers "
+        "call these \"FLOPs\"), counted by `torch.utils.flop_counter.FlopCounterMode`; BN, activations and pooling "
+        "are not counted.",
+        f"- **img/s**: CPU, {'bf16 autocast' if meta['precision'] == 'bf16' else 'fp32'}, "
+        f"channels_last={meta['channels_last']}, "
         f"batch {meta['batch']}, {meta['threads']} thread(s), best of {meta['iters']} iterations after 1 warm-up; "
-        "train = forward + CE-LS/triplet/center + backward + SGD step. 1 thread by default: on a shared 2-core machine, "
+        "train = forward + CE-LS/triplet/center + backward + SGD step. "
+        "1 thread by default: on a shared 2-core machine, "
         "2 OpenMP threads competing with other jobs spend their time in barrier waits (a one-off check while writing "
         "this benchmark: OSNet x0.25 inference ran 2-3× slower with 2 threads than with 1).",
         *(
@@ -129,7 +139,8 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
             else [
                 "",
                 "This CPU has no native bf16 (no avx512_bf16/AMX), so throughput is measured in fp32 + channels_last. "
-                f"bf16 autocast is emulated here: osnet_x0_25 inference with CL+bf16 ran at {meta.get('osnet_bf16_infer_img_s')} "
+                "bf16 autocast is emulated here: osnet_x0_25 inference with CL+bf16 ran at "
+                f"{meta.get('osnet_bf16_infer_img_s')} "
                 "img/s in this run, against the fp32 number in the table. `../shared/paper/cpu_facts.md` measured an "
                 "AMX Xeon, where CL+bf16 is the fastest setting.",
             ]
@@ -162,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 suits a shared 2-core machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1 suits a shared 2-core machine)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="auto: bf16 where the CPU has native bf16, else fp32")
     parser.add_argument("--no-channels-last", action="store_true")
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     simd = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     meta = {
-        "command": " ".join(["HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/complexity.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/complexity.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
         "cpu": f"{cpu_name()} ({', '.join(simd) or 'no AVX2'})",
         "native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
@@ -194,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = [measure(name, paper, args) for name in args.models for paper in (False, True)]
     if args.precision == "fp32" and not meta["native_bf16"]:  # document what bf16 would cost here
         osnet = build_model("osnet_x0_25", NUM_CLASSES)
-        meta["osnet_bf16_infer_img_s"] = round(throughput(osnet, args.batch, 1, False, "bf16", not args.no_channels_last), 1)
+        meta["osnet_bf16_infer_img_s"] = round(
+            throughput(osnet, args.batch, 1, False, "bf16", not args.no_channels_last), 1)
     OUT.mkdir(parents=True, exist_ok=True)
     write_atomic(OUT / "complexity.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     write_atomic(OUT / "complexity.md", to_markdown(rows, meta))

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reidlib.engine.records import write_json  # noqa: E402
+
 PARTS = ("market", "distances", "rerank", "last")
 
 
@@ -107,7 +108,8 @@ def part_market(repeats: int) -> dict:
     return {"full_argsort_s": t_sort, "lean_reference_s": t_ref, "evaluate_s": t_ours, "evaluate_features_s": t_feat,
             "speedup_vs_reference": t_ref / t_ours, "cost_vs_full_argsort": t_ours / t_sort,
             "identical_to_reference": bool(same),
-            "default_sort_reference_mAP_diff": abs(fast_ref["mAP"] - ref["mAP"]), "rank1": float(ours["cmc"][0]), "mAP": ours["mAP"],
+            "default_sort_reference_mAP_diff": abs(fast_ref["mAP"] - ref["mAP"]),
+            "rank1": float(ours["cmc"][0]), "mAP": ours["mAP"],
             "mINP": ours["mINP"], "num_valid_queries": ours["num_valid_queries"]}
 
 

@@ -15,7 +15,6 @@ Needs ``apt-get install chromium`` and ``pip install playwright`` (both pinned b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import socket
@@ -104,7 +103,8 @@ def inspect_notebook(page, url: str, shot: Path, timeout_s: float = 120) -> dict
         if found is not None:
             found.evaluate("e => e.scrollIntoView({block: 'start'})")
             break
-        page.evaluate(f"() => {{ const el = document.querySelector('{panel}'); if (el) el.scrollTop += el.clientHeight; }}")
+        page.evaluate(f"() => {{ const el = document.querySelector('{panel}'); "
+                      "if (el) el.scrollTop += el.clientHeight; }")
         page.wait_for_timeout(250)
     page.wait_for_timeout(800)
     page.screenshot(path=str(shot), full_page=False)
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help="results/<profile> to open")
     parser.add_argument("--notebook", action="append", default=None,
-                        help="notebook path relative to the repo (repeatable); default: a training notebook and the report")
+                        help="notebook path relative to the repo (repeatable); "
+                             "default: a training notebook and the report")
     parser.add_argument("--out", default=str(REPO / "results" / "benchmarks"), help="folder for screenshots and report")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=1600)

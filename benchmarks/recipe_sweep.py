@@ -150,8 +150,8 @@ def load_sweep(path: Path) -> dict:
     missing = [k for k in ("data", "model", "base", "variants") if k not in (sweep or {})]
     if missing:
         raise ValueError(f"{path}: sweep file lacks {missing}; see the docstring of benchmarks/recipe_sweep.py")
-    from reidlib.pipeline.profile import expand as _expand
     from reidlib.paths import shared_dir
+    from reidlib.pipeline.profile import expand as _expand
 
     return _expand(sweep, {"shared": str(shared_dir()), "repo": str(REPO)})
 
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = {name: {"data": sweep["data"], "base": sweep["base"], "override": over,
                     "model": over.get("model", sweep["model"]),
                     "pretrained": over.get("pretrained", sweep.get("pretrained"))} for name, over in variants.items()}
-    hardware = (torch.cuda.get_device_name(0) if device.startswith("cuda") else f"{cpu_name()} ({os.cpu_count()} cores)")
+    hardware = (torch.cuda.get_device_name(0) if device.startswith("cuda")
+                else f"{cpu_name()} ({os.cpu_count()} cores)")
     env = {"hardware": args.hardware or hardware, "device": device,
            "torch": None if args.hardware else torch.__version__, "jobs": args.jobs,
            "threads": args.threads}

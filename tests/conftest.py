@@ -20,7 +20,8 @@ def shared_dir() -> Path:
     """``../shared`` (or ``$REIDLIB_SHARED``); the test is skipped with the reason when it is absent."""
     root = _shared_root()
     if not root.is_dir():
-        pytest.skip(f"shared material not found at {root}: put the project's shared/ folder beside the repo or set REIDLIB_SHARED")
+        pytest.skip(f"shared material not found at {root}: "
+                    "put the project's shared/ folder beside the repo or set REIDLIB_SHARED")
     return root
 
 

@@ -34,7 +34,8 @@ def test_missing_root(tmp_path, name):
 
 
 def test_market_missing_root_names_the_conventional_folders(tmp_path):
-    with pytest.raises(DatasetLayoutError, match="bounding_box_train/.* or in one of its sub-folders Market-1501-v15.09.15/"):
+    with pytest.raises(DatasetLayoutError,
+                       match="bounding_box_train/.* or in one of its sub-folders Market-1501-v15.09.15/"):
         build_dataset("market1501", tmp_path)
 
 

@@ -42,9 +42,11 @@ def test_market_name_parsing(name, expected):
 def test_market_layout_exact_parsing(tmp_path):
     """Junk dropped everywhere, distractors kept in the gallery, camids 0-based, train pids relabelled sorted."""
     root = tmp_path / "Market-1501-v15.09.15"
-    _touch_images(root / "bounding_box_train", ["0002_c1s1_000451_03.jpg", "0007_c2s3_070952_01.jpg", "0002_c6s1_073476_01.jpg"])
+    _touch_images(root / "bounding_box_train",
+                  ["0002_c1s1_000451_03.jpg", "0007_c2s3_070952_01.jpg", "0002_c6s1_073476_01.jpg"])
     _touch_images(root / "query", ["0003_c1s1_000551_00.jpg"])
-    _touch_images(root / "bounding_box_test", ["-1_c1s1_000401_03.jpg", "0000_c4s2_000151_01.jpg", "0003_c3s1_000601_02.jpg"])
+    _touch_images(root / "bounding_box_test",
+                  ["-1_c1s1_000401_03.jpg", "0000_c4s2_000151_01.jpg", "0003_c3s1_000601_02.jpg"])
     with pytest.warns(UserWarning, match="published counts"):
         ds = build_dataset("market1501", tmp_path)  # the parent: found through the conventional folder name
     assert ds.root == root and ds.protocol == "market"
@@ -76,7 +78,8 @@ def test_market_reader_on_generated_market(tiny_market):
     for _, pid, cam in ds.query:
         assert any(g_pid == pid and g_cam != cam for _, g_pid, g_cam in ds.gallery)
     summary = ds.summary()
-    assert list(summary.index) == ["train", "query", "gallery"] and list(summary.columns) == ["images", "ids", "cameras"]
+    assert list(summary.index) == ["train", "query", "gallery"]
+    assert list(summary.columns) == ["images", "ids", "cameras"]
     assert summary.loc["gallery", "ids"] == 9  # 8 test ids + the distractor pid 0
     assert "train" in repr(ds)
 

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.data import (DistributedRandomIdentitySampler, RandomIdentitySampler, build_dataset, build_transforms,
-                          make_test_loader, make_train_loader, make_val_split)
+from reidlib.data import (
+    DistributedRandomIdentitySampler,
+    RandomIdentitySampler,
+    build_dataset,
+    build_transforms,
+    make_test_loader,
+    make_train_loader,
+    make_val_split,
+)
 
 
 def _items(counts: list[int], cams: int = 3) -> list[tuple[str, int, int]]:
@@ -98,7 +105,8 @@ def test_len_is_exact():
 
 def test_distributed_ranks_are_disjoint_complete_and_equal():
     world = 3
-    samplers = [DistributedRandomIdentitySampler(ITEMS, 32, 4, num_replicas=world, rank=r, seed=7) for r in range(world)]
+    samplers = [DistributedRandomIdentitySampler(ITEMS, 32, 4, num_replicas=world, rank=r, seed=7)
+                for r in range(world)]
     for epoch in (0, 1):
         for s in samplers:
             s.set_epoch(epoch)

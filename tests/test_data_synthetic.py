@@ -15,7 +15,8 @@ from reidlib.data.synthetic import synthetic_params
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_same_seed_gives_identical_bytes(tiny_market, tiny_params, tmp_path):
@@ -28,7 +29,8 @@ def test_same_seed_gives_identical_bytes(tiny_market, tiny_params, tmp_path):
 def test_domains_differ_in_look(tiny_params, tmp_path):
     means = []
     for domain in (0, 1):
-        root = generate_synthetic(tmp_path / f"d{domain}", domain=domain, **{**tiny_params, "num_ids": 10, "num_test_ids": 2})
+        root = generate_synthetic(tmp_path / f"d{domain}", domain=domain,
+                                  **{**tiny_params, "num_ids": 10, "num_test_ids": 2})
         train = build_dataset("synthetic", root).train
         means.append(np.mean([np.asarray(Image.open(p), np.float32).mean() for p, _, _ in train]))
     assert means[1] < means[0] - 10  # domain 1 cameras are darker (0..255 scale)
@@ -121,8 +123,11 @@ def test_raw_pixels_and_a_random_init_cnn_score_low(difficulty_set):
         torch.nn.Conv2d(3, 32, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(32, 64, 3, 2, 1), torch.nn.ReLU(),
         torch.nn.Conv2d(64, 128, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
     ).eval()
+
+    def embed(x):
+        return torch.nn.functional.normalize(net(torch.from_numpy(x).permute(0, 3, 1, 2) - 0.45), dim=1).numpy()
+
     with torch.no_grad():
-        embed = lambda x: torch.nn.functional.normalize(net(torch.from_numpy(x).permute(0, 3, 1, 2) - 0.45), dim=1).numpy()
         assert _rank1(embed(q), embed(g), ds.query, ds.gallery) < 0.3
 
 

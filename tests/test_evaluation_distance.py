@@ -53,7 +53,8 @@ def test_gallery_distance_chunks_equal_the_full_matrix(feats, monkeypatch):
         gd = GalleryDistance(g, metric=metric, p=3)
         full = distance(q, g, metric=metric, p=3).numpy()
         np.testing.assert_allclose(torch.cat([gd(q[:33]), gd(q[33:])]).numpy(), full, rtol=1e-6, atol=1e-6)
-        want = cdist(q.astype(np.float64), g.astype(np.float64), metric=metric, **({"p": 3} if metric == "minkowski" else {}))
+        want = cdist(q.astype(np.float64), g.astype(np.float64), metric=metric,
+                     **({"p": 3} if metric == "minkowski" else {}))
         np.testing.assert_allclose(full, want, rtol=2e-5, atol=2e-5)
 
 

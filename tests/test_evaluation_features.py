@@ -72,7 +72,8 @@ def test_model_output_and_batch_checks():
 
 
 def test_feature_set_round_trip(tmp_path):
-    fs = FeatureSet(torch.randn(5, 3), [1, 2, 3, 4, 5], [0, 0, 1, 1, 2], [f"p{i}.jpg" for i in range(5)], {"flip": True})
+    fs = FeatureSet(torch.randn(5, 3), [1, 2, 3, 4, 5], [0, 0, 1, 1, 2],
+                    [f"p{i}.jpg" for i in range(5)], {"flip": True})
     path = fs.save(tmp_path / "sub" / "query")
     assert path.name == "query.npz" and sorted(p.name for p in path.parent.iterdir()) == ["query.npz"]
     back = FeatureSet.load(path)

@@ -33,13 +33,16 @@ def test_label_smoothing_one_hot_and_uniform():
     logits = torch.randn(5, 7)
     targets = torch.tensor([0, 3, 6, 2, 2])
     # eps = 0 is the plain (one-hot) cross-entropy
-    assert CrossEntropyLabelSmooth(7, 0.0)(logits, targets).item() == pytest.approx(F.cross_entropy(logits, targets).item(), abs=1e-6)
+    assert CrossEntropyLabelSmooth(7, 0.0)(logits, targets).item() == pytest.approx(
+        F.cross_entropy(logits, targets).item(), abs=1e-6)
     # equal logits: the prediction is uniform, the loss is log K whatever eps
-    assert CrossEntropyLabelSmooth(7, 0.1)(torch.zeros(3, 7), targets[:3]).item() == pytest.approx(math.log(7), abs=1e-6)
+    assert CrossEntropyLabelSmooth(7, 0.1)(torch.zeros(3, 7), targets[:3]).item() == pytest.approx(
+        math.log(7), abs=1e-6)
     # a near one-hot prediction: loss -> eps·(K-1)/K · (large margin), so smoothing penalises over-confidence
     confident = torch.tensor([[30.0, 0.0, 0.0]])
     assert CrossEntropyLabelSmooth(3, 0.0)(confident, torch.tensor([0])).item() < 1e-6
-    assert CrossEntropyLabelSmooth(3, 0.1)(confident, torch.tensor([0])).item() == pytest.approx(0.1 * 2 / 3 * 30, rel=1e-4)
+    assert CrossEntropyLabelSmooth(3, 0.1)(confident, torch.tensor([0])).item() == pytest.approx(
+        0.1 * 2 / 3 * 30, rel=1e-4)
 
 
 def test_label_smoothing_checks():
@@ -78,7 +81,8 @@ def test_triplet_cosine_by_hand():
     assert d[0, 3].item() == pytest.approx(2.0, abs=1e-6)
     # anchor 0: ap = 1, an = min(0.293, 2) -> 1 - 0.293 + 0.3 > 0
     d_ap, d_an, _ = TripletLoss(metric="cosine").hardest(x, ids)
-    assert d_ap[0].item() == pytest.approx(1.0, abs=1e-6) and d_an[0].item() == pytest.approx(1 - math.sqrt(0.5), abs=1e-6)
+    assert d_ap[0].item() == pytest.approx(1.0, abs=1e-6)
+    assert d_an[0].item() == pytest.approx(1 - math.sqrt(0.5), abs=1e-6)
 
 
 def test_triplet_stable_and_degenerate():
@@ -194,5 +198,6 @@ def test_training_step_order_updates_model_and_centres():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_losses_on_cuda():
     crit = make_loss(num_classes=3, feat_dim=4).cuda()
-    total, _ = crit(torch.randn(4, 3, device="cuda"), torch.randn(4, 4, device="cuda"), torch.tensor([0, 0, 1, 1], device="cuda"))
+    total, _ = crit(torch.randn(4, 3, device="cuda"), torch.randn(4, 4, device="cuda"),
+                    torch.tensor([0, 0, 1, 1], device="cuda"))
     assert total.device.type == "cuda"

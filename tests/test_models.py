@@ -67,8 +67,9 @@ def test_registry():
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_has_expectations(name):
     """A registered model needs its expected feature size and parameter counts in the tables above."""
-    missing = [table for table, ok in (("FEAT_DIM", name in FEAT_DIM), ("DUKE_COUNTS", name in DUKE_COUNTS),
-                                       ("PARAM_COUNTS", all((name, p) in PARAM_COUNTS for p in (False, True)))) if not ok]
+    checks = (("FEAT_DIM", name in FEAT_DIM), ("DUKE_COUNTS", name in DUKE_COUNTS),
+              ("PARAM_COUNTS", all((name, p) in PARAM_COUNTS for p in (False, True))))
+    missing = [table for table, ok in checks if not ok]
     assert not missing, f"add {name!r} to {missing} in tests/test_models.py"
 
 
@@ -85,7 +86,8 @@ def test_parameter_counts(models, name, paper):
     # the unused MobileNetV3 ImageNet head excluded)
     assert inference_parameter_count(model, image_size=(64, 32)) == inference
     head = sum(p.numel() for p in model.classifier.parameters())
-    dead = sum(p.numel() for p in model.backbone.classifier.parameters()) if (name, paper) == ("mnv3_siamese", True) else 0
+    dead = (sum(p.numel() for p in model.backbone.classifier.parameters())
+            if (name, paper) == ("mnv3_siamese", True) else 0)
     assert count_parameters(model, trainable_only=False) == inference + head + dead
 
 
@@ -281,7 +283,8 @@ def test_pretrained_wrapped_prefixed_round_trip(tmp_path):
     assert dst.pretrained_report.exact and dst.pretrained_report.target == ""
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
     resized = build_model("osnet_x0_25", 4, pretrained=tmp_path / "ckpt.pth")  # other number of ids
-    assert sorted(m.split(":")[0] for m in resized.pretrained_report.mismatched) == ["classifier.bias", "classifier.weight"]
+    mismatched = sorted(m.split(":")[0] for m in resized.pretrained_report.mismatched)
+    assert mismatched == ["classifier.bias", "classifier.weight"]
     assert resized.classifier.out_features == 4
     with pytest.raises(RuntimeError, match="strict load failed"):
         load_pretrained(build_model("osnet_x0_25", 4), tmp_path / "ckpt.pth", strict=True)
@@ -298,7 +301,8 @@ def test_pretrained_torchvision_and_timm_backbones(tmp_path):
     model = build_model("mnv3_siamese", 10, pretrained=tmp_path / "tv.pth")
     rep = model.pretrained_report
     assert rep.target == "backbone" and not rep.missing and not rep.mismatched
-    assert sorted(rep.unexpected) == ["classifier.0.bias", "classifier.0.weight", "classifier.3.bias", "classifier.3.weight"]
+    assert sorted(rep.unexpected) == [
+        "classifier.0.bias", "classifier.0.weight", "classifier.3.bias", "classifier.3.weight"]
     assert torch.equal(model.backbone.features[0][0].weight, tv.features[0][0].weight)
     paper = build_model("mnv3_siamese", 751, paper_code=True, pretrained=tmp_path / "tv.pth")
     assert paper.pretrained_report.exact  # the paper keeps the whole torchvision model
@@ -360,7 +364,8 @@ def test_shared_osnet_feature_is_torchreids_and_ranks_real_pedestrians(weights, 
     assert fq.shape == (40, 512) and (fq >= 0).all() and (fq == 0).any()  # ReLU output
     assert torch.allclose(again, fq[:2], atol=1e-5)
     with torch.no_grad():
-        assert torch.allclose(model.fc(model.global_avgpool(model.featuremaps(_load_images(query[:2]))).flatten(1)), again, atol=1e-5)
+        pooled = model.global_avgpool(model.featuremaps(_load_images(query[:2]))).flatten(1)
+        assert torch.allclose(model.fc(pooled), again, atol=1e-5)
     sims = nn.functional.normalize(fq) @ nn.functional.normalize(fg).T
     pids = lambda ps: [p.name[:4] for p in ps]  # noqa: E731
     assert pids(query) == pids(gallery)

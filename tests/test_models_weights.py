@@ -215,7 +215,8 @@ def test_row7_mostly_mismatched_shapes_are_refused(tmp_path):
     few["conv5.conv.weight"] = doubled["conv5.conv.weight"]
     torch.save(few, tmp_path / "few.pth")
     rep = build_model("osnet_x0_25", 7, pretrained=tmp_path / "few.pth").pretrained_report
-    assert sorted(m.split(":")[0] for m in rep.mismatched) == ["classifier.bias", "classifier.weight", "conv5.conv.weight"]
+    assert sorted(m.split(":")[0] for m in rep.mismatched) == [
+        "classifier.bias", "classifier.weight", "conv5.conv.weight"]
 
 
 def test_row8_empty_file(tmp_path):

@@ -53,11 +53,13 @@ def test_training_keys_are_derived_from_train_config():
 # row 2 ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["evaluation"].update(metrc="cosine"), r"evaluation: unknown key 'metrc'; did you mean 'metric'\?"),
-    (lambda c: c["datasets"]["synth-a"].update(kwarg={}), r"datasets.synth-a: unknown key 'kwarg'; did you mean 'kwargs'"),
+    (lambda c: c["datasets"]["synth-a"].update(kwarg={}),
+     r"datasets.synth-a: unknown key 'kwarg'; did you mean 'kwargs'"),
     (lambda c: c["evaluation"].update(rerank="ture"), r"evaluation.rerank: must be false, true, .* got 'ture'"),
     (lambda c: c["datasets"]["synth-a"]["kwargs"].update(num_idz=3), r"datasets.synth-a.kwargs: unknown key 'num_idz'"),
     (lambda c: c["models"][0].update(kwargs={"neck_fet": "after"}), r"models\[0\].kwargs: unknown key 'neck_fet'"),
-    (lambda c: c.update(distance_study={"metrics": ["cosine", "hamming"]}), r"distance_study.metrics\[1\]: unknown value 'hamming'"),
+    (lambda c: c.update(distance_study={"metrics": ["cosine", "hamming"]}),
+     r"distance_study.metrics\[1\]: unknown value 'hamming'"),
     (lambda c: c["evaluation"].update(flip="yes"), r"evaluation.flip: must be true or false, got 'yes'"),
 ])
 def test_unknown_keys_and_values_are_refused_in_every_block(tmp_path, edit, message):
@@ -91,7 +93,8 @@ def test_yaml_exponent_without_a_dot_is_read_as_a_number(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["training"].update(lr="fast"), r"training.lr: must be a number, got 'fast'"),
-    (lambda c: c["training"].update(batch_size="16"), r"training.batch_size: must be an integer, got the string '16' \(remove the quotes\)"),
+    (lambda c: c["training"].update(batch_size="16"),
+     r"training.batch_size: must be an integer, got the string '16' \(remove the quotes\)"),
     (lambda c: c["training"].update(batch_size=18), r"batch_size \(18\) must be a multiple of num_instances"),
 ])
 def test_wrong_types_name_the_key(tmp_path, edit, message):
@@ -103,10 +106,13 @@ def test_wrong_types_name_the_key(tmp_path, edit, message):
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c["training"].update(lr=-3.5e-4), r"training.lr: must be > 0, got -0.00035"),
     (lambda c: c.update(precision="bf61"), r"precision: unknown value 'bf61'; did you mean 'bf16'\?"),
-    (lambda c: c["training"].update(transforms={"flip": 0.5}), r"training.transforms: unknown key 'flip'; did you mean 'flip_p'\?"),
-    (lambda c: c["training"].update(transforms={"erasing_p": 1.5}), r"training.transforms.erasing_p: must be between 0 and 1"),
+    (lambda c: c["training"].update(transforms={"flip": 0.5}),
+     r"training.transforms: unknown key 'flip'; did you mean 'flip_p'\?"),
+    (lambda c: c["training"].update(transforms={"erasing_p": 1.5}),
+     r"training.transforms.erasing_p: must be between 0 and 1"),
     (lambda c: c["training"].update(epochs=-1), r"training.epochs: must be >= 0"),
-    (lambda c: c["training"].update(optimizer="adma"), r"training.optimizer: unknown value 'adma'; did you mean 'adam'\?"),
+    (lambda c: c["training"].update(optimizer="adma"),
+     r"training.optimizer: unknown value 'adma'; did you mean 'adam'\?"),
     (lambda c: c.update(device="gpu"), r"device: must be auto, cpu, cuda or cuda:N"),
 ])
 def test_out_of_range_values_fail_at_load_time(tmp_path, edit, message):
