@@ -127,6 +127,16 @@ def test_cached_path_is_the_default_and_reuses_its_cache_dir(source, tmp_path):
     assert third.epochs_completed == 1
 
 
+def test_a_cache_too_large_for_memory_falls_back_to_the_pil_path(source, tmp_path, monkeypatch):
+    from reidlib.data import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "_available_memory", lambda: 1000)
+    with pytest.warns(UserWarning, match="PIL data path"):
+        res = fit("osnet_x0_25", source, out_dir=tmp_path / "run", epochs=1, select_on="last", evaluate_test=False,
+                  **FAST)
+    assert res.meta["runs"][0]["data_path"] == "pil" and "cache_dir" in res.meta["runs"][0]["cached_path_refused"]
+
+
 def test_a_corrupt_gallery_image_fails_before_any_epoch(tmp_path):
     ds = build_dataset("synthetic", tmp_path / "data", num_ids=12, domain=0, seed=2, **SYNTH)
     bad = ds.gallery[len(ds.gallery) // 2][0]

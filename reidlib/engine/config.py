@@ -48,7 +48,9 @@ class TrainConfig:
     augmentations and distributions as the PIL transforms, drawn from a per-epoch generator seeded by
     ``(seed, epoch, rank)``, so the augmentation stream differs from the PIL path's for the same seed).
     ``"pil"``: the torchvision ``DataLoader`` path, each image decoded and augmented as a PIL image every epoch
-    (``num_workers`` processes apply to it only). A custom ``train_transform`` passed to ``fit`` always uses it.
+    (``num_workers`` processes apply to it only). A custom ``train_transform`` passed to ``fit`` always uses it, and
+    so does a cached run whose in-memory cache would take more than half the available memory (with a warning;
+    give ``cache_dir`` to keep the cached path). The path a run took is recorded in ``meta["runs"][i]["data_path"]``.
     """
 
     epochs: int = 120

@@ -198,12 +198,18 @@ class _Trainer:
         if self.data_path == "cached":
             augment = BatchAugment(flip_p=cfg.flip_p, pad=cfg.pad, color_jitter=cfg.color_jitter,
                                    erasing_p=cfg.erasing_p)
-            self.loader = make_cached_train_loader(
-                self.train_items, cfg.height, cfg.width, augment, batch_size=cfg.batch_size,
-                num_instances=cfg.num_instances, seed=cfg.seed, distributed=self.info.enabled, rank=self.info.rank,
-                cache_dir=cfg.cache_dir)
-            self.data_info["image_cache"] = self.loader.cache.info()
-        else:
+            try:
+                self.loader = make_cached_train_loader(
+                    self.train_items, cfg.height, cfg.width, augment, batch_size=cfg.batch_size,
+                    num_instances=cfg.num_instances, seed=cfg.seed, distributed=self.info.enabled,
+                    rank=self.info.rank, cache_dir=cfg.cache_dir)
+                self.data_info["image_cache"] = self.loader.cache.info()
+            except MemoryError as err:  # too large for memory and no cache_dir: the PIL path still works
+                if self.info.is_main:
+                    warnings.warn(f"{err}; training on the PIL data path instead", stacklevel=4)
+                self.data_path = self.data_info["data_path"] = "pil"
+                self.data_info["cached_path_refused"] = str(err)
+        if self.data_path == "pil":
             transform = self.train_tf or build_transforms(cfg.height, cfg.width, is_train=True, flip_p=cfg.flip_p,
                                                           pad=cfg.pad, color_jitter=cfg.color_jitter,
                                                           erasing_p=cfg.erasing_p)
