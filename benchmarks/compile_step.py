@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.steps, args.threads, args.precision)))
         return 0
     from complexity import write_atomic
+
     from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
              f"{meta['cpu']}{' (native bf16)' if meta['native_bf16'] else ''}, {args.threads} threads, batch 64, "
              f"channels_last; each mode in its own process: 2 warm-up steps (compilation included), then "
              f"{args.steps} timed steps. Load average (1, 5, 15 min) at the start "
-             f"{', '.join(f'{v:.2f}' for v in load0)}, at the end {', '.join(f'{v:.2f}' for v in meta['load_average_end'])}.",
-             "", "| mode | precision | warm-up s | median step s | img/s (median) | img/s (best) |", "|---|---|---|---|---|---|"]
+             f"{', '.join(f'{v:.2f}' for v in load0)}, at the end "
+             f"{', '.join(f'{v:.2f}' for v in meta['load_average_end'])}.", "",
+             "| mode | precision | warm-up s | median step s | img/s (median) | img/s (best) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['mode']} | - | failed: {r['error']} | | | |")

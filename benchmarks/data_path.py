@@ -43,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = ap.parse_args(argv)
     import torch
-
     from complexity import write_atomic
-    from reidlib.data import BatchAugment, ImageCache, build_dataset, build_transforms, make_cached_train_loader
-    from reidlib.data import make_train_loader
+
+    from reidlib.data import (
+        BatchAugment,
+        ImageCache,
+        build_dataset,
+        build_transforms,
+        make_cached_train_loader,
+        make_train_loader,
+    )
     from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_name
 
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         tf = build_transforms(256, 128, is_train=True, **aug)
         for workers in (0, 2):
             loader = make_train_loader(items, tf, batch_size=64, num_instances=4, num_workers=workers, seed=0)
-            rows.append({"recipe": name, "path": f"PIL, {workers} workers", "ms_per_batch": _time(loader, args.batches)})
+            ms = _time(loader, args.batches)
+            rows.append({"recipe": name, "path": f"PIL, {workers} workers", "ms_per_batch": ms})
             del loader
         loader = make_cached_train_loader(items, augment=BatchAugment(**aug), cache=cache, seed=0)
         rows.append({"recipe": name, "path": "cached", "ms_per_batch": _time(loader, args.batches)})

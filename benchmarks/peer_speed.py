@@ -249,19 +249,22 @@ def _hardware(threads: int) -> dict:
 def _markdown(report: dict) -> str:
     hw, tr, ex, ev = report["hardware"], report["train"], report["extract"], report["eval"]
     la = report["load_average"]
+    bf16 = ("native bf16" + (", AMX" if hw["amx"] else "")) if hw["native_bf16"] else "no native bf16"
     lines = ["# reidlib vs torchreid (peer) speed on one machine", "",
              f"Command: `{report['command']}`", "",
-             f"{hw['cpu']}, {hw['cores']} cores ({'native bf16' + (', AMX' if hw['amx'] else '') if hw['native_bf16'] else 'no native bf16'}), "
+             f"{hw['cpu']}, {hw['cores']} cores ({bf16}), "
              f"{hw['threads']} torch threads on both sides; torch {report['versions']['torch']}, torchreid "
              f"{report['versions']['torchreid']} (deep-person-reid 1.4.0) sharing the project's torch. Load average "
              f"(1, 5, 15 min) at the start {', '.join(f'{v:.2f}' for v in la['start'])}, at the end "
              f"{', '.join(f'{v:.2f}' for v in la['end'])} (the machine is shared; other jobs ran alongside)."
              + (" **Quick mode: a few hundred images; not a measurement to quote.**" if report["quick"] else ""), "",
-             f"## Training: one epoch, the peer's recipe ({tr['images']} images of {tr['train_ids']} CUHK03-NP ids)", "",
+             f"## Training: one epoch, the peer's recipe ({tr['images']} images of {tr['train_ids']} CUHK03-NP "
+             "ids)", "",
              "OSNet x0.25 from the MSMT17 weights, 256x128, P x K 16 x 4, amsgrad 1.5e-3, LS-CE + triplet, flip only. "
              f"Each side ran {report['rounds']} epoch(s) in alternating order (each in a fresh process); img/s is the "
              "median, the PIL-path reference ran once.", "",
-             "| side | precision | data path | img/s (median) | epoch s | ratio to peer | img/s per round (load average before) |",
+             "| side | precision | data path | img/s (median) | epoch s | ratio to peer "
+             "| img/s per round (load average before) |",
              "|---|---|---|---|---|---|---|"]
     for r in tr["rows"]:
         per = ", ".join(f"{g['img_per_s']:.1f} ({g['load_before']:.1f})" for g in r.get("rounds", [r]))
@@ -273,14 +276,17 @@ def _markdown(report: dict) -> str:
               f"{cache.get('mib', '?')} MiB) took {cache.get('seconds', float('nan')):.1f} s to build before the "
               "epoch (once per run, or once ever with `cache_dir`), not in the img/s. Our fp32 process keeps freed "
               f"memory (glibc mallopt, `reidlib/engine/memory.py`: {tr.get('ours_fp32_malloc')}).", "",
-              f"## Feature extraction: {ex['images']} VIPeR + CUHK01 test images, decode + resize + forward, no flip", "",
+              f"## Feature extraction: {ex['images']} VIPeR + CUHK01 test images, decode + resize + forward, "
+              "no flip", "",
               "| side | precision | img/s | seconds | ratio to peer |", "|---|---|---|---|---|"]
     for r in ex["rows"]:
-        lines.append(f"| {r['side']} | {r['precision']} | {r['img_per_s']:.1f} | {r['seconds']:.2f} | {r['ratio']:.2f} |")
+        lines.append(f"| {r['side']} | {r['precision']} | {r['img_per_s']:.1f} | {r['seconds']:.2f} | "
+                     f"{r['ratio']:.2f} |")
     lines += ["", f"Headline ×{ex['ratio']:.2f}. Same network, same images: mean cosine between the peer's and our "
               f"fp32 embeddings {ex['cosine_fp32']:.6f} (ours in {ex['ours_precision']}: {ex['cosine_auto']:.4f}).", "",
               "## Evaluation: CMC + mAP from the same distance matrix", "",
-              "| matrix | peer `evaluate_rank` s | ours `evaluate` s | ratio | rank-1 | mAP | max abs diff (CMC, mAP) |",
+              "| matrix | peer `evaluate_rank` s | ours `evaluate` s | ratio | rank-1 | mAP "
+              "| max abs diff (CMC, mAP) |",
               "|---|---|---|---|---|---|---|"]
     for name, c in ev["cases"].items():
         lines.append(f"| {c['label']} | {c['peer_seconds']:.3f} | {c['ours_seconds']:.3f} | {c['ratio']:.1f} | "
@@ -305,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         child(*rest)
         return 0
     import numpy as np
-
     from complexity import write_atomic
+
     from reidlib.engine.records import write_json
 
     for need in (DATA / "cuhk03-np-detected", DATA / "viper", DATA / "cuhk01", WEIGHTS):
@@ -345,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
 
     peer_ips = r["peer_train"]["img_per_s"]
     train_rows = [{"side": "torchreid", "precision": "fp32", "data": "DataLoader, 2 workers", **r["peer_train"]}]
-    for key, data in (("ours_train_fp32", "cached"), ("ours_train_auto", "cached"), ("ours_train_pil", "PIL, 0 workers")):
+    for key, data in (("ours_train_fp32", "cached"), ("ours_train_auto", "cached"),
+                      ("ours_train_pil", "PIL, 0 workers")):
         train_rows.append({"side": "reidlib", "data": data, **r[key]})
     for row in train_rows:
         row["ratio"] = row["img_per_s"] / peer_ips
@@ -401,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
                {"what": "evaluation (same numbers)", "got": evaluation["ratio"], "need": 1.0}]
     for tg in targets:
         tg["met"] = tg["got"] >= tg["need"] if tg["need"] > 1 else tg["got"] > 1
-    report = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peer_speed.py" + (" --quick" if args.quick else "")
-              + (f" --threads {t}" if t != 2 else "") + (f" --rounds {args.rounds}" if args.rounds != 2 else ""),
+    report = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peer_speed.py"
+              + (" --quick" if args.quick else "") + (f" --threads {t}" if t != 2 else "")
+              + (f" --rounds {args.rounds}" if args.rounds != 2 else ""),
               "rounds": args.rounds, "quick": args.quick, "hardware": _hardware(t),
               "versions": r["peer_extract"]["versions"],
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())},

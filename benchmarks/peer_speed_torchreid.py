@@ -24,7 +24,7 @@ import torch  # noqa: E402
 def _train(spec: dict) -> dict:
     """One epoch of torchreid's triplet engine on ``spec["train_items"]`` (fp32, ``spec["workers"]`` workers)."""
     import torchreid
-    from torchreid.reid.data import ImageDataset, ImageDataManager, register_image_dataset
+    from torchreid.reid.data import ImageDataManager, ImageDataset, register_image_dataset
     from torchreid.reid.utils import load_pretrained_weights
 
     items = [tuple(it) for it in json.loads(Path(spec["train_items"]).read_text())]

@@ -11,11 +11,25 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from reidlib.data import (IMAGENET_MEAN, IMAGENET_STD, BatchAugment, ImageCache, ImageReadError, build_transforms,
-                          make_cached_train_loader, read_image)
+from reidlib.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BatchAugment,
+    ImageCache,
+    ImageReadError,
+    build_transforms,
+    make_cached_train_loader,
+    read_image,
+)
 from reidlib.data import cache as cache_mod
-from reidlib.data.batch_transforms import (erase_batch, flip_batch, flip_pad_crop_batch, normalize_batch,
-                                           pad_crop_batch, sample_erasing_boxes)
+from reidlib.data.batch_transforms import (
+    erase_batch,
+    flip_batch,
+    flip_pad_crop_batch,
+    normalize_batch,
+    pad_crop_batch,
+    sample_erasing_boxes,
+)
 from reidlib.data.loaders import augment_seed
 
 
@@ -40,7 +54,9 @@ def test_flip_of_a_known_tensor():
 
 def test_pad_crop_offsets():
     x = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4)  # rows 1-4, 5-8, 9-12, 13-16
-    crop = lambda top, left: pad_crop_batch(x, 1, torch.tensor([top]), torch.tensor([left]))[0, 0].tolist()
+    def crop(top: int, left: int) -> list:
+        return pad_crop_batch(x, 1, torch.tensor([top]), torch.tensor([left]))[0, 0].tolist()
+
     assert crop(1, 1) == x[0, 0].tolist()  # offset (pad, pad): the image itself
     assert crop(0, 0) == [[0, 0, 0, 0], [0, 1, 2, 3], [0, 5, 6, 7], [0, 9, 10, 11]]  # shifted down-right
     assert crop(2, 2) == [[6, 7, 8, 0], [10, 11, 12, 0], [14, 15, 16, 0], [0, 0, 0, 0]]  # shifted up-left
@@ -75,7 +91,9 @@ def test_erasing_boxes_area_aspect_and_probability():
     assert bool((h > 0).all()) and bool((h < height).all()) and bool((w < width).all())
     assert bool((top >= 0).all()) and bool((top + h <= height).all()) and bool((left + w <= width).all())
     # h = round(sqrt(A r)), w = round(sqrt(A / r)) with A in [sl, sh] * H * W: each side off by at most 0.5
-    slack = lambda a: 0.5 * math.sqrt(a) * (math.sqrt(r1) + 1 / math.sqrt(r1)) + 0.25
+    def slack(a: float) -> float:
+        return 0.5 * math.sqrt(a) * (math.sqrt(r1) + 1 / math.sqrt(r1)) + 0.25
+
     a_min, a_max = sl * height * width, sh * height * width
     area = (h * w).double()
     assert float(area.min()) >= a_min - slack(a_min) and float(area.max()) <= a_max + slack(a_max)

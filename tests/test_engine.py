@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidlib.runtime import resolve_precision
-
 from reidlib.data import ImageReadError, build_dataset
 from reidlib.engine import finetune, fit, load_checkpoint, prepare_finetune, unwrap
 from reidlib.engine.launch import main as cli_main
+from reidlib.runtime import resolve_precision
 
 FAST = dict(batch_size=16, num_instances=4, height=64, width=32, device="cpu", precision="fp32",
             channels_last=False, progress=False, warmup_epochs=1, milestones=(2,), test_batch_size=64,

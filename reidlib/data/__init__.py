@@ -23,7 +23,8 @@ from .synthetic import generate_synthetic
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, RandomErasing, build_transforms
 
 __all__ = [
-    "BatchAugment", "CachedTrainLoader", "DatasetLayoutError", "DistributedRandomIdentitySampler", "ImageCache", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset",
+    "BatchAugment", "CachedTrainLoader", "DatasetLayoutError", "DistributedRandomIdentitySampler", "ImageCache",
+    "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset",
     "ImageReadError", "Item", "RandomErasing", "RandomIdentitySampler", "ReIDDataset", "build_dataset",
     "build_transforms", "generate_synthetic", "list_datasets", "make_cached_train_loader", "make_test_loader",
     "make_train_loader",

@@ -24,7 +24,8 @@ def read_image(path: str | Path) -> Image.Image:
             return img.convert("RGB")
     except (OSError, ValueError, SyntaxError) as err:  # PIL signals corrupt data with all three
         raise ImageReadError(
-            f"cannot read image {path}: {err}. Replace the file with a valid image, or remove it from the dataset folder."
+            f"cannot read image {path}: {err}. Replace the file with a valid image, or remove it from the dataset "
+            "folder."
         ) from err
 
 

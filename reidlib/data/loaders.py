@@ -26,7 +26,7 @@ from .sampler import DistributedRandomIdentitySampler, RandomIdentitySampler
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and python ``random`` in a worker from torch's per-worker seed (itself from the loader's generator)."""
+    """Seed numpy and python ``random`` in a worker from torch's per-worker seed (from the loader's generator)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -63,7 +63,8 @@ def make_train_loader(
     )
 
 
-def make_test_loader(items: Sequence[Item], transform: Callable, batch_size: int = 128, num_workers: int = 0) -> DataLoader:
+def make_test_loader(items: Sequence[Item], transform: Callable, batch_size: int = 128,
+                     num_workers: int = 0) -> DataLoader:
     """Loader over ``items`` in their given order, keeping the last partial batch."""
     return DataLoader(
         ImageDataset(items, transform),

@@ -45,10 +45,17 @@ from reidlib.runtime import autocast, resolve_device, resolve_precision, seed_ev
 
 from . import checkpoint as ckpt
 from .config import LEGACY_VALUES, RESUME_FREE, SELECT_LABELS, TrainConfig, TrainResult
-from .distributed import (all_gather_objects, all_reduce_sum, average_gradients, barrier, broadcast_object,
-                          dist_info, unwrap)
-from .evaluate import evaluate_model
 from .criterion import build_criterion, center_step_prepare
+from .distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    average_gradients,
+    barrier,
+    broadcast_object,
+    dist_info,
+    unwrap,
+)
+from .evaluate import evaluate_model
 from .memory import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .records import write_csv, write_json
@@ -175,8 +182,13 @@ class _Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------------
     def _setup_data(self, data: Any, val: Any) -> None:
-        from reidlib.data import BatchAugment, build_transforms, make_cached_train_loader, make_train_loader
-        from reidlib.data import verify_images
+        from reidlib.data import (
+            BatchAugment,
+            build_transforms,
+            make_cached_train_loader,
+            make_train_loader,
+            verify_images,
+        )
 
         cfg = self.cfg
         self.train_items, self.val, self.test = split_training_data(data, val, cfg.num_val_ids, cfg.seed)
