@@ -163,10 +163,10 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it, so no half-written file is ever left."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write ``text`` to ``path`` through a temporary file beside it (:func:`reidlib.io.write_atomic`)."""
+    from reidlib.io import write_atomic as _write
+
+    _write(path, text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reidlib.engine.records import write_json  # noqa: E402
+from reidlib.io import write_atomic  # noqa: E402
 
 PARTS = ("market", "distances", "rerank", "last")
 
@@ -262,9 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), results)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)  # never leave half a report
+    write_atomic(out, text + "\n")  # never leave half a report
     print(text)
 
 

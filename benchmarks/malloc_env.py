@@ -36,8 +36,8 @@ SETTINGS = {"glibc default": {}, "keep freed memory": KEEP_MEMORY}
 
 def child(args: argparse.Namespace) -> None:
     import torch
-
     from complexity import NUM_CLASSES, throughput
+
     from reidlib.models import build_model
 
     torch.set_num_threads(args.threads)
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from complexity import write_atomic
+
     from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 

@@ -134,12 +134,12 @@ def write_curves(work: Path, names: list[str], out: Path) -> None:
             for r in csv.DictReader(path.open()):
                 rows.append({"variant": name, **r})
                 fields += [k for k in r if k not in fields]
-    tmp = out / ".curves.csv.tmp"
-    with tmp.open("w", newline="") as fh:
+    from reidlib.io import atomic_path
+
+    with atomic_path(out / "curves.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out / "curves.csv")
 
 
 def load_sweep(path: Path) -> dict:
@@ -183,14 +183,13 @@ def write_report(rows: list[dict], sweep: dict, out: Path, command: str, env: di
     torch_version = f"; torch {env['torch']}" if env.get("torch") else ""
     lines += ["", f"Hardware: {env['hardware']}{torch_version}; {env['jobs']} variants at a time, "
               f"{env['threads']} thread(s) each, so images/s are per concurrent run."]
+    from reidlib.io import write_atomic
     from reidlib.pipeline import portable
 
     for name, text in (("sweep.md", "\n".join(lines) + "\n"),
                        ("sweep.json", json.dumps({"sweep": sweep, "rows": rows, "env": env}, indent=1))):
         text = portable(text.replace(str(REPO) + "/", ""))
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        write_atomic(out / name, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from reidlib.data import build_dataset, build_transforms, make_test_loader  # noqa: E402
 from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.evaluation import evaluate, evaluate_features, extract_features  # noqa: E402
+from reidlib.io import write_atomic  # noqa: E402
 from reidlib.models import build_model, read_state_dict  # noqa: E402
 from reidlib.plots import to_markdown  # noqa: E402
 from reidlib.runtime import resolve_device, resolve_precision  # noqa: E402
@@ -152,9 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "never on these datasets. Values in %. Chance = the same protocol on random distances (mean of 10).", "",
         to_markdown(rows), ""])
     write_json(out / "table.json", {"meta": meta, "results": results})
-    tmp = out / ".table.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out / "table.md")  # never leave half a table
+    write_atomic(out / "table.md", text)  # never leave half a table
     print(text)
 
 

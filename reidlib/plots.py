@@ -5,8 +5,6 @@ work in scripts without a display, and still render when a notebook cell returns
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -151,16 +149,12 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150, **kwargs: Any) ->
     saved outside the repository must not reappear inside an executed notebook under ``results/``.
     The format comes from the suffix (png, pdf, svg, ...); parent folders are created. Returns the path.
     """
+    from reidlib.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png", **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png", **kwargs)
     finally:
         import matplotlib.pyplot as plt
 

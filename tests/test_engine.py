@@ -198,7 +198,7 @@ def test_frozen_layers_never_train_not_even_after_a_head_only_phase(source, tmp_
     torch.manual_seed(0)
     model = build_model("osnet_x0_25", source.num_train_pids - 3, feature_dim=32)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    res = fit(model, source, out_dir=tmp_path / "frozen", epochs=2, num_val_ids=3, freeze_backbone_epochs=1,
+    res = fit(model, source, out_dir=tmp_path / "frozen", epochs=2, num_val_ids=3, head_only_epochs=1,
               frozen_layers=["conv1", "conv2"], **FAST)
     assert [r["head_only"] for r in res.history] == [True, False]
     end = load_checkpoint(tmp_path / "frozen" / "last.pt")["model"]

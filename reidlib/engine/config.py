@@ -102,7 +102,7 @@ class TrainConfig:
     progress: bool = True
     max_minutes: float | None = None
     stop_after: int | None = None
-    freeze_backbone_epochs: int = 0
+    head_only_epochs: int = 0
     frozen_layers: tuple[str, ...] = ()
     ddp_find_unused_parameters: bool | None = None
     model_kwargs: dict = field(default_factory=dict)
@@ -128,7 +128,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_instances", "height", "width", "eval_every", "test_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "freeze_backbone_epochs", "num_workers"):
+        for name in ("warmup_epochs", "head_only_epochs", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.num_instances:

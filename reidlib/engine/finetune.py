@@ -116,5 +116,5 @@ def finetune(source_checkpoint: str | Path, target: Any, *, out_dir: str | Path,
     if spec and getattr(unwrap(model), "build_spec", None) is None:
         unwrap(model).build_spec = spec
     return fit(model, target, out_dir=out, val=val, epochs=epochs, warmup_epochs=warmup_epochs,
-               milestones=tuple(milestones), freeze_backbone_epochs=head_only_epochs,
+               milestones=tuple(milestones), head_only_epochs=head_only_epochs,
                train_transform=train_transform, test_transform=test_transform, meta=meta, **kwargs)

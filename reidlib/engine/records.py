@@ -5,33 +5,17 @@ Every file is written to a temporary name and renamed, so a reader never sees ha
 from __future__ import annotations
 
 import csv
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from reidlib import io
 
 from .checkpoint import to_builtin
 
 
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: write them as ``None``."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write ``obj`` (numpy values and Paths converted) as indented JSON."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_finite(to_builtin(obj)), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Atomically write ``obj`` (tensors, numpy values and Paths converted; NaN/inf as null) as indented JSON."""
+    return io.write_json(path, to_builtin(obj))
 
 
 def write_csv(path: str | Path, rows: Sequence[dict]) -> Path:
@@ -40,11 +24,9 @@ def write_csv(path: str | Path, rows: Sequence[dict]) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [k for k, v in row.items() if k not in columns and not isinstance(v, (list, dict))]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as fh:
+    with io.atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow(to_builtin(row))
-    os.replace(tmp, path)
     return path

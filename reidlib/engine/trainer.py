@@ -289,6 +289,8 @@ class _Trainer:
     def _resume(self) -> None:
         state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device)
         old = {**LEGACY_VALUES, **state["config"]}
+        if "freeze_backbone_epochs" in old:  # the field's name before it became head_only_epochs
+            old["head_only_epochs"] = old.pop("freeze_backbone_epochs")
         old = {k: v for k, v in old.items() if k not in RESUME_FREE}
         new = {k: v for k, v in self.cfg.to_dict().items() if k not in RESUME_FREE}
         diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
@@ -335,7 +337,7 @@ class _Trainer:
         names = getattr(self.raw, "head_parameter_names", None)
         head = set(names() if names else [n for n in self.trainable if n.startswith(("classifier.", "bottleneck."))])
         if head_only and not head:
-            raise ValueError("freeze_backbone_epochs > 0 but the model exposes no head parameters")
+            raise ValueError("head_only_epochs > 0 but the model exposes no head parameters")
         for name, p in self.raw.named_parameters():
             p.requires_grad_(self.trainable[name] and (not head_only or name in head))
         self._head_modules = {n.rsplit(".", 1)[0] for n in head}
@@ -357,7 +359,7 @@ class _Trainer:
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg, dev = self.cfg, self.device
-        self._set_phase(epoch < cfg.freeze_backbone_epochs)
+        self._set_phase(epoch < cfg.head_only_epochs)
         self._train_mode()
         self.loader.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]

@@ -6,8 +6,6 @@ always returned as float32 on the CPU, so a distance study can reload them inste
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -15,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from reidlib.io import atomic_path
 from reidlib.progress import progress_bar
 from reidlib.runtime import autocast, resolve_device, resolve_precision, to_memory_format
 
@@ -55,16 +54,9 @@ class FeatureSet:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, feats=self.feats.numpy(), pids=self.pids, camids=self.camids,
-                         paths=np.asarray(self.paths, dtype=np.str_), meta=np.asarray(json.dumps(self.meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, suffix=".npz") as tmp, tmp.open("wb") as fh:
+            np.savez(fh, feats=self.feats.numpy(), pids=self.pids, camids=self.camids,
+                     paths=np.asarray(self.paths, dtype=np.str_), meta=np.asarray(json.dumps(self.meta)))
         return path
 
     @classmethod

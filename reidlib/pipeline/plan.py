@@ -76,6 +76,8 @@ def plan(cfg: dict) -> list[Run]:
                                                    "figures_dir": str(work / "figures" / "00_data"),
                                                    "cache_dir": str(work / "image-check")})]
     train_ids: dict[tuple[str, str], str] = {}
+    # decoded training images are cached once per profile and shared by its runs (a memory-mapped file)
+    cache = {"cache_dir": str(work / "image-cache")}
     for model in cfg["models"]:
         for key in model["train_on"]:
             name = train_run_name(model["run"], key)
@@ -91,7 +93,7 @@ def plan(cfg: dict) -> list[Run]:
                 "dataset_key": key,
                 "dataset": cfg["datasets"][key],
                 "zero_shot": zero_shot,
-                "train": model["train"],
+                "train": {**cache, **model["train"]},
                 "evaluation": cfg["evaluation"],
                 "work_dir": str(work / "10_train" / name),
             }
@@ -116,7 +118,8 @@ def plan(cfg: dict) -> list[Run]:
                 "target_key": target,
                 "target": cfg["datasets"][target],
                 "source_metrics": str(run_dir(cfg, "10_train", train_run_name(model_run, source)) / "metrics.json"),
-                "finetune": deep_merge(model["train"], {k: v for k, v in ft.items() if k not in ("pairs", "models")}),
+                "finetune": deep_merge({**cache, **model["train"]},
+                                       {k: v for k, v in ft.items() if k not in ("pairs", "models")}),
                 "evaluation": cfg["evaluation"],
                 "work_dir": str(work / "20_finetune" / name),
             }

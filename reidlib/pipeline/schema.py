@@ -10,7 +10,7 @@ top level              :data:`TOP_KEYS` (``description``, ``datasets``, ``train_
 ``models[i]``          :data:`MODEL_KEYS`; ``kwargs`` checked against the model class's signature
 ``training``           :class:`reidlib.engine.TrainConfig`'s fields (derived from the dataclass, so a new
                        field is accepted the day it is added), minus the ones the pipeline sets itself
-                       (:data:`SET_BY_PIPELINE`), plus ``transforms`` and ``head_only_epochs``
+                       (:data:`SET_BY_PIPELINE`), plus ``transforms`` (the augmentation fields as a block)
 ``models[i].train``    the same keys as ``training`` (merged over it)
 ``finetune``           ``pairs``, ``models`` and the ``training`` keys
 ``evaluation``         :data:`EVALUATION_KEYS`
@@ -54,7 +54,7 @@ TRANSFORM_KEYS = ("flip_p", "pad", "color_jitter", "erasing_p")
 # TrainConfig fields the pipeline fills from the profile's top level or its own needs (never in a training block)
 SET_BY_PIPELINE = frozenset({"height", "width", "device", "precision", "seed", "num_workers", "evaluate_test",
                              "progress", "resume", "model_kwargs"})
-EXTRA_TRAINING_KEYS = ("transforms", "head_only_epochs")
+EXTRA_TRAINING_KEYS = ("transforms",)
 
 # value ranges: (low, low_inclusive) for numbers; probabilities in [0, 1]
 _POSITIVE = {"lr", "center_lr", "gamma", "batch_size", "num_instances", "eval_every", "test_batch_size",
@@ -184,7 +184,6 @@ def training_keys() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     keys = {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.name not in SET_BY_PIPELINE}
     keys["transforms"] = dict
-    keys["head_only_epochs"] = int
     return keys
 
 

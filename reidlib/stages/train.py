@@ -123,7 +123,7 @@ def prepare_work_dir(work_dir: str | Path, run_key: str | None) -> Path:
 
 def fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int) -> dict:
     """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours)."""
-    kwargs = {k: v for k, v in train.items() if k not in ("transforms", "head_only_epochs")}
+    kwargs = {k: v for k, v in train.items() if k != "transforms"}
     kwargs.update(train.get("transforms") or {})
     kwargs.update(height=int(image_size[0]), width=int(image_size[1]), device=str(device), precision=precision,
                   seed=seed, num_workers=num_workers, evaluate_test=False)
