@@ -2,10 +2,15 @@
 
     .peer-venv/bin/python benchmarks/peer_speed_torchreid.py {train,extract,eval} SPEC.json OUT.json
 
-``SPEC.json`` (written by peer_speed.py) names the inputs: the training items, the images to embed, the distance
-matrices. Each task writes its timings (seconds, images/s) and outputs to ``OUT.json``. torchreid is used through
-its public API as its documentation shows: ``ImageDataManager`` + ``ImageTripletEngine``, ``FeatureExtractor``,
-``metrics.evaluate_rank``.
+``SPEC.json`` (written by peer_speed.py or gpu_throughput.py) names the inputs: the training items, the images to
+embed, the distance matrices. Each task writes its timings (seconds, images/s) and outputs to ``OUT.json``. torchreid
+is used through its public API as its documentation shows: ``ImageDataManager`` + ``ImageTripletEngine``,
+``FeatureExtractor``, ``metrics.evaluate_rank``.
+
+Optional spec fields (absent: what peer_speed.py has always measured): ``device`` (``"cpu"`` or ``"cuda"``; on CUDA
+the model is moved there, torchreid's ``use_gpu`` is on and ``cudnn.benchmark`` is set, as torchreid's own
+``scripts/main.py`` does), ``train_epochs`` (epochs run back to back; the timing reported is the last one's, the
+others are warm-up, all listed in ``epoch_seconds``), ``weights`` (null: random init).
 """
 from __future__ import annotations
 
@@ -36,24 +41,39 @@ def _train(spec: dict) -> dict:
             super().__init__(items, items[:2], items[2:4], **kwargs)
 
     register_image_dataset("peer_speed_items", Items)
+    device = spec.get("device", "cpu")
+    use_gpu = device.startswith("cuda")
     dm = ImageDataManager(root="", sources="peer_speed_items", height=spec["height"], width=spec["width"],
                           transforms=["random_flip"], batch_size_train=spec["batch_size"], batch_size_test=128,
                           workers=spec["workers"], num_instances=spec["num_instances"],
-                          train_sampler="RandomIdentitySampler", use_gpu=False)
+                          train_sampler="RandomIdentitySampler", use_gpu=use_gpu)
     model = torchreid.reid.models.build_model("osnet_x0_25", num_classes=dm.num_train_pids, loss="triplet",
-                                              pretrained=False, use_gpu=False)
-    load_pretrained_weights(model, spec["weights"])
+                                              pretrained=False, use_gpu=use_gpu)
+    if spec.get("weights"):
+        load_pretrained_weights(model, spec["weights"])
+    if use_gpu:
+        torch.backends.cudnn.benchmark = True
+        model = model.cuda()
     optimizer = torchreid.reid.optim.build_optimizer(model, optim="amsgrad", lr=spec["lr"])
     scheduler = torchreid.reid.optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=spec["epochs"])
     engine = torchreid.reid.engine.ImageTripletEngine(dm, model, optimizer, margin=0.3, weight_t=1, weight_x=1,
-                                                      scheduler=scheduler, use_gpu=False, label_smooth=True)
-    engine.epoch, engine.max_epoch = 0, 1
+                                                      scheduler=scheduler, use_gpu=use_gpu, label_smooth=True)
+    epochs = int(spec.get("train_epochs", 1))
     images = len(dm.train_loader) * spec["batch_size"]
-    t0 = time.perf_counter()
-    engine.train(print_freq=10**9)
-    seconds = time.perf_counter() - t0
-    return {"images": images, "seconds": seconds, "img_per_s": images / seconds, "precision": "fp32",
-            "workers": spec["workers"], "batches": len(dm.train_loader)}
+    epoch_seconds = []
+    for epoch in range(epochs):
+        engine.epoch, engine.max_epoch = epoch, epochs
+        t0 = time.perf_counter()
+        engine.train(print_freq=10**9)
+        if use_gpu:
+            torch.cuda.synchronize()
+        epoch_seconds.append(time.perf_counter() - t0)
+    seconds = epoch_seconds[-1]
+    out = {"images": images, "seconds": seconds, "img_per_s": images / seconds, "precision": "fp32",
+           "workers": spec["workers"], "batches": len(dm.train_loader)}
+    if epochs > 1 or use_gpu:
+        out.update(device=device, epoch_seconds=epoch_seconds)
+    return out
 
 
 def _extract(spec: dict) -> dict:
@@ -61,12 +81,17 @@ def _extract(spec: dict) -> dict:
     from torchreid.reid.utils import FeatureExtractor
 
     paths = json.loads(Path(spec["extract_paths"]).read_text())
-    extractor = FeatureExtractor(model_name="osnet_x0_25", model_path=spec["weights"],
-                                 image_size=(spec["height"], spec["width"]), device="cpu", verbose=False)
+    device = spec.get("device", "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    extractor = FeatureExtractor(model_name="osnet_x0_25", model_path=spec.get("weights") or "",
+                                 image_size=(spec["height"], spec["width"]), device=device, verbose=False)
     bs = spec["extract_batch"]
-    extractor(paths[:bs])  # first call builds oneDNN primitives; not timed (ours gets the same)
+    extractor(paths[:bs])  # first call builds oneDNN primitives / cuDNN plans; not timed (ours gets the same)
     t0 = time.perf_counter()
     feats = [extractor(paths[i:i + bs]) for i in range(0, len(paths), bs)]
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     np.save(spec["peer_features"], torch.cat(feats).float().numpy())
     return {"images": len(paths), "seconds": seconds, "img_per_s": len(paths) / seconds, "precision": "fp32"}
