@@ -192,29 +192,37 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def plot_history(history: list[dict], title: str = ""):
-    """Loss parts per epoch (left) and validation rank-1 / mAP when evaluated (right)."""
+def plot_history(history: list[dict], title: str = "", triplet_margin: float | None = 0.3):
+    """Learning curves per epoch: the loss terms (log scale: the unweighted center loss is thousands of times the
+    others; the triplet margin dashed), train accuracy, and held-out rank-1 / mAP when evaluated (%)."""
     import matplotlib.pyplot as plt
 
-    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_l, ax_m, ax_r) = plt.subplots(1, 3, figsize=(12, 3.6))
     if history:
         df = pd.DataFrame(history)
         for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
-            ax_l.plot(df["epoch"], df[col], marker=".", label=col)
-        ax_l.set_xlabel("epoch")
-        ax_l.set_ylabel("loss")
+            if (df[col] > 0).any():
+                ax_l.plot(df["epoch"], df[col], marker=".", label=col)
+        if triplet_margin and "loss_triplet" in df and (df["loss_triplet"] > 0).any():
+            ax_l.axhline(triplet_margin, color="grey", linestyle="--", linewidth=1, label="triplet margin")
+        ax_l.set_yscale("log")
+        ax_l.set_ylabel("loss (log scale)")
         ax_l.legend(fontsize=7)
+        if "train_acc" in df:
+            ax_m.plot(df["epoch"], 100.0 * df["train_acc"], marker=".", color="tab:purple")
+        ax_m.set_ylabel("train accuracy (%)")
         for col in ("val_rank1", "val_mAP", "test_rank1", "test_mAP"):
             if col in df and df[col].notna().any():
                 sub = df[df[col].notna()]
                 ax_r.plot(sub["epoch"], 100.0 * sub[col], marker="o", label=col)
-        ax_r.set_xlabel("epoch")
-        ax_r.set_ylabel("validation (%)")
+        ax_r.set_ylabel("held-out identities (%)")
         if ax_r.lines:
             ax_r.legend(fontsize=7)
+        for ax in (ax_l, ax_m, ax_r):
+            ax.set_xlabel("epoch")
     else:
         ax_l.text(0.5, 0.5, "no training (evaluated as loaded)", ha="center", va="center")
-    for ax in (ax_l, ax_r):
+    for ax in (ax_l, ax_m, ax_r):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
