@@ -98,7 +98,8 @@ def to_memory_format(x: torch.Tensor | torch.nn.Module, channels_last: bool):
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (CPU and CUDA). ``deterministic`` also asks torch for deterministic kernels."""
+    """Seed python, numpy and torch (CPU and CUDA). ``deterministic`` also asks torch for deterministic
+    kernels; otherwise, on CUDA, cuDNN benchmarks its kernels once per input shape (``cudnn.benchmark``)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -108,6 +109,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
 
 
 def rng_state() -> dict:
