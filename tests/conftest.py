@@ -64,3 +64,14 @@ def synthetic_factory(tmp_path_factory):
 def tiny_market(synthetic_factory) -> Path:
     """A tiny generated dataset in the Market-1501 layout (junk and distractors included)."""
     return synthetic_factory("market", layout="market")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: several times faster than two on a 2-core machine shared with other jobs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ from reidlib.models import build_model, list_models  # noqa: E402
 H, W = 128, 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: several times faster than two on a 2-core machine shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def batch_of(paths: list[str]) -> torch.Tensor:

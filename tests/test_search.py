@@ -16,13 +16,7 @@ from reidlib.search import SearchIndex, embed_files, main, topk_cosine
 H, W = 64, 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: several times faster than two on a 2-core machine shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_weights(path: Path, seed: int) -> Path:
