@@ -125,7 +125,7 @@ def verification_study(train_metrics: Iterable[str], metrics: list[str], p: floa
     if not enabled:
         return pd.DataFrame(), pd.DataFrame(), {}
     from reidlib.evaluation.pair_head import compare_with_cosine, train_pair_head
-    from reidlib.evaluation.verification import evaluate_verification, make_pairs, pair_scores, roc_curve
+    from reidlib.evaluation.verification import make_pairs, pair_scores, roc_curve, verification_metrics
 
     rows, head_rows, roc = [], [], {}
     for path in train_metrics:
@@ -136,13 +136,12 @@ def verification_study(train_metrics: Iterable[str], metrics: list[str], p: floa
         run = f"{m['dataset_key']}-{m['model_run']}"
         roc[run] = {"model": m["model_label"], "dataset": m["dataset_label"], "far": ROC_GRID.tolist(), "tar": {}}
         pairs = make_pairs(pids, camids, max_impostors=max_impostors, seed=seed, ignore_pids=VERIFICATION_IGNORE)
-        for metric in metrics:
-            res = evaluate_verification(feats, pids, camids, metric=metric, normalize=True, p=p,
-                                        max_impostors=max_impostors, seed=seed, ignore_pids=VERIFICATION_IGNORE)
+        for metric in metrics:  # one scoring of the pairs per metric serves the table and the ROC curve
+            scores = pair_scores(feats, pairs.a, pairs.b, metric=metric, normalize=True, p=p)
+            res = verification_metrics(scores, pairs.label)
             rows.append({**_verification_row(m, metric, res), "pairs": pairs.num_pairs,
                          "genuine": int(pairs.label.sum())})
-            far, tar, _ = roc_curve(pair_scores(feats, pairs.a, pairs.b, metric=metric, normalize=True, p=p),
-                                    pairs.label)
+            far, tar, _ = roc_curve(scores, pairs.label)
             roc[run]["tar"][metric] = roc_on_grid(far, tar)
         ids = np.unique(pids[~np.isin(pids, VERIFICATION_IGNORE)])
         rng = np.random.default_rng(seed)
