@@ -7,7 +7,7 @@ from pathlib import Path
 from .execute import clean_leftovers, execute, interrupted_message, print_flush
 from .plan import STAGES, Run, plan, results_dir
 from .profile import load_profile
-from .provenance import is_current, missing_artefacts, with_stale_runs
+from .provenance import is_current, missing_artefacts, portable, with_stale_runs
 from .schema import ProfileError
 
 
@@ -20,13 +20,14 @@ def check_work_dir(cfg: dict) -> None:
     checkpoints): the work folder records the profile that owns it."""
     work = Path(cfg["work_dir"])
     owner = work / ".profile"
+    me = portable(cfg["path"])  # "{repo}/params/x.yaml": a moved checkout still owns its own work folder
     if owner.is_file():
         recorded = owner.read_text().strip()
-        if recorded and recorded != cfg["path"]:
+        if recorded and recorded not in (me, cfg["path"]):
             raise ProfileError(f"work_dir {work} belongs to profile {recorded}; give {cfg['path']} its own work_dir "
                                f"(or delete {owner} if that profile is gone)")
     work.mkdir(parents=True, exist_ok=True)
-    owner.write_text(cfg["path"] + "\n")
+    owner.write_text(me + "\n")
 
 
 def _needed_downstream(run: Run, runs: list[Run]) -> bool:
