@@ -226,15 +226,14 @@ def build_index(model: nn.Module, identity: dict, gallery: str | Path, batch_siz
     Raises:
         SearchError: the folder is missing, holds no image, or none of its images can be read.
     """
-    from reidlib.data.folder import image_files
+    from reidlib.evaluation.retrieval import gallery_files
     from reidlib.runtime import resolve_precision
 
     root = Path(gallery)
-    if not root.is_dir():
-        raise SearchError(f"gallery folder {root} does not exist")
-    files = image_files(root, recursive=True)
-    if not files:
-        raise SearchError(f"no images (jpg/jpeg/png/bmp) under {root}")
+    try:
+        files = gallery_files(root)
+    except FileNotFoundError as err:
+        raise SearchError(str(err)) from None
     precision = resolve_precision(precision, torch.device("cpu"))
     emb = embed_files(model, files, identity["height"], identity["width"], batch_size=batch_size, flip=flip,
                       precision=precision, progress=progress, desc="indexing")

@@ -21,17 +21,22 @@ from reidlib.evaluation.rank import stable_topk
 GalleryInput = str | Path | Sequence[str | Path | tuple] | FeatureSet
 
 
-def _items(gallery: str | Path | Sequence[str | Path | tuple]) -> list[tuple[str, int, int]]:
+def gallery_files(folder: str | Path) -> list[Path]:
+    """Every image under ``folder`` (recursively, sorted); ``FileNotFoundError`` when it is missing or holds none."""
     from reidlib.data.folder import image_files
 
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"gallery folder {folder} does not exist")
+    files = image_files(folder, recursive=True)
+    if not files:
+        raise FileNotFoundError(f"no images (jpg/jpeg/png/bmp) under gallery folder {folder}")
+    return files
+
+
+def _items(gallery: str | Path | Sequence[str | Path | tuple]) -> list[tuple[str, int, int]]:
     if isinstance(gallery, (str, Path)):
-        folder = Path(gallery)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"gallery folder {folder} does not exist")
-        files = image_files(folder, recursive=True)
-        if not files:
-            raise FileNotFoundError(f"no images (jpg/jpeg/png/bmp) under gallery folder {folder}")
-        return [(str(p), -1, -1) for p in files]
+        return [(str(p), -1, -1) for p in gallery_files(gallery)]
     items = [(str(x[0]), int(x[1]), int(x[2])) if isinstance(x, tuple) else (str(x), -1, -1) for x in gallery]
     if not items:
         raise ValueError("the gallery is empty")
