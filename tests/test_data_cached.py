@@ -229,3 +229,30 @@ def test_cached_loader_batches_depend_only_on_seed_epoch_and_rank(tmp_path):
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
     assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
     assert augment_seed(5, 1, 0) != augment_seed(5, 1, 1) != augment_seed(5, 2, 0)
+
+
+def _loader_batches(items, device) -> list:
+    augment = BatchAugment(flip_p=0.5, pad=3, erasing_p=0.5)
+    loader = make_cached_train_loader(items, 32, 16, augment, batch_size=8, num_instances=4, seed=3, device=device)
+    loader.sampler.set_epoch(2)
+    return [imgs.cpu() for imgs, _, _, _ in loader]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: augmentation on the GPU")
+def test_cached_loader_augments_on_the_gpu_like_on_the_cpu(tmp_path):
+    paths = _images(tmp_path, 16)
+    items = [(p, i // 4, i % 2) for i, p in enumerate(paths)]
+    on_cpu, on_gpu = _loader_batches(items, None), _loader_batches(items, "cuda")
+    assert len(on_cpu) == len(on_gpu) == 2
+    for a, b in zip(on_cpu, on_gpu):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_the_device_path_of_batch_augment_equals_the_cpu_fast_path(tmp_path):
+    """Off the CPU, BatchAugment takes its device-generic steps (flip, pad-crop, normalise, erase as tensor ops);
+    a float64 'device' stand-in cannot take the uint8 fast path, so comparing the two checks those steps."""
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (8, 3, 32, 16), dtype=np.uint8))
+    augment = BatchAugment(flip_p=0.5, pad=3, erasing_p=0.5)
+    fast = augment(x, torch.Generator().manual_seed(9))
+    generic = augment(x.to(torch.float64).div(255), torch.Generator().manual_seed(9))
+    assert torch.allclose(fast, generic, atol=1e-5)

@@ -82,8 +82,8 @@ def normalize_batch(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
     uint8 input is first divided by 255 (``T.ToTensor``); float input is taken as already in [0, 1].
     """
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     x = x.to(torch.float32).div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
     return x.sub_(m).div_(s)
 
@@ -119,7 +119,7 @@ def erase_batch(x: torch.Tensor, boxes: torch.Tensor, fill: Sequence[float]) -> 
 
     ``x`` (B, C, H, W) is modified in place and returned; boxes with ``h == 0`` are skipped.
     """
-    values = torch.tensor(fill[:x.shape[1]], dtype=x.dtype).view(-1, 1, 1)
+    values = torch.tensor(fill[:x.shape[1]], dtype=x.dtype, device=x.device).view(-1, 1, 1)
     for i, (top, left, h, w) in enumerate(boxes.tolist()):
         if h > 0 and w > 0:
             x[i, :, top:top + h, left:left + w] = values
@@ -153,7 +153,11 @@ class BatchAugment:
         self._jitter: T.ColorJitter | None = _color_jitter(self.color_jitter) if self.color_jitter else None
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 ``(B, 3, H, W)`` -> augmented, normalised float32 ``(B, 3, H, W)`` (memory format kept)."""
+        """uint8 ``(B, 3, H, W)`` -> augmented, normalised float32 ``(B, 3, H, W)`` (memory format kept).
+
+        ``x`` may live on any device (the cached loader moves batches to the GPU before augmenting them); the
+        random decisions are always drawn on the CPU from ``generator``, so a seed gives the same augmentations
+        wherever they are applied."""
         n, _, height, width = x.shape
         flip = torch.rand(n, generator=generator) < self.flip_p if self.flip_p > 0 else torch.zeros(n, dtype=torch.bool)
         if self.pad > 0:

@@ -90,6 +90,10 @@ class CachedTrainLoader:
     Batches are the sampler's (``loader.sampler``, :class:`RandomIdentitySampler` or its distributed twin); call
     ``loader.sampler.set_epoch(epoch)`` before iterating, as with the DataLoader.
 
+    ``device``: where batches are augmented. The default (None) is the CPU; with a CUDA device each uint8 batch is
+    copied there (pinned, asynchronously) and flipped, cropped, normalised and erased on the GPU, so the host only
+    gathers uint8 rows and the copy is a quarter of a float32 batch's. The augmentations are the same either way.
+
     Randomness: epoch ``e`` augments with a fresh ``torch.Generator`` seeded by :func:`augment_seed`
     ``(seed, e, rank)``; no global RNG is read or advanced, so an epoch's batches depend only on
     ``(seed, epoch, rank)`` and resuming at any epoch boundary reproduces them exactly.
@@ -99,7 +103,8 @@ class CachedTrainLoader:
     generator = None
 
     def __init__(self, items: Sequence[Item], cache: ImageCache, augment: BatchAugment, batch_size: int = 64,
-                 num_instances: int = 4, seed: int = 0, distributed: bool = False, rank: int = 0) -> None:
+                 num_instances: int = 4, seed: int = 0, distributed: bool = False, rank: int = 0,
+                 device: torch.device | str | None = None) -> None:
         if len(cache) != len(items):
             raise ValueError(f"the cache holds {len(cache)} images for {len(items)} items")
         if distributed:
@@ -109,6 +114,7 @@ class CachedTrainLoader:
             self.sampler = RandomIdentitySampler(items, batch_size, num_instances, seed=seed)
         self.items, self.cache, self.augment = list(items), cache, augment
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.pids = np.asarray([pid for _, pid, _ in self.items], dtype=np.int64)
         self.camids = np.asarray([cam for _, _, cam in self.items], dtype=np.int64)
 
@@ -121,7 +127,11 @@ class CachedTrainLoader:
         indices = np.fromiter(iter(self.sampler), dtype=np.int64)
         for b in range(len(indices) // self.batch_size):
             idx = indices[b * self.batch_size:(b + 1) * self.batch_size]
-            imgs = self.augment(self.cache.batch(idx), gen)
+            raw = self.cache.batch(idx)
+            if self.device.type != "cpu":
+                raw = raw.pin_memory() if self.device.type == "cuda" else raw
+                raw = raw.to(self.device, non_blocking=True)
+            imgs = self.augment(raw, gen)
             yield (imgs, torch.from_numpy(self.pids[idx]), torch.from_numpy(self.camids[idx]),
                    [self.items[i][0] for i in idx])
 
@@ -138,11 +148,13 @@ def make_cached_train_loader(
     rank: int = 0,
     cache_dir: str | None = None,
     cache: ImageCache | None = None,
+    device: torch.device | str | None = None,
 ) -> CachedTrainLoader:
     """:class:`CachedTrainLoader` over ``items``, decoding them into an :class:`ImageCache` of ``height x width``
     (memory-mapped under ``cache_dir`` when given and reused when it already holds these files) unless ``cache`` is
-    given. ``augment`` defaults to the paper's: flip 0.5, pad 10 + crop, random erasing 0.5."""
+    given. ``augment`` defaults to the paper's: flip 0.5, pad 10 + crop, random erasing 0.5. ``device``: where
+    batches are augmented (:class:`CachedTrainLoader`)."""
     if cache is None:
         cache = ImageCache.build([p for p, _, _ in items], height, width, cache_dir=cache_dir)
     return CachedTrainLoader(items, cache, augment or BatchAugment(), batch_size, num_instances, seed,
-                             distributed, rank)
+                             distributed, rank, device)

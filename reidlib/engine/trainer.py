@@ -214,7 +214,8 @@ class _Trainer:
                 self.loader = make_cached_train_loader(
                     self.train_items, cfg.height, cfg.width, augment, batch_size=cfg.batch_size,
                     num_instances=cfg.num_instances, seed=cfg.seed, distributed=self.info.enabled,
-                    rank=self.info.rank, cache_dir=cfg.cache_dir)
+                    rank=self.info.rank, cache_dir=cfg.cache_dir,
+                    device=self.device if self.device.type == "cuda" else None)
                 self.data_info["image_cache"] = self.loader.cache.info()
             except MemoryError as err:  # too large for memory and no cache_dir: the PIL path still works
                 if self.info.is_main:
