@@ -155,3 +155,20 @@ def test_imagenet_init_is_the_papers_init():
     setting = _setting(m)
     assert setting["init"] == "ImageNet"
     assert "init" not in differences(setting, "Market-1501")
+
+
+def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
+    from reidlib.stages.report import write_report
+
+    def run(stopped):
+        return {"model_label": "M", "dataset_label": "D", "history": [],
+                "evaluations": {"test": {"label": "D", "role": "test", "R1": 50.0, "mAP": 45.0}},
+                "train": {"epochs": 30, "epochs_completed": 30 if stopped is None else 12, "train_seconds": 60.0,
+                          "stopped_early": stopped}, "run_info": {}}
+
+    runs = {"10_train/full": run(None), "10_train/cut": run("max_minutes=90 reached before epoch 13")}
+    text = write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml")
+    lines = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("- `10_train/")}
+    assert "epochs run 12 of 30" in lines["10_train/cut"]
+    assert "**stopped early** (max_minutes=90 reached before epoch 13)" in lines["10_train/cut"]
+    assert "stopped early" not in lines["10_train/full"]

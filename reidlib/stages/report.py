@@ -495,6 +495,8 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
                      f"optimizer {tr.get('optimizer')}; selected on {tr.get('select_on', '-')} "
                      f"(epoch {tr.get('best_epoch', '-')}); input {st['input']}; {st['hardware']}; "
                      f"commit {info.get('git_commit', 'unknown')[:12]}"
+                     + (f"; **stopped early** ({tr['stopped_early']}): fewer epochs than planned ran, so this "
+                        "row is not the profile's recipe" if tr.get("stopped_early") else "")
                      + ("; **stale**: its inputs changed after it ran." if rid in stale else "."))
     lines += ["", f"Total training time: {total_train_s / 60:.1f} min on "
               + ("; ".join(sorted(hardware)) or "no training") + ".", ""]
