@@ -279,3 +279,29 @@ def test_the_kernel_imports_this_checkouts_reidlib(monkeypatch):
     code = "import reidlib, sys; print(reidlib.__file__)"
     other = subprocess.run([sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True)
     assert other.stdout.strip() == str(pipeline.REPO_ROOT / "reidlib" / "__init__.py")
+
+
+def test_the_kernel_gets_its_environment_and_the_runner_keeps_its_own(tmp_path, monkeypatch):
+    import nbformat
+    import papermill as pm
+
+    from reidlib.pipeline.execute import _ipc_kernel_manager, kernel_env
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    before = dict(os.environ)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os, reidlib\n"
+                                          "print(os.environ.get('REIDLIB_PROGRESS'), os.environ.get('MPLBACKEND'),"
+                                          " reidlib.__file__)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    pm.execute_notebook(str(src), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                        kernel_manager_class=_ipc_kernel_manager(str(sockets), kernel_env()))
+    printed = nbformat.read(out, as_version=4).cells[0].outputs[0]["text"].split()
+    # the parent's MPLBACKEND=Agg did not leak: the kernel chose its inline backend, so figures show inline
+    assert printed == ["lines", "module://matplotlib_inline.backend_inline",
+                       str(pipeline.REPO_ROOT / "reidlib" / "__init__.py")]
+    assert dict(os.environ) == before  # the runner's own environment was never touched

@@ -106,8 +106,9 @@ def kernel_env() -> dict[str, str]:
     return env
 
 
-def _ipc_kernel_manager(socket_dir: str):
-    """A kernel manager class whose kernels talk over IPC sockets in ``socket_dir``."""
+def _ipc_kernel_manager(socket_dir: str, env: dict[str, str]):
+    """A kernel manager class whose kernels talk over IPC sockets in ``socket_dir`` and start with ``env``
+    (papermill offers no way to hand the kernel an environment; this process's own is left alone)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -115,6 +116,10 @@ def _ipc_kernel_manager(socket_dir: str):
             super().__init__(*args, **kwargs)
             self.transport = "ipc"
             self.ip = os.path.join(socket_dir, "kernel")
+
+        async def start_kernel(self, **kw):
+            kw["env"] = dict(env)
+            return await super().start_kernel(**kw)
 
     return IPCKernelManager
 
@@ -150,14 +155,11 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     params = {**run.parameters, "out_dir": str(tmp), "run_key": key}
     (tmp / "params.yaml").write_text(yaml.safe_dump(portable(run.parameters), sort_keys=False))
     started = time.time()
-    saved_env = dict(os.environ)
     try:
-        os.environ.clear()
-        os.environ.update(kernel_env())
         with tempfile.TemporaryDirectory(prefix="reidlib-kernel-") as sockets:
             pm.execute_notebook(str(run.notebook), str(out_nb), parameters=params, cwd=str(NOTEBOOKS_DIR),
                                 kernel_name="python3", progress_bar=False, log_output=log_output,
-                                kernel_manager_class=_ipc_kernel_manager(sockets))
+                                kernel_manager_class=_ipc_kernel_manager(sockets, kernel_env()))
     except Exception as exc:
         failed = Path(cfg["work_dir"]) / "failed" / run.stage / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +171,6 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     except BaseException:  # Ctrl-C: leave results/ as it was
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
     if not (tmp / "metrics.json").is_file():
         shutil.rmtree(tmp, ignore_errors=True)
         raise StageFailed(f"{run.id}: notebook finished but wrote no metrics.json into out_dir")
