@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.threads, args.precision)))
         return 0
-    from complexity import write_atomic
+    from complexity import command_line, write_results
 
-    from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 
     env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
@@ -89,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     meta = {"cpu": cpu_name(), "native_bf16": cpu_has_native_bf16(), "threads": args.threads, "steps": args.steps,
             "load_average_start": load0, "load_average_end": os.getloadavg(),
-            "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compile_step.py " + " ".join(argv or sys.argv[1:])}
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "compile_step.json", {"meta": meta, "rows": rows})
+            "command": command_line(__file__, argv)}
     lines = ["# torch.compile and the CPU training step of osnet_x0_25 at 256x128", "",
              f"Command: `{meta['command'].strip()}`", "",
              f"{meta['cpu']}{' (native bf16)' if meta['native_bf16'] else ''}, {args.threads} threads, batch 64, "
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lines.append(f"| {r['mode']} | {r['precision']} | {r['warmup_seconds']:.1f} | {r['median_step_s']:.3f} | "
                          f"{r['img_per_s_median']:.1f} | {r['img_per_s_best']:.1f} |")
-    write_atomic(out_dir / "compile_step.md", "\n".join(lines) + "\n")
+    write_results(args.out, "compile_step", {"meta": meta, "rows": rows}, lines)
     return 0
 
 

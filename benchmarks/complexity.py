@@ -169,6 +169,22 @@ def write_atomic(path: Path, text: str) -> None:
     _write(path, text)
 
 
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that reruns benchmark ``script`` (its file) with these arguments, as the reports print it."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/{Path(script).name} " + " ".join(args)
+
+
+def write_results(out_dir: str | Path, stem: str, payload: dict, lines: list[str]) -> None:
+    """``<out_dir>/<stem>.json`` (``payload``) and ``<stem>.md`` (``lines``), each through a temporary file."""
+    from reidlib.engine.records import write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", payload)
+    write_atomic(out / f"{stem}.md", "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)

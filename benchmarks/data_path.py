@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = ap.parse_args(argv)
     import torch
-    from complexity import write_atomic
+    from complexity import command_line, write_results
 
     from reidlib.data import (
         BatchAugment,
@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         make_cached_train_loader,
         make_train_loader,
     )
-    from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_name
 
     torch.set_num_threads(args.threads)
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"cpu": cpu_name(), "threads": args.threads, "batches": args.batches, "images": len(items),
             "cache_seconds": cache_s, "cache_mib": cache.nbytes / 2**20, "load_average_start": load0,
             "load_average_end": os.getloadavg(),
-            "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/data_path.py " + " ".join(argv or sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "data_path.json", {"meta": meta, "rows": rows})
+            "command": command_line(__file__, argv)}
     lines = ["# Training data path: cost of one 64-image batch at 256x128 (no model)", "",
              f"Command: `{meta['command'].strip()}`", "",
              f"{meta['cpu']}, {args.threads} torch threads, CUHK03-NP train ({len(items)} images); "
@@ -92,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{', '.join(f'{v:.2f}' for v in meta['load_average_end'])}.", "",
              "| augmentations | data path | ms per batch |", "|---|---|---|"]
     lines += [f"| {r['recipe']} | {r['path']} | {r['ms_per_batch']:.1f} |" for r in rows]
-    write_atomic(out / "data_path.md", "\n".join(lines) + "\n")
+    write_results(args.out, "data_path", {"meta": meta, "rows": rows}, lines)
     return 0
 
 

@@ -36,10 +36,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from complexity import write_atomic  # noqa: E402
+from complexity import command_line, write_results  # noqa: E402
 
 from reidlib.data import build_dataset, build_transforms, read_image  # noqa: E402
-from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.evaluation import evaluate_features  # noqa: E402
 from reidlib.export import INPUT_NAME, export_onnx, onnx_session  # noqa: E402
 from reidlib.inference import load_embedding_model  # noqa: E402
@@ -194,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": cpu_name(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
             "torch": torch.__version__, "onnxruntime": ort_version, "python": platform.python_version(),
             "load_avg": os.getloadavg(), "int8_verdicts": verdicts, **sizes,
-            "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/onnx_speed.py " + " ".join(argv or sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "onnx_speed.json", {"meta": meta, "rows": rows})
+            "command": command_line(__file__, argv)}
     lines = ["# ONNX Runtime vs PyTorch eager: OSNet x0.25 (MSMT17 weights) inference on CPU", "",
              f"Command: `{meta['command'].strip()}`", "",
              f"{meta['cpu']}, {meta['cores']} cores (shared with other jobs), {args.threads} threads for both "
@@ -214,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{r['mean_cosine_to_pytorch_fp32']:.5f}" if r["rank1"] is not None else "(as fp32) | | ")
         lines.append(f"| {r['backend']} | {r['img_per_s']:.1f} | {r['ratio_to_pytorch_fp32']:.2f} | {acc} |")
     lines += [""] + [f"- {label}: {text}." for label, text in verdicts.items()]
-    write_atomic(out / "onnx_speed.md", "\n".join(lines) + "\n")
+    write_results(args.out, "onnx_speed", {"meta": meta, "rows": rows}, lines)
     print("ratios to PyTorch eager fp32: "
           + ", ".join(f"{r['backend']} x{r['ratio_to_pytorch_fp32']:.2f}" for r in rows))
     for label, text in verdicts.items():

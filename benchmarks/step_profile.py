@@ -115,9 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.threads)))
         return 0
-    from complexity import write_atomic
+    from complexity import command_line, write_results
 
-    from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 
     env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
@@ -132,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print({k: rows[-1][k] for k in ("precision", "step_s", "img_per_s")}, flush=True)
     meta = {"cpu": cpu_name(), "native_bf16": cpu_has_native_bf16(), "threads": args.threads, "steps": args.steps,
             "load_average_start": load0, "load_average_end": os.getloadavg(),
-            "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_profile.py " + " ".join(argv or sys.argv[1:])}
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "step_profile.json", {"meta": meta, "rows": rows})
+            "command": command_line(__file__, argv)}
     lines = ["# Where a CPU training step of osnet_x0_25 at 256x128 spends its time", "",
              f"Command: `{meta['command'].strip()}`", "",
              f"{meta['cpu']}{' (native bf16)' if meta['native_bf16'] else ''}, {args.threads} threads, batch 64, "
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines += ["", f"## Top operators, {r['precision']}", "", "| operator | share |", "|---|---|"]
         lines += [f"| `{o['op']}` | {100 * o['share']:.1f}% |" for o in r["top_ops"]]
-    write_atomic(out_dir / "step_profile.md", "\n".join(lines) + "\n")
+    write_results(args.out, "step_profile", {"meta": meta, "rows": rows}, lines)
     return 0
 
 

@@ -1,0 +1,47 @@
+"""The small helpers the benchmark scripts share: how a report names its command, how results are written, and how
+the step profile groups operators."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def benchmarks_on_path():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_command_line_and_results_written_together(tmp_path, benchmarks_on_path):
+    from complexity import command_line, write_results
+
+    assert command_line("/any/where/step_profile.py", ["--steps", "3"]) == \
+        "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_profile.py --steps 3"
+    write_results(tmp_path / "out", "thing", {"meta": {"x": float("nan")}, "rows": [1]}, ["# T", "", "body"])
+    assert json.loads((tmp_path / "out" / "thing.json").read_text()) == {"meta": {"x": None}, "rows": [1]}
+    assert (tmp_path / "out" / "thing.md").read_text() == "# T\n\nbody\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["thing.json", "thing.md"]  # no temp files left
+
+
+@pytest.mark.parametrize("op, group", [
+    ("aten::convolution_backward", "convolution backward"),
+    ("aten::mkldnn_convolution", "convolution forward"),
+    ("aten::native_batch_norm_backward", "batch norm backward"),
+    ("aten::native_batch_norm", "batch norm forward"),
+    ("aten::threshold_backward", "activations, pooling, adds"),
+    ("aten::_foreach_addcdiv_", "optimizer"),
+    ("aten::copy_", "copies and casts"),
+    ("aten::nll_loss_forward", "other"),
+])
+def test_step_profile_groups_operators(op, group, benchmarks_on_path):
+    from step_profile import group_of
+
+    assert group_of(op) == group
