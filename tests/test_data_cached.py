@@ -256,3 +256,21 @@ def test_the_device_path_of_batch_augment_equals_the_cpu_fast_path(tmp_path):
     fast = augment(x, torch.Generator().manual_seed(9))
     generic = augment(x.to(torch.float64).div(255), torch.Generator().manual_seed(9))
     assert torch.allclose(fast, generic, atol=1e-5)
+
+
+def test_batch_augment_runs_off_the_cpu_with_decisions_drawn_on_the_cpu():
+    """The GPU path without a GPU: on the 'meta' device every step must accept CPU-drawn decisions (a CPU flip mask
+    beside a non-CPU batch raised 'not on the expected device' before flip_batch moved the mask)."""
+    x = torch.zeros(8, 3, 32, 16, dtype=torch.uint8, device="meta")
+    out = BatchAugment(flip_p=0.5, pad=3, erasing_p=0.5)(x, torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (8, 3, 32, 16) and out.dtype == torch.float32
+
+
+def test_cached_loader_moves_uint8_batches_to_its_device_before_augmenting(tmp_path):
+    paths = _images(tmp_path, 8)
+    items = [(p, i // 4, i % 2) for i, p in enumerate(paths)]
+    loader = make_cached_train_loader(items, 32, 16, BatchAugment(pad=3), batch_size=8, num_instances=4,
+                                      device="meta")
+    loader.sampler.set_epoch(0)
+    imgs, pids, _, _ = next(iter(loader))
+    assert imgs.device.type == "meta" and imgs.shape == (8, 3, 32, 16) and pids.device.type == "cpu"

@@ -33,8 +33,10 @@ ERASING_ATTEMPTS = 100
 
 
 def flip_batch(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Mirror (left-right) the images of ``x`` (B, C, H, W) where the bool mask ``flip`` (B,) is True."""
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    """Mirror (left-right) the images of ``x`` (B, C, H, W) where the bool mask ``flip`` (B,) is True.
+
+    ``flip`` may sit on the CPU while ``x`` is on another device (the decisions are always drawn on the CPU)."""
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 def pad_crop_batch(x: torch.Tensor, pad: int, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
