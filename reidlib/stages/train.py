@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,8 +163,12 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     history: list[dict] = []
     checkpoint = None
     if epochs > 0:
-        res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
-                  **fit_kwargs(train, image_size, dev, precision, seed, num_workers))
+        with warnings.catch_warnings():
+            # re-ID weights from another dataset always get a fresh classifier for this one: expected, not news
+            if pretrained:
+                warnings.filterwarnings("ignore", message="classifier has .* fresh head")
+            res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
+                      **fit_kwargs(train, image_size, dev, precision, seed, num_workers))
         model, history, checkpoint = res.model, res.history, str(res.checkpoint)
         info = train_info(res, image_size, dev, seed)
     else:
