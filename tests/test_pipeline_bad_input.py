@@ -120,6 +120,19 @@ def test_out_of_range_values_fail_at_load_time(tmp_path, edit, message):
         load_profile(_profile(tmp_path, edit=edit))
 
 
+def test_report_ranking_and_variants_must_name_runs_of_the_profile(tmp_path):
+    def bad_type(c):
+        c["report"] = {"ranking": "10_train/x", "variants": [{"fixed": "10_train/x"}]}
+    with pytest.raises(ProfileError, match=r"report.ranking: must be a list of run ids") as err:
+        load_profile(_profile(tmp_path, edit=bad_type))
+    assert "report.variants[0]: must be a mapping" in str(err.value)
+
+    cfg = load_profile(_profile(tmp_path, "q", edit=lambda c: c.update(report={"ranking": ["10_train/nope"]})))
+    with pytest.raises(ProfileError, match=r"report.ranking/variants name \['10_train/nope'\], which this profile "
+                                           r"does not run; its training runs are \['10_train/"):
+        plan(cfg)
+
+
 # row 5 ----------------------------------------------------------------------------------------------------------
 def test_a_failed_stage_shows_the_whole_error_on_the_console(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))

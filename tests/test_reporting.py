@@ -172,3 +172,73 @@ def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
     assert "epochs run 12 of 30" in lines["10_train/cut"]
     assert "**stopped early** (max_minutes=90 reached before epoch 13)" in lines["10_train/cut"]
     assert "stopped early" not in lines["10_train/full"]
+
+
+def _scratch_run(model_name: str, label: str, r1: float, m_ap: float, select_on: str = "val",
+                 history: list[dict] | None = None) -> dict:
+    return {"model_name": model_name, "model_label": label, "dataset_label": "CUHK03-NP",
+            "evaluations": {"test": {"label": "CUHK03-NP", "role": "test", "R1": r1, "mAP": m_ap}},
+            "train": {"init": "random", "image_size": [128, 64], "epochs_completed": 30, "train_seconds": 1800.0,
+                      "device": "cpu", "select_on": select_on, "recipe": {"triplet_margin": 0.3}},
+            "history": history or []}
+
+
+def _three(resnet_map: float, osnet_map: float, mnv3_map: float) -> dict:
+    return {"10_train/r": _scratch_run("bot_resnet50", "ResNet50", 30.0, resnet_map),
+            "10_train/o": _scratch_run("osnet_x0_25", "OSNet", 25.0, osnet_map),
+            "10_train/m": _scratch_run("mnv3_siamese", "MNV3", 20.0, mnv3_map)}
+
+
+@pytest.mark.parametrize("maps, verdict", [
+    ((30.0, 20.0, 19.0), "It holds here: ResNet50 leads by 10.0 mAP points and the other two are 1.0 points apart."),
+    ((30.0, 26.0, 19.0), "It holds only in part: ResNet50 leads by 4.0 mAP points, but the other two are 7.0 points"),
+    ((20.0, 26.0, 19.0), "It does not hold here: OSNet is ahead of ResNet50 by 6.0 mAP points"),
+])
+def test_ranking_paragraph_judges_the_papers_ranking_from_the_numbers(maps, verdict):
+    from reidlib.stages.report import ranking_paragraph
+
+    text = ranking_paragraph(_three(*maps), ["10_train/r", "10_train/o", "10_train/m"])
+    assert verdict in text
+    best_first = sorted(zip(maps, ("ResNet50", "OSNet", "MNV3")), reverse=True)
+    positions = [text.index(f"{name} ") for _, name in best_first]
+    assert positions == sorted(positions)  # listed best mAP first
+    assert "(30 epochs, 30 min, 128x64)" in text
+
+
+def test_ranking_paragraph_says_what_is_missing():
+    from reidlib.stages.report import ranking_paragraph
+
+    runs = _three(30.0, 20.0, 19.0)
+    del runs["10_train/m"]
+    text = ranking_paragraph(runs, ["10_train/r", "10_train/o", "10_train/m"])
+    assert "cannot be judged yet: no results for `10_train/m`" in text
+    assert "No run of the ranking" in ranking_paragraph({}, ["10_train/x"])
+
+
+def test_variant_table_gives_the_fix_in_points_and_how_each_was_selected():
+    from reidlib.stages.report import variant_table
+
+    runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5),
+            "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test")}
+    table = variant_table(runs, [{"fixed": "10_train/fixed", "variant": "10_train/paper", "change": "sigmoid"},
+                                 {"fixed": "10_train/fixed", "variant": "10_train/gone"}])
+    assert len(table) == 1  # a variant without results is left out
+    row = table.iloc[0]
+    assert (row["R1 gain (points)"], row["mAP gain (points)"]) == (7.0, 7.5)
+    assert (row["fixed selected on"], row["variant selected on"]) == ("val", "test")
+
+
+def test_learning_curves_draw_every_recorded_curve_and_the_margin():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from reidlib.stages.report import plot_learning_curves
+
+    hist = [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": 0.5 - 0.1 * e, "train_acc": 0.1 * e,
+             "val_rank1": 0.05 * e if e % 2 == 0 else None} for e in (1, 2, 3, 4)]
+    fig = plot_learning_curves({"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist)})
+    id_ax, tri_ax, acc_ax, r1_ax = fig.axes
+    assert list(id_ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0]
+    assert [ln.get_label() for ln in tri_ax.lines] == ["OSNet", "margin 0.3"]
+    assert list(acc_ax.lines[0].get_ydata()) == pytest.approx([10.0, 20.0, 30.0, 40.0])
+    assert list(r1_ax.lines[0].get_xdata()) == [2, 4]  # only the evaluated epochs

@@ -49,7 +49,7 @@ DATASET_KEYS = frozenset({"name", "root", "label", "kwargs"})
 MODEL_KEYS = frozenset({"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"})
 EVALUATION_KEYS = frozenset({"flip", "metric", "normalize", "max_rank", "rerank", "batch_size"})
 DISTANCE_KEYS = frozenset({"metrics", "normalize", "minkowski_p", "rerank", "verification", "max_impostors"})
-REPORT_KEYS = frozenset({"references", "notes"})
+REPORT_KEYS = frozenset({"references", "notes", "ranking", "variants"})
 TRANSFORM_KEYS = ("flip_p", "pad", "color_jitter", "erasing_p")
 # TrainConfig fields the pipeline fills from the profile's top level or its own needs (never in a training block)
 SET_BY_PIPELINE = frozenset({"height", "width", "device", "precision", "seed", "num_workers", "evaluate_test",
@@ -484,5 +484,11 @@ def check_profile(raw: Any, source: str = "profile") -> dict:
             ck.fail("report.references", "must be a list of mappings")
         if not isinstance(report.get("notes", []), list):
             ck.fail("report.notes", "must be a list of strings")
+        ranking = report.get("ranking", [])
+        if not (isinstance(ranking, list) and all(isinstance(r, str) for r in ranking)):
+            ck.fail("report.ranking", "must be a list of run ids (e.g. 10_train/cuhk03-bot_resnet50), one per model")
+        for i, v in enumerate(report.get("variants", []) or []):
+            if not (isinstance(v, dict) and isinstance(v.get("fixed"), str) and isinstance(v.get("variant"), str)):
+                ck.fail(f"report.variants[{i}]", "must be a mapping {fixed: run id, variant: run id, change: text}")
     ck.raise_if_any()
     return cfg
