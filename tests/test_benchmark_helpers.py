@@ -45,3 +45,16 @@ def test_step_profile_groups_operators(op, group, benchmarks_on_path):
     from step_profile import group_of
 
     assert group_of(op) == group
+
+
+def test_cpu_ddp_times_both_layouts_and_writes_its_report(tmp_path, benchmarks_on_path):
+    """One step per round, one process with 2 threads and two gloo ranks: both rates measured, files written."""
+    from cpu_ddp import main
+
+    main(["--steps", "1", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "cpu_ddp.json").read_text())
+    assert report["single_2_threads"]["world"] == 1 and report["ddp_2x1_thread"]["world"] == 2
+    assert report["single_2_threads"]["img_per_s"] > 0 and report["ddp_2x1_thread"]["img_per_s"] > 0
+    assert report["ratio"] == pytest.approx(report["ddp_2x1_thread"]["img_per_s"]
+                                            / report["single_2_threads"]["img_per_s"])
+    assert "2 DDP ranks" in (tmp_path / "cpu_ddp.md").read_text()
