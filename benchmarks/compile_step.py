@@ -25,31 +25,22 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 def child(mode: str, steps: int, threads: int, precision: str) -> dict:
     import torch
+    from complexity import peer_recipe_step
 
-    from reidlib.losses import make_loss
     from reidlib.models import build_model
-    from reidlib.runtime import autocast, resolve_precision
+    from reidlib.runtime import resolve_precision
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    dev = torch.device("cpu")
-    precision = resolve_precision(precision, dev)
+    precision = resolve_precision(precision, torch.device("cpu"))
     num_classes, batch = 700, 64
     model = build_model("osnet_x0_25", num_classes).to(memory_format=torch.channels_last).train()
-    criterion = make_loss(num_classes=num_classes, feat_dim=model.feat_dim, center_weight=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1.5e-3, amsgrad=True)
     net = torch.compile(model) if mode == "compiled" else model
-    x = torch.randn(batch, 3, 256, 128).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(16).repeat_interleave(4)
+    train_step = peer_recipe_step(net, model, batch, precision, num_classes, center_weight=0.0)
 
     def step() -> float:
         t0 = time.perf_counter()
-        with autocast(dev, precision):
-            logits, feat = net(x)
-        total, _ = criterion(logits.float(), feat.float(), y)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        train_step()
         return time.perf_counter() - t0
 
     warm = sum(step() for _ in range(2))

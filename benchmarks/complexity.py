@@ -169,6 +169,32 @@ def write_atomic(path: Path, text: str) -> None:
     _write(path, text)
 
 
+def peer_recipe_step(net: torch.nn.Module, model: torch.nn.Module, batch: int, precision: str, num_classes: int,
+                     center_weight: float = 5e-4):
+    """One training step of the peer's recipe on a fixed random batch, as a function to call and time.
+
+    ``net`` is what runs the forward (``model`` itself, or a DDP / compiled wrapper of it); ``model`` holds the
+    parameters and ``feat_dim``. The batch is ``batch`` channels_last 256x128 images in P x K groups of 4; forward
+    under autocast(``precision``) on the CPU, LS-CE + batch-hard triplet (+ center) loss in fp32, backward, amsgrad
+    1.5e-3 step.
+    """
+    device = torch.device("cpu")
+    criterion = make_loss(num_classes=num_classes, feat_dim=model.feat_dim, center_weight=center_weight)
+    opt = torch.optim.Adam(model.parameters(), lr=1.5e-3, amsgrad=True)
+    x = to_memory_format(torch.randn(batch, 3, *SIZE), True)
+    y = torch.arange(batch // 4).repeat_interleave(4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            logits, feat = net(x)
+        total, _ = criterion(logits.float(), feat.float(), y)
+        total.backward()
+        opt.step()
+
+    return step
+
+
 def command_line(script: str, argv: list[str] | None) -> str:
     """The command that reruns benchmark ``script`` (its file) with these arguments, as the reports print it."""
     args = argv if argv is not None else sys.argv[1:]

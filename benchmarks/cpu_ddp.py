@@ -31,10 +31,10 @@ def child(args: argparse.Namespace) -> None:
     """Time the step in this process (one rank when torchrun's environment is set)."""
     import torch
     import torch.distributed as dist
+    from complexity import peer_recipe_step
 
-    from reidlib.losses import make_loss
     from reidlib.models import build_model
-    from reidlib.runtime import autocast, cpu_has_native_bf16, to_memory_format
+    from reidlib.runtime import cpu_has_native_bf16, to_memory_format
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(args.threads)
@@ -42,22 +42,9 @@ def child(args: argparse.Namespace) -> None:
         dist.init_process_group("gloo")
     torch.manual_seed(int(os.environ.get("RANK", "0")))
     precision = "bf16" if cpu_has_native_bf16() else "fp32"
-    batch = 64 // world
     model = to_memory_format(build_model(args.model, 767), True).train()
-    criterion = make_loss(num_classes=767, feat_dim=model.feat_dim)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    opt = torch.optim.Adam(model.parameters(), lr=1.5e-3, amsgrad=True, weight_decay=5e-4)
-    x = to_memory_format(torch.randn(batch, 3, 256, 128), True)
-    y = torch.arange(batch // 4).repeat_interleave(4)
-    device = torch.device("cpu")
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            logits, feat = net(x)
-        loss, _ = criterion(logits.float(), feat.float(), y)
-        loss.backward()
-        opt.step()
+    step = peer_recipe_step(net, model, 64 // world, precision, 767)
 
     rates = []
     for _ in range(2):
@@ -101,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ddp = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                *me[1:], "--threads", "1"])
     from complexity import command_line, write_results
+
     from reidlib.runtime import cpu_name
 
     ratio = ddp["img_per_s"] / single["img_per_s"]
