@@ -412,9 +412,10 @@ def plot_learning_curves(runs: dict):
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     margins = set()
+    several_datasets = len({m["dataset_label"] for m in runs.values()}) > 1
     for rid, m in sorted(runs.items()):
         df = pd.DataFrame(m["history"])
-        label = m["model_label"]
+        label = f"{m['model_label']} on {m['dataset_label']}" if several_datasets else m["model_label"]
         if "loss_id" in df:
             axes[0].plot(df["epoch"], df["loss_id"], marker=".", label=label)
         if "loss_triplet" in df and (df["loss_triplet"] > 0).any():
