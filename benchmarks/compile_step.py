@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 def child(mode: str, steps: int, threads: int, precision: str) -> dict:
     import torch
-    from complexity import peer_recipe_step
+    from complexity import train_step
 
     from reidlib.models import build_model
     from reidlib.runtime import resolve_precision
@@ -36,11 +36,11 @@ def child(mode: str, steps: int, threads: int, precision: str) -> dict:
     num_classes, batch = 700, 64
     model = build_model("osnet_x0_25", num_classes).to(memory_format=torch.channels_last).train()
     net = torch.compile(model) if mode == "compiled" else model
-    train_step = peer_recipe_step(net, model, batch, precision, num_classes, center_weight=0.0)
+    run_step = train_step(net, model, batch, precision, num_classes, center_weight=0.0)
 
     def step() -> float:
         t0 = time.perf_counter()
-        train_step()
+        run_step()
         return time.perf_counter() - t0
 
     warm = sum(step() for _ in range(2))

@@ -60,17 +60,8 @@ def throughput(
                 model(x)
     else:
         model.train()
-        targets = torch.arange(batch // 4).repeat_interleave(4)
-        criterion = make_loss(num_classes=NUM_CLASSES, feat_dim=model.feat_dim)
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                logits, feat = model(x)
-            total, _ = criterion(logits.float(), feat.float(), targets)
-            total.backward()
-            opt.step()
+        step = train_step(model, model, batch, precision, NUM_CLASSES, channels_last=channels_last,
+                          optimizer=lambda params: torch.optim.SGD(params, lr=1e-4, momentum=0.9))
 
     return batch / _best_seconds(step, iters)
 
@@ -169,19 +160,20 @@ def write_atomic(path: Path, text: str) -> None:
     _write(path, text)
 
 
-def peer_recipe_step(net: torch.nn.Module, model: torch.nn.Module, batch: int, precision: str, num_classes: int,
-                     center_weight: float = 5e-4):
-    """One training step of the peer's recipe on a fixed random batch, as a function to call and time.
+def train_step(net: torch.nn.Module, model: torch.nn.Module, batch: int, precision: str, num_classes: int, *,
+               center_weight: float = 5e-4, channels_last: bool = True, optimizer=None):
+    """One training step on a fixed random batch, as a function to call and time.
 
     ``net`` is what runs the forward (``model`` itself, or a DDP / compiled wrapper of it); ``model`` holds the
-    parameters and ``feat_dim``. The batch is ``batch`` channels_last 256x128 images in P x K groups of 4; forward
-    under autocast(``precision``) on the CPU, LS-CE + batch-hard triplet (+ center) loss in fp32, backward, amsgrad
-    1.5e-3 step.
+    parameters and ``feat_dim``. The batch is ``batch`` 256x128 images in P x K groups of 4 (channels_last unless
+    told otherwise); forward under autocast(``precision``) on the CPU, LS-CE + batch-hard triplet (+ center) loss
+    in fp32, backward, an optimizer step: ``optimizer(trainable parameters)``, by default the peer's amsgrad 1.5e-3.
     """
     device = torch.device("cpu")
     criterion = make_loss(num_classes=num_classes, feat_dim=model.feat_dim, center_weight=center_weight)
-    opt = torch.optim.Adam(model.parameters(), lr=1.5e-3, amsgrad=True)
-    x = to_memory_format(torch.randn(batch, 3, *SIZE), True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = optimizer(params) if optimizer else torch.optim.Adam(params, lr=1.5e-3, amsgrad=True)
+    x = to_memory_format(torch.randn(batch, 3, *SIZE), channels_last)
     y = torch.arange(batch // 4).repeat_interleave(4)
 
     def step() -> None:

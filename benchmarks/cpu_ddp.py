@@ -31,7 +31,7 @@ def child(args: argparse.Namespace) -> None:
     """Time the step in this process (one rank when torchrun's environment is set)."""
     import torch
     import torch.distributed as dist
-    from complexity import peer_recipe_step
+    from complexity import train_step
 
     from reidlib.models import build_model
     from reidlib.runtime import cpu_has_native_bf16, to_memory_format
@@ -44,7 +44,7 @@ def child(args: argparse.Namespace) -> None:
     precision = "bf16" if cpu_has_native_bf16() else "fp32"
     model = to_memory_format(build_model(args.model, 767), True).train()
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    step = peer_recipe_step(net, model, 64 // world, precision, 767)
+    step = train_step(net, model, 64 // world, precision, 767)
 
     rates = []
     for _ in range(2):
