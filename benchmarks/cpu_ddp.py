@@ -34,14 +34,14 @@ def child(args: argparse.Namespace) -> None:
     from complexity import train_step
 
     from reidlib.models import build_model
-    from reidlib.runtime import cpu_has_native_bf16, to_memory_format
+    from reidlib.runtime import resolve_precision, to_memory_format
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(args.threads)
     if world > 1:
         dist.init_process_group("gloo")
     torch.manual_seed(int(os.environ.get("RANK", "0")))
-    precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    precision = resolve_precision("auto", torch.device("cpu"))
     model = to_memory_format(build_model(args.model, 767), True).train()
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     step = train_step(net, model, 64 // world, precision, 767)
