@@ -242,3 +242,29 @@ def test_learning_curves_draw_every_recorded_curve_and_the_margin():
     assert [ln.get_label() for ln in tri_ax.lines] == ["OSNet", "margin 0.3"]
     assert list(acc_ax.lines[0].get_ydata()) == pytest.approx([10.0, 20.0, 30.0, 40.0])
     assert list(r1_ax.lines[0].get_xdata()) == [2, 4]  # only the evaluated epochs
+    # one legend for the whole figure, under the grid, instead of one per panel over the curves
+    assert [ax.get_legend() for ax in fig.axes] == [None] * 4
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["OSNet", "triplet margin 0.3"]
+
+
+def test_learning_curves_keep_one_colour_per_run_and_cut_the_triplet_axis_near_the_margin():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from reidlib.stages.report import plot_learning_curves
+
+    def hist(first_triplet: float, test: bool) -> list[dict]:
+        key = "test_rank1" if test else "val_rank1"
+        return [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": first_triplet if e == 1 else 0.35,
+                 "train_acc": 0.1 * e, key: 0.05 * e} for e in (1, 2, 3)]
+
+    runs = {"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist(6.0, False)),
+            "10_train/b": _scratch_run("mnv3_siamese", "MNV3 paper code", 1.0, 1.0, history=hist(0.9, True))}
+    fig = plot_learning_curves(runs)
+    id_ax, tri_ax, acc_ax, r1_ax = fig.axes
+    for i in range(2):  # run i has the same colour in every panel
+        assert len({ax.lines[i].get_color() for ax in (id_ax, tri_ax, acc_ax, r1_ax)}) == 1
+    assert id_ax.lines[0].get_color() != id_ax.lines[1].get_color()
+    assert tri_ax.get_ylim()[1] == pytest.approx(1.5)  # 5 x the 0.3 margin: the first epoch's 6.0 is cut
+    assert "axis cut at 1.5" in tri_ax.get_title()
+    assert [ln.get_linestyle() for ln in r1_ax.lines] == ["-", "--"]  # dashed: selected on the test split

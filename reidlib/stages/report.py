@@ -406,41 +406,59 @@ def plot_loss_curves(runs: dict):
 
 
 def plot_learning_curves(runs: dict):
-    """Per epoch, one line per training run: ID loss, triplet loss (dashed: its margin), train accuracy (%) and the
-    rank-1 (%) of whatever split selected the model (held-out ids; the test split for paper-code runs)."""
-    import matplotlib.pyplot as plt
+    """Per epoch, one line per training run: ID loss, triplet loss (dashed grey: its margin), train accuracy (%) and
+    the rank-1 (%) of whatever split selected the model (held-out ids; dashed: the test split, for paper-code runs).
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    margins = set()
+    A 2x2 grid with one colour per run in every panel and a single legend under the grid, so long run labels never
+    cover the curves."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
     several_datasets = len({m["dataset_label"] for m in runs.values()}) > 1
-    for rid, m in sorted(runs.items()):
+    n_rows_legend = len(runs) + 1
+    fig, axes_grid = plt.subplots(2, 2, figsize=(11, 6.0 + 0.2 * n_rows_legend))
+    axes = list(axes_grid.flat)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    margins: set = set()
+    handles: list = []
+    for i, (rid, m) in enumerate(sorted(runs.items())):
         df = pd.DataFrame(m["history"])
         label = f"{m['model_label']} on {m['dataset_label']}" if several_datasets else m["model_label"]
+        colour = colours[i % len(colours)]
         if "loss_id" in df:
-            axes[0].plot(df["epoch"], df["loss_id"], marker=".", label=label)
+            axes[0].plot(df["epoch"], df["loss_id"], marker=".", color=colour, label=label)
         if "loss_triplet" in df and (df["loss_triplet"] > 0).any():
-            axes[1].plot(df["epoch"], df["loss_triplet"], marker=".", label=label)
+            axes[1].plot(df["epoch"], df["loss_triplet"], marker=".", color=colour, label=label)
             margins.add((m["train"].get("recipe") or {}).get("triplet_margin"))
         if "train_acc" in df:
-            axes[2].plot(df["epoch"], 100.0 * df["train_acc"], marker=".", label=label)
+            axes[2].plot(df["epoch"], 100.0 * df["train_acc"], marker=".", color=colour, label=label)
         for col in ("val_rank1", "test_rank1"):
             if col in df and df[col].notna().any():
                 sub = df[df[col].notna()]
-                tag = "held-out ids" if col == "val_rank1" else "TEST split"
-                axes[3].plot(sub["epoch"], 100.0 * sub[col], marker="o", label=f"{label} ({tag})")
+                test = col == "test_rank1"
+                axes[3].plot(sub["epoch"], 100.0 * sub[col], marker="o", markersize=3, color=colour,
+                             linestyle="--" if test else "-",
+                             label=f"{label} ({'TEST split' if test else 'held-out ids'})")
+        handles.append(Line2D([], [], color=colour, marker=".", label=label))
     for margin in sorted(x for x in margins if x):
         axes[1].axhline(margin, color="grey", linestyle="--", linewidth=1, label=f"margin {margin}")
-    titles = ("ID loss (label-smoothed CE)", "triplet loss (batch-hard)", "train accuracy (%)",
-              "rank-1 (%) of the selection split")
+        handles.append(Line2D([], [], color="grey", linestyle="--", label=f"triplet margin {margin}"))
+    triplet_title = "triplet loss (batch-hard)"
+    top = 5 * max((x for x in margins if x), default=0.0)
+    if top and any(max(ln.get_ydata()) > top for ln in axes[1].lines):
+        axes[1].set_ylim(0, top)  # the first epochs' values would flatten the part that matters: near the margin
+        triplet_title += f"; axis cut at {top:g}"
+    titles = ("ID loss (label-smoothed CE)", triplet_title, "train accuracy (%)",
+              "rank-1 (%) of the selection split (dashed: the TEST split)")
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=6)
-        else:
+        if not ax.lines:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
+    legend_height = 0.01 + 0.03 * n_rows_legend
+    fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_height, 1, 1))
     return fig
 
 
