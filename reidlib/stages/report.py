@@ -440,11 +440,12 @@ def plot_learning_curves(runs: dict):
                              linestyle="--" if test else "-",
                              label=f"{label} ({'TEST split' if test else 'held-out ids'})")
         handles.append(Line2D([], [], color=colour, marker=".", label=label))
-    for margin in sorted(x for x in margins if x):
+    margin_values = sorted(x for x in margins if x)
+    for margin in margin_values:
         axes[1].axhline(margin, color="grey", linestyle="--", linewidth=1, label=f"margin {margin}")
         handles.append(Line2D([], [], color="grey", linestyle="--", label=f"triplet margin {margin}"))
     triplet_title = "triplet loss (batch-hard)"
-    top = 5 * max((x for x in margins if x), default=0.0)
+    top = 5 * margin_values[-1] if margin_values else 0.0
     if top and any(max(ln.get_ydata()) > top for ln in axes[1].lines):
         axes[1].set_ylim(0, top)  # the first epochs' values would flatten the part that matters: near the margin
         triplet_title += f"; axis cut at {top:g}"
