@@ -415,8 +415,7 @@ def plot_learning_curves(runs: dict):
     from matplotlib.lines import Line2D
 
     several_datasets = len({m["dataset_label"] for m in runs.values()}) > 1
-    n_rows_legend = len(runs) + 1
-    fig, axes_grid = plt.subplots(2, 2, figsize=(11, 6.0 + 0.2 * n_rows_legend))
+    fig, axes_grid = plt.subplots(2, 2)
     axes = list(axes_grid.flat)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     margins: set = set()
@@ -457,7 +456,8 @@ def plot_learning_curves(runs: dict):
         ax.grid(alpha=0.3)
         if not ax.lines:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-    legend_height = 0.01 + 0.03 * n_rows_legend
+    fig.set_size_inches(11, 6.0 + 0.2 * len(handles))  # one legend row per run and per margin
+    legend_height = 0.01 + 0.03 * len(handles)
     fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, legend_height, 1, 1))
     return fig
