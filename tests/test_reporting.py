@@ -232,7 +232,7 @@ def test_learning_curves_draw_every_recorded_curve_and_the_margin():
     import matplotlib
 
     matplotlib.use("Agg")
-    from reidlib.stages.report import plot_learning_curves
+    from reidlib.stages.report_figures import plot_learning_curves
 
     hist = [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": 0.5 - 0.1 * e, "train_acc": 0.1 * e,
              "val_rank1": 0.05 * e if e % 2 == 0 else None} for e in (1, 2, 3, 4)]
@@ -251,7 +251,7 @@ def test_learning_curves_keep_one_colour_per_run_and_cut_the_triplet_axis_near_t
     import matplotlib
 
     matplotlib.use("Agg")
-    from reidlib.stages.report import plot_learning_curves
+    from reidlib.stages.report_figures import plot_learning_curves
 
     def hist(first_triplet: float, test: bool) -> list[dict]:
         key = "test_rank1" if test else "val_rank1"
