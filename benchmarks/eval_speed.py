@@ -1,4 +1,4 @@
-"""Evaluation speed and memory at Market-1501 and LaST size, printed as ratios (issue 5's targets).
+"""Evaluation speed and memory at Market-1501 and LaST size, printed as ratios against its targets.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_speed.py                 # every part, writes the report
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_speed.py --parts market  # one part

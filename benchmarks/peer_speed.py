@@ -292,7 +292,7 @@ def _markdown(report: dict) -> str:
         lines.append(f"| {c['label']} | {c['peer_seconds']:.3f} | {c['ours_seconds']:.3f} | {c['ratio']:.1f} | "
                      f"{c['rank1']:.4f} | {c['mAP']:.4f} | {c['max_cmc_diff']:.1e}, {c['mAP_diff']:.1e} |")
     lines += ["", f"Headline (the smaller of the two): ×{ev['ratio']:.1f}, identical numbers (asserted to 1e-6).", "",
-              "## Targets (issue 17)", ""]
+              "## Speed targets", ""]
     for t in report["targets"]:
         lines.append(f"- {t['what']}: ×{t['got']:.2f} against ≥ ×{t['need']:g}: **{'met' if t['met'] else 'not met'}**")
     return "\n".join(lines) + "\n"
