@@ -3,6 +3,10 @@
 A profile describes one whole study (datasets, models, training recipe, fine-tune pairs, distance study,
 report). :func:`load_profile` returns it as a plain dict; every key is checked by :mod:`.schema` before anything
 runs, so a typo fails in a second with the key's name, not an hour later inside a notebook.
+
+A profile may start with ``extends: <base>`` (a shipped name in ``params/`` or a YAML path relative to the file)
+and state only what differs from its base (:func:`read_profile`). Files in ``params/`` whose names start with
+``_`` are such bases, not runnable profiles.
 """
 from __future__ import annotations
 
@@ -16,7 +20,96 @@ from reidlib.paths import PARAMS_DIR, REPO_ROOT, shared_dir
 
 from .schema import ProfileError, check_profile
 
-__all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_path"]
+__all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_path", "read_profile",
+           "read_yaml"]
+
+# keys that name one profile's own places: an extending file never inherits them from its base
+NOT_INHERITED = ("name", "work_dir")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges may be overridden by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file at ``path``, read safely; a key written twice in one mapping is an error.
+
+    Raises:
+        ProfileError: not valid YAML, or a duplicate key (the message names the key and both line numbers).
+    """
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        raise ProfileError(f"{path}: key {dup.key!r} is written twice in one mapping (lines {dup.first} and "
+                           f"{dup.second}); YAML would silently keep the second. Delete one of them") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _base_path(ref: Any, child: Path) -> Path:
+    """The file an ``extends:`` value names: a path relative to the extending file, or a shipped profile name."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ProfileError(f"{child}: extends must name a base profile (a shipped name such as 'smoke' or a YAML "
+                           f"path relative to this file), got {ref!r}")
+    ref = ref.strip()
+    relative = (child.parent / Path(ref).expanduser()).resolve()
+    if relative.is_file():
+        return relative
+    shipped = PARAMS_DIR / f"{ref}.yaml"
+    if not Path(ref).suffix and "/" not in ref and shipped.is_file():
+        return shipped
+    raise ProfileError(f"{child}: extends {ref!r}, but neither {relative} nor a shipped profile of that name "
+                       f"exists (shipped: {', '.join(list_profiles())})")
+
+
+def read_profile(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, list[Path]]:
+    """A profile file as a plain dict with its ``extends:`` chain merged in, before any checking.
+
+    The base is read first (its own ``extends:`` followed), then the file's keys are merged over it: mappings
+    key by key, at every depth; any other value (a list, a number, null) replaces the base's. ``name`` and
+    ``work_dir`` are never inherited. Returns ``(merged dict, [this file, its base, the base's base, ...])``.
+
+    Raises:
+        ProfileError: unreadable YAML, a duplicate key, a missing base, or a cycle (the message shows the chain).
+    """
+    path = Path(path).resolve()
+    chain = (*_chain, path)
+    raw = read_yaml(path)
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw, [path]
+    raw = dict(raw)
+    base = _base_path(raw.pop("extends"), path)
+    if base in chain:
+        shown = " -> ".join(p.name for p in (*chain, base))
+        raise ProfileError(f"{chain[0]}: extends forms a cycle ({shown}); a base must not extend its descendants")
+    base_raw, base_chain = read_profile(base, chain)
+    if not isinstance(base_raw, dict):
+        raise ProfileError(f"{base} (the base of {path}) must hold a mapping of keys, got {type(base_raw).__name__}")
+    base_raw = {k: v for k, v in base_raw.items() if k not in NOT_INHERITED}
+    return deep_merge(base_raw, raw), [path, *base_chain]
 
 
 def expand(value: Any, mapping: dict[str, str]) -> Any:
@@ -44,8 +137,8 @@ def deep_merge(base: dict, override: dict | None) -> dict:
 
 
 def list_profiles() -> list[str]:
-    """Names of the profiles in ``params/``."""
-    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+    """Names of the runnable profiles in ``params/`` (files starting with ``_`` are bases to extend, not profiles)."""
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml") if not p.name.startswith("_"))
 
 
 def profile_path(profile: str | Path, cwd: str | Path | None = None) -> Path:
@@ -62,7 +155,8 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
     """Read, check and resolve a profile.
 
     Args:
-        profile: a name in ``params/`` (``"smoke"``) or a path to a YAML file (relative to ``cwd``).
+        profile: a name in ``params/`` (``"smoke"``) or a path to a YAML file (relative to ``cwd``); its
+            ``extends:`` chain is merged first (:func:`read_profile`).
         data_root: overrides the profile's ``data_root`` (where datasets live or synthetic ones are generated);
             relative to ``cwd``. A ``data_root`` written *in* the profile is relative to the repository.
         cwd: the folder the user called from (``./run_all.sh`` passes it); default: the current directory.
@@ -73,17 +167,16 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
         ``train`` block.
 
     Raises:
-        ProfileError: the file is missing, is not YAML, or breaks the schema (the message names the key).
+        ProfileError: the file (or a base it extends) is missing, is not YAML, holds a key twice, or breaks the
+            schema (the message names the key).
     """
     path = profile_path(profile, cwd)
     if not path.is_file():
         raise ProfileError(f"profile {str(profile)!r} not found at {path}; available: {', '.join(list_profiles())} "
                            "(or give the path to a YAML file)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path} is not valid YAML: {exc}") from exc
-    cfg = check_profile(raw, str(path))
+    raw, chain = read_profile(path)
+    source = str(path) + (f" (extends {', which extends '.join(map(str, chain[1:]))})" if chain[1:] else "")
+    cfg = check_profile(raw or {}, source)
 
     name = path.stem
     places = {"shared": str(shared_dir()), "repo": str(REPO_ROOT)}
