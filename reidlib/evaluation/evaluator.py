@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reidlib.evaluation.bootstrap import DEFAULT_N_BOOT, check_ci
 from reidlib.evaluation.distances import GalleryDistance, as_feature_pair, check_metric
 from reidlib.evaluation.rank import (
     AP_FORMS,
@@ -46,7 +47,9 @@ def _rerank_spec(rerank: Any) -> tuple[str | None, dict]:
 def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids,
                       g_camids, metric: str = "euclidean", normalize: bool = True, p: float = 3, max_rank: int = 50,
                       protocol: str = "market", ap: str = "mean", chunk_size: int | None = None, rerank: Any = None,
-                      device: str | torch.device | None = None, return_all_ap: bool = False) -> dict:
+                      device: str | torch.device | None = None, return_all_ap: bool = False,
+                      ci: float | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                      return_per_query: bool = False) -> dict:
     """Rank the gallery for every query and return CMC / mAP / mINP, one query chunk at a time.
 
     Args:
@@ -60,10 +63,13 @@ def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tens
             ``"aqe"`` (:func:`query_expansion`, k=5, alpha=3); or a dict ``{"method": ..., **kwargs}``.
         device: compute device for distances and ranking (default: CUDA when available).
         return_all_ap: also return ``all_AP`` per query (NaN where skipped).
+        ci, n_boot, seed, return_per_query: an identity-bootstrap interval for rank-1 and mAP, and the per-query
+            values a paired comparison needs; see :func:`reidlib.evaluation.evaluate`.
 
     Returns:
         :func:`evaluate`'s dict (fractions in [0, 1]) plus the settings that produced it: ``metric``,
         ``normalize``, ``p`` (None unless minkowski), ``protocol``, ``ap``, ``rerank``, ``num_query``, ``num_gallery``.
+        With ``ci``: ``"ci": {"rank1": [lo, hi], "mAP": [lo, hi]}`` (fractions).
     """
     check_metric(metric, p)
     check_choice("protocol", protocol, PROTOCOLS)
@@ -75,11 +81,14 @@ def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tens
     gp, gc = as_ids(g_pids, "g_pids", n_g), as_ids(g_camids, "g_camids", n_g)
     if int(max_rank) < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if ci is not None:
+        check_ci(ci, n_boot)
+    extra = {"ci": ci, "n_boot": n_boot, "seed": seed, "return_per_query": return_per_query}
 
     if method == "k-reciprocal":
         distmat = re_ranking(q, g, metric=metric, p=p, normalize=normalize, device=device, **rr_kwargs)
         result = evaluate(distmat, qp, gp, qc, gc, max_rank=max_rank, protocol=protocol, ap=ap,
-                          return_all_ap=return_all_ap, chunk_size=chunk_size)
+                          return_all_ap=return_all_ap, chunk_size=chunk_size, **extra)
     else:
         if method == "aqe":
             q = query_expansion(q, g, **rr_kwargs)
@@ -89,7 +98,7 @@ def evaluate_features(qf: np.ndarray | torch.Tensor, gf: np.ndarray | torch.Tens
         if step < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         acc.consume((dist(q[s:s + step]), qp[s:s + step], qc[s:s + step]) for s in range(0, n_q, step))
-        result = acc.result(int(max_rank), return_all_ap)
+        result = acc.result(int(max_rank), return_all_ap, **extra)
     result.update(metric=metric, normalize=bool(normalize), p=float(p) if metric == "minkowski" else None,
                   protocol=protocol, ap=ap, rerank=method, num_query=n_q, num_gallery=n_g)
     return result

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from reidlib.core import PROTOCOLS, check_choice  # noqa: F401  (re-exported)
+from reidlib.evaluation.bootstrap import DEFAULT_N_BOOT, bootstrap_ci, check_ci
 
 AP_FORMS = ("mean", "trapezoid")
 _PAD, _POS, _JUNK = 0, 1, 2
@@ -129,6 +130,18 @@ class GalleryIndex:
         return cand.astype(np.int64), kind
 
 
+def chance_rank1(q_pids, g_pids, q_camids, g_camids, protocol: str = "market") -> float:
+    """Expected rank-1 (fraction) of a random ranking: mean over queries with a true match of
+    (true matches) / (ranked gallery items), with same-pid same-camera items removed under ``"market"``."""
+    check_choice("protocol", protocol, PROTOCOLS)
+    qp, gp = as_ids(q_pids, "q_pids", len(q_pids)), as_ids(g_pids, "g_pids", len(g_pids))
+    qc, gc = as_ids(q_camids, "q_camids", len(qp)), as_ids(g_camids, "g_camids", len(gp))
+    _, kind = GalleryIndex(gp, gc, protocol).candidates(qp, qc)
+    n_pos, n_junk = (kind == _POS).sum(axis=1), (kind == _JUNK).sum(axis=1)
+    valid = n_pos > 0
+    return float(np.mean(n_pos[valid] / (len(gp) - n_junk[valid]))) if valid.any() else float("nan")
+
+
 def chunk_stats(d: np.ndarray, cand: np.ndarray, kind: np.ndarray, ap: str) -> dict[str, np.ndarray]:
     """Per-query first-hit rank, AP and INP for one chunk of distance rows.
 
@@ -171,7 +184,7 @@ class RankAccumulator:
     def stats(self, d: np.ndarray | torch.Tensor, q_pids: np.ndarray, q_camids: np.ndarray) -> dict[str, np.ndarray]:
         """:func:`chunk_stats` of one chunk: ``d`` (b, G) distances of queries ``q_pids`` / ``q_camids`` (length b)."""
         cand, kind = self.index.candidates(q_pids, q_camids)
-        return chunk_stats(as_numpy_rows(d), cand, kind, self.ap)
+        return {**chunk_stats(as_numpy_rows(d), cand, kind, self.ap), "pid": np.asarray(q_pids)}
 
     def consume(self, chunks: Iterable[tuple[np.ndarray | torch.Tensor, np.ndarray, np.ndarray]]) -> None:
         """Rank ``(d, q_pids, q_camids)`` chunks on ``torch.get_num_threads()`` threads, keeping their order.
@@ -189,9 +202,11 @@ class RankAccumulator:
             while pending:
                 self.parts.append(pending.popleft().result())
 
-    def result(self, max_rank: int, return_all_ap: bool = False) -> dict:
-        """``{"cmc", "mAP", "mINP", "num_valid_queries"}`` (+ ``all_AP``, NaN for skipped queries)."""
-        parts = {k: np.concatenate([p[k] for p in self.parts]) for k in ("first", "ap", "inp", "valid")}
+    def result(self, max_rank: int, return_all_ap: bool = False, ci: float | None = None,
+               n_boot: int = DEFAULT_N_BOOT, seed: int = 0, return_per_query: bool = False) -> dict:
+        """``{"cmc", "mAP", "mINP", "num_valid_queries"}`` (+ ``all_AP``, NaN for skipped queries; + ``ci`` and
+        ``per_query``, see :func:`evaluate`)."""
+        parts = {k: np.concatenate([p[k] for p in self.parts]) for k in ("first", "ap", "inp", "valid", "pid")}
         valid = parts["valid"]
         n_valid = int(valid.sum())
         if n_valid == 0:
@@ -203,12 +218,18 @@ class RankAccumulator:
                "mINP": float(parts["inp"][valid].mean()), "num_valid_queries": n_valid}
         if return_all_ap:
             out["all_AP"] = np.where(valid, parts["ap"], np.nan)
+        pids, first_hit, ap = parts["pid"][valid], parts["first"][valid].astype(np.int64) + 1, parts["ap"][valid]
+        if ci is not None:
+            out["ci"] = bootstrap_ci({"rank1": first_hit == 1, "mAP": ap}, pids, ci=ci, n_boot=n_boot, seed=seed)
+        if return_per_query:
+            out["per_query"] = {"pid": pids, "first_hit": first_hit, "ap": ap}
         return out
 
 
 def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
              protocol: str = "market", ap: str = "mean", return_all_ap: bool = False,
-             chunk_size: int | None = None) -> dict:
+             chunk_size: int | None = None, ci: float | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+             return_per_query: bool = False) -> dict:
     """CMC, mAP and mINP of a (Q, G) distance matrix (smaller = more similar).
 
     Args:
@@ -220,10 +241,17 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
         ap: ``"mean"`` (non-interpolated, torchreid/BoT) or ``"trapezoid"`` (official Market-1501 MATLAB).
         return_all_ap: also return ``all_AP`` (length Q, NaN for queries without a valid match).
         chunk_size: query rows ranked at a time (default: about 4M distances per chunk).
+        ci: confidence level (e.g. 0.95) of a percentile bootstrap interval for rank-1 and mAP that resamples
+            query identities (:mod:`reidlib.evaluation.bootstrap`); ``None`` (default) computes none.
+        n_boot, seed: bootstrap replicates and the seed of their identity draws (used only with ``ci``).
+        return_per_query: also return ``per_query``: ``{"pid", "first_hit", "ap"}``, arrays over the valid
+            queries in query order: identity, 1-based rank of the first true match, AP (fraction); what a later
+            paired comparison (:func:`reidlib.evaluation.bootstrap.paired_difference`) needs.
 
     Returns:
         ``{"cmc": float64 array (max_rank,), "mAP": float, "mINP": float, "num_valid_queries": int}``, all
-        fractions in [0, 1]. Ties are broken by gallery index (a stable sort), so results are deterministic.
+        fractions in [0, 1], plus ``"ci": {"rank1": [lo, hi], "mAP": [lo, hi]}`` (fractions) with ``ci``.
+        Ties are broken by gallery index (a stable sort), so results are deterministic.
     """
     check_choice("protocol", protocol, PROTOCOLS)
     check_choice("ap", ap, AP_FORMS)
@@ -232,6 +260,8 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
         raise ValueError(f"distmat must be a non-empty 2-D (Q, G) matrix, got shape {tuple(d.shape)}")
     if int(max_rank) < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if ci is not None:
+        check_ci(ci, n_boot)
     n_q, n_g = d.shape
     qp, qc = as_ids(q_pids, "q_pids", n_q), as_ids(q_camids, "q_camids", n_q)
     acc = RankAccumulator(as_ids(g_pids, "g_pids", n_g), as_ids(g_camids, "g_camids", n_g), protocol, ap)
@@ -239,4 +269,5 @@ def evaluate(distmat: np.ndarray | torch.Tensor, q_pids, g_pids, q_camids, g_cam
     if step < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     acc.consume((d[s:s + step], qp[s:s + step], qc[s:s + step]) for s in range(0, n_q, step))
-    return acc.result(int(max_rank), return_all_ap)
+    return acc.result(int(max_rank), return_all_ap, ci=ci, n_boot=n_boot, seed=seed,
+                      return_per_query=return_per_query)

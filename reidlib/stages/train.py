@@ -52,9 +52,16 @@ def test_transform(image_size):
 
 def evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_workers: int, role: str,
                     label: str, feature_dir: Path | None, key: str) -> tuple[dict, dict]:
-    """Extract query/gallery features of ``ds`` and evaluate them; return (evaluation record, feature paths)."""
+    """Extract query/gallery features of ``ds`` and evaluate them; return (evaluation record, feature paths).
+
+    The record holds percentages, the CMC (fractions), a 95 % identity-bootstrap interval (``ci95``), the
+    per-query values a paired comparison needs (``per_query``) and the chance rank-1 of the split (``chance_R1``),
+    see :mod:`reidlib.stages.uncertainty`.
+    """
     from reidlib.data import make_test_loader
-    from reidlib.evaluation import evaluate_features, extract_features
+    from reidlib.evaluation import chance_rank1, evaluate_features, extract_features
+
+    from .uncertainty import eval_kwargs, record_extras
 
     t0 = time.time()
     feats = {}
@@ -69,7 +76,7 @@ def evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_
                                metric=evaluation.get("metric", "euclidean"),
                                normalize=evaluation.get("normalize", True),
                                max_rank=evaluation.get("max_rank", 50), protocol=ds.protocol,
-                               rerank=evaluation.get("rerank") or None)
+                               rerank=evaluation.get("rerank") or None, **eval_kwargs())
     paths = {}
     if feature_dir is not None:
         feature_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +91,9 @@ def evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_
               "num_valid_queries": int(result["num_valid_queries"]),
               "metric": evaluation.get("metric", "euclidean"), "normalize": bool(evaluation.get("normalize", True)),
               "flip": bool(evaluation.get("flip", True)), "rerank": bool(evaluation.get("rerank") or False),
-              "extract_images_per_s": n_img * (2 if evaluation.get("flip", True) else 1) / max(extract_s, 1e-9)}
+              "extract_images_per_s": n_img * (2 if evaluation.get("flip", True) else 1) / max(extract_s, 1e-9),
+              "chance_R1": 100.0 * chance_rank1(qf.pids, gf.pids, qf.camids, gf.camids, ds.protocol),
+              **record_extras(result)}
     return record, paths
 
 
