@@ -1,0 +1,135 @@
+"""reidlib.stages.describe: the recipe text of the training and fine-tuning notebooks says what the run did.
+
+Checked on every training and fine-tuning run the shipped profiles plan (the parameters papermill injects), and
+on hand-written blocks whose wording is known exactly.
+"""
+from __future__ import annotations
+
+import pytest
+
+from reidlib.pipeline import list_profiles, load_profile, plan
+from reidlib.stages.describe import describe_recipe
+
+
+def _text(run) -> tuple[dict, str]:
+    p = run.parameters
+    if run.stage == "10_train":
+        block = p["train"]
+        text = describe_recipe(block, image_size=p["image_size"], model_name=p["model_name"],
+                               model_label=p["model_label"], dataset_label=p["dataset"]["label"],
+                               pretrained=p.get("pretrained"), model_kwargs=p.get("model_kwargs"))
+    else:
+        block = p["finetune"]
+        text = describe_recipe(block, stage="finetune", image_size=p["image_size"], model_label=p["model_label"],
+                               dataset_label=p["target"]["label"], source_label=p["source_key"])
+    return block, text
+
+
+@pytest.fixture(scope="module")
+def shipped_runs() -> list:
+    runs = []
+    for name in list_profiles():
+        runs += [r for r in plan(load_profile(name)) if r.stage in ("10_train", "20_finetune")]
+    return runs
+
+
+def test_every_shipped_training_block_is_described_as_it_runs(shipped_runs):
+    profiles = {r.parameters["profile"] for r in shipped_runs}
+    assert {"default", "cpu-real", "cpu-full", "paper"} <= profiles
+    for run in shipped_runs:
+        block, text = _text(run)
+        merged = {**block, **(block.get("transforms") or {})}
+        loss = block.get("loss_kwargs") or {}
+        where = f"{run.parameters['profile']}:{run.id}"
+        if int(block.get("epochs", 1)) == 0:
+            assert "no training" in text, where
+            continue
+        erasing = float(merged.get("erasing_p", 0.5)) > 0
+        assert ("random erasing" in text) == erasing, where
+        cosine = block.get("scheduler") == "cosine"
+        assert ("cosine decay" in text) == cosine, where
+        if cosine:
+            assert "step decay" not in text, where
+        if "warmup_epochs" in block:
+            assert ("no warm-up" in text) == (int(block["warmup_epochs"]) == 0), where
+        select = block.get("select_on")
+        if select == "last":
+            assert "the last epoch is kept" in text and "held out" not in text.split("Selection")[1], where
+        if select == "val":
+            assert f"on {int(block['num_val_ids'])} identities held out of the training split" in text, where
+        if select == "test":
+            assert "on the TEST split" in text, where
+        assert ("batch-hard triplet" in text) == (float(loss.get("triplet_weight", 1)) > 0), where
+        assert ("center loss" in text) == (float(block.get("center_weight", 5e-4)) > 0), where
+        assert f"{int(block['epochs'])} epoch" in text, where
+
+
+def test_the_headline_run_reads_as_its_parameters(shipped_runs):
+    run = next(r for r in shipped_runs if r.parameters["profile"] == "cpu-real" and r.stage == "10_train"
+               and r.parameters["dataset_key"] == "cuhk03" and r.parameters.get("pretrained"))
+    _, text = _text(run)
+    assert "- **Schedule**: 40 epochs at lr 1.5e-3, no warm-up, then cosine decay to 0 by the last epoch" in text
+    assert "- **Optimizer**: Adam with AMSGrad, weight decay 5e-4" in text
+    assert "- **Augmentation**: horizontal flip (p 0.5), zero-pad 10 px + random crop back to size" in text
+    assert "every training identity trains" in text
+    assert "osnet_x0_25_msmt17.pth" in text and "256×128 px" in text
+
+
+def test_the_paper_recipe_word_for_word():
+    block = {"epochs": 120, "optimizer": "adam", "lr": 3.5e-4, "scheduler": "warmup_multistep", "warmup_epochs": 10,
+             "milestones": [40, 70], "num_val_ids": 50, "eval_every": 10, "select_on": "val",
+             "transforms": {"flip_p": 0.5, "pad": 10, "color_jitter": 0.1, "erasing_p": 0.5}}
+    text = describe_recipe(block, image_size=(256, 128), pretrained="imagenet", model_label="BoT ResNet50")
+    assert text.startswith("**BoT ResNet50** trained with this recipe.\n")
+    assert ("- **Loss**: label-smoothed cross-entropy (ε 0.1) + batch-hard triplet (margin 0.3) + 5e-4 × center "
+            "loss (centres trained by their own SGD, lr 0.5)") in text
+    assert ("- **Schedule**: 120 epochs at lr 3.5e-4, linear warm-up over the first 10 epochs from ×0.01, then "
+            "step decay: ×0.1 after epochs 40 and 70") in text
+    assert ("random erasing (p 0.5" in text and "colour jitter (0.1" in text and "ImageNet weights" in text
+            and "P×K = 16×4" in text)
+    assert ("the epoch with the best mean of rank-1 and mAP on 50 identities held out of the training split "
+            "(evaluated every 10 epochs and after the last)") in text
+    assert "Time guard" not in text  # no max_minutes in this block
+
+
+def test_an_empty_block_is_trainconfig_defaults_and_finetune_its_own():
+    text = describe_recipe({})
+    assert "120 epochs at lr 3.5e-4, linear warm-up over the first 10 epochs from ×0.01" in text
+    assert "×0.1 after epochs 40 and 70" in text and "random erasing (p 0.5" in text
+    assert "the last epoch is kept" in text  # no num_val_ids: nothing to select on
+    tune = describe_recipe({"epochs": 10, "lr": 3.5e-4}, stage="finetune", source_label="Market-1501",
+                           dataset_label="DukeMTMC-reID", model_label="OSNet x0.25")
+    assert "trained on Market-1501, fine-tuned on DukeMTMC-reID" in tune
+    assert "10 epochs at lr 3.5e-4, no warm-up, a constant lr" in tune and "Head first" not in tune
+    tune = describe_recipe({"epochs": 10, "head_only_epochs": 1}, stage="finetune")
+    assert "the first epoch trains only the new classifier and neck" in tune
+
+
+def test_milestones_past_the_last_epoch_and_the_loss_variants():
+    text = describe_recipe({"epochs": 30, "warmup_epochs": 0, "milestones": [20, 40, 70], "gamma": 0.5})
+    assert "no warm-up, then step decay: ×0.5 after epoch 20" in text
+    text = describe_recipe({"epochs": 5, "warmup_epochs": 0, "milestones": []})
+    assert "no warm-up, a constant lr" in text
+    ce_only = describe_recipe({"center_weight": 0.0, "label_smooth": 0.0, "loss_kwargs": {"triplet_weight": 0.0}})
+    assert "- **Loss**: cross-entropy\n" in ce_only
+    frozen = describe_recipe({"train_centers": False, "optimizer": "sgd", "momentum": 0.9})
+    assert "centres frozen at their random start" in frozen and "SGD with momentum 0.9" in frozen
+    mnv3 = describe_recipe({}, model_name="mnv3_siamese", model_kwargs={"paper_code": True})
+    osnet = describe_recipe({}, model_name="osnet_x0_25", model_kwargs={"paper_code": True, "bnneck": False})
+    assert "sigmoid" in mnv3 and "sigmoid" not in osnet and "`paper_code=True`" in osnet
+    assert "no augmentation" not in describe_recipe({"transforms": {"flip_p": 0, "pad": 0, "erasing_p": 0}})
+    assert "- **Augmentation**: none (resize only)" in describe_recipe(
+        {"transforms": {"flip_p": 0, "pad": 0, "erasing_p": 0}})
+
+
+def test_a_reference_row_and_bad_blocks():
+    text = describe_recipe({"epochs": 0}, pretrained="/w/osnet_x0_25_market1501.pth", model_label="OSNet")
+    assert "no training" in text and "`osnet_x0_25_market1501.pth`" in text and "Schedule" not in text
+    with pytest.raises(ValueError, match="no loss term"):
+        describe_recipe({"center_weight": 0, "loss_kwargs": {"id_weight": 0, "triplet_weight": 0}})
+    with pytest.raises(ValueError, match="stage must be one of"):
+        describe_recipe({}, stage="20_finetune")
+    with pytest.raises(TypeError, match="got list"):
+        describe_recipe([("epochs", 3)])
+    with pytest.raises(ValueError, match="select_on must be one of"):
+        describe_recipe({"select_on": "best"})
