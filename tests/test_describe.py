@@ -133,3 +133,14 @@ def test_a_reference_row_and_bad_blocks():
         describe_recipe([("epochs", 3)])
     with pytest.raises(ValueError, match="select_on must be one of"):
         describe_recipe({"select_on": "best"})
+
+
+def test_the_epoch_log_line_gives_percentages_with_one_decimal():
+    from reidlib.engine.trainer import _summary
+
+    row = {"epoch": 3, "lr": 1.5e-3, "loss": 2.5, "loss_id": 2.0, "train_acc": 0.9876, "images_per_s": 120.0,
+           "epoch_seconds": 50.0, "val_rank1": 0.44, "val_mAP": 0.40737, "select_score": 0.42}
+    assert _summary(row) == ("epoch 3 | lr 1.50e-03 | loss 2.5000 | id 2.0000 | train acc 98.8% | 120.0 img/s | "
+                             "50.0 s | held-out R1 44.0% | held-out mAP 40.7%")
+    row = {**{k: v for k, v in row.items() if not k.startswith("val_")}, "test_rank1": 0.0123}
+    assert _summary(row).endswith("| 50.0 s | test R1 1.2%")

@@ -530,10 +530,17 @@ def _unused_parameters(model: nn.Module, height: int, width: int, device: torch.
     return unused
 
 
+_SPLIT_WORDS = {"val": "held-out", "test": "test"}
+
+
 def _summary(row: dict) -> str:
-    """One log line per epoch."""
+    """One log line per epoch: losses as they are, accuracies and rank-1 / mAP as percentages with one decimal."""
     parts = [f"epoch {row['epoch']}", f"lr {row['lr']:.2e}", f"loss {row['loss']:.4f}"]
     parts += [f"{k[5:]} {v:.4f}" for k, v in row.items() if k.startswith("loss_")]
-    parts += [f"acc {row['train_acc']:.3f}", f"{row['images_per_s']:.1f} img/s", f"{row['epoch_seconds']:.1f} s"]
-    parts += [f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("_rank1", "_mAP"))]
+    parts += [f"train acc {100 * row['train_acc']:.1f}%", f"{row['images_per_s']:.1f} img/s",
+              f"{row['epoch_seconds']:.1f} s"]
+    for k, v in row.items():
+        split, _, metric = k.partition("_")
+        if metric in ("rank1", "mAP"):
+            parts.append(f"{_SPLIT_WORDS.get(split, split)} {'R1' if metric == 'rank1' else 'mAP'} {100 * v:.1f}%")
     return " | ".join(parts)
