@@ -110,6 +110,8 @@ def test_milestones_past_the_last_epoch_and_the_loss_variants():
     assert "no warm-up, then step decay: ×0.5 after epoch 20" in text
     text = describe_recipe({"epochs": 5, "warmup_epochs": 0, "milestones": []})
     assert "no warm-up, a constant lr" in text
+    text = describe_recipe({"epochs": 1, "warmup_epochs": 1, "milestones": [1]})
+    assert "1 epoch at lr 3.5e-4, linear warm-up over the first epoch from ×0.01, then a constant lr" in text
     ce_only = describe_recipe({"center_weight": 0.0, "label_smooth": 0.0, "loss_kwargs": {"triplet_weight": 0.0}})
     assert "- **Loss**: cross-entropy\n" in ce_only
     frozen = describe_recipe({"train_centers": False, "optimizer": "sgd", "momentum": 0.9})
@@ -144,3 +146,27 @@ def test_the_epoch_log_line_gives_percentages_with_one_decimal():
                              "50.0 s | held-out R1 44.0% | held-out mAP 40.7%")
     row = {**{k: v for k, v in row.items() if not k.startswith("val_")}, "test_rank1": 0.0123}
     assert _summary(row).endswith("| 50.0 s | test R1 1.2%")
+
+
+def test_no_notebook_cell_ends_in_a_value_nobody_asked_to_see():
+    """A cell whose last statement writes a file or shows a figure would print its return value (``Out[4]: Path``)."""
+    import ast
+    import json
+
+    from reidlib.paths import NOTEBOOKS_DIR
+
+    quiet = {"write_metrics", "show_figure", "write_json"}
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"]).rstrip()
+            if cell["cell_type"] != "code" or not src:
+                continue
+            last = ast.parse(src).body[-1]
+            if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+                func = last.value.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                assert name not in quiet or src.endswith(";"), f"{path.name} cell {cell.get('id')}: end it with ';'"
+    describe_cells = [c for nb in ("10_train", "20_finetune")
+                      for c in json.loads((NOTEBOOKS_DIR / f"{nb}.ipynb").read_text())["cells"]
+                      if "describe.describe_recipe(" in "".join(c["source"])]
+    assert len(describe_cells) == 2

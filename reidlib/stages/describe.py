@@ -87,8 +87,8 @@ def describe_schedule(recipe: Mapping[str, Any]) -> str:
     lr = _num(recipe["lr"])
     parts = [f"{epochs} epoch{'s' if epochs != 1 else ''} at lr {lr}"]
     if warm > 0:
-        parts.append(f"linear warm-up over the first {min(warm, epochs)} epoch{'s' if warm != 1 else ''} "
-                     f"from ×{_num(recipe['warmup_factor'])}")
+        span = "the first epoch" if min(warm, epochs) == 1 else f"the first {min(warm, epochs)} epochs"
+        parts.append(f"linear warm-up over {span} from ×{_num(recipe['warmup_factor'])}")
     else:
         parts.append("no warm-up")
     if recipe["scheduler"] == "cosine":
