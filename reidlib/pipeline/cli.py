@@ -1,4 +1,4 @@
-"""The command line: ``python -m reidlib.pipeline run|list|check`` (what ``./run_all.sh`` calls)."""
+"""The command line: ``python -m reidlib.pipeline run|list|show`` (what ``./run_all.sh`` calls)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 
 from .execute import StageFailed
 from .plan import STAGES, plan
-from .profile import list_profiles, load_profile
+from .profile import list_profiles, load_profile, show_profile
 from .runner import InterruptedRun, run_study
 from .schema import ProfileError
 
@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--dry-run", action="store_true", help="check the profile and print what would run")
     p_run.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
     sub.add_parser("list", help="list profiles and their runs")
+    p_show = sub.add_parser("show", help="print a profile fully resolved: bases merged, every default filled in")
+    p_show.add_argument("profile", help=f"one of {list_profiles()} or a YAML path")
+    p_show.add_argument("--data-root", default=None, help="as for run: where datasets live")
     return parser
 
 
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {cfg['description'].strip().splitlines()[0]}")
                 for run in plan(cfg):
                     print(f"    {run.id}")
+            return 0
+        if args.cmd == "show":
+            print(show_profile(args.profile, args.data_root, cwd=cwd), end="")
             return 0
         run_study(args.profile, args.data_root, args.only, args.force, args.dry_run, args.log_output, cwd=cwd)
         return 0

@@ -11,17 +11,19 @@ and state only what differs from its base (:func:`read_profile`). Files in ``par
 from __future__ import annotations
 
 import copy
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reidlib.paths import PARAMS_DIR, REPO_ROOT, shared_dir
+from reidlib.paths import DEFAULT_WORK_ROOT, PARAMS_DIR, REPO_ROOT, expand_path, shared_dir, work_root
 
-from .schema import ProfileError, check_profile
+from .schema import ProfileError, check_profile, with_defaults
 
-__all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_path", "read_profile",
-           "read_yaml"]
+__all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_name", "profile_path",
+           "read_profile", "read_yaml", "resolve_work_dir", "show_profile"]
 
 # keys that name one profile's own places: an extending file never inherits them from its base
 NOT_INHERITED = ("name", "work_dir")
@@ -158,11 +160,13 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
         profile: a name in ``params/`` (``"smoke"``) or a path to a YAML file (relative to ``cwd``); its
             ``extends:`` chain is merged first (:func:`read_profile`).
         data_root: overrides the profile's ``data_root`` (where datasets live or synthetic ones are generated);
-            relative to ``cwd``. A ``data_root`` written *in* the profile is relative to the repository.
+            relative to ``cwd``. A ``data_root`` written *in* the profile is relative to the repository; both
+            have ``~`` and ``$VARS`` expanded.
         cwd: the folder the user called from (``./run_all.sh`` passes it); default: the current directory.
 
     Returns:
-        The profile as a dict with ``name``, absolute ``data_root`` and ``work_dir``, placeholders expanded,
+        The profile as a dict with ``name`` (its ``name:`` key or the file's stem, :func:`profile_name`), ``path``,
+        absolute ``data_root`` and ``work_dir`` (:func:`resolve_work_dir`), placeholders expanded,
         defaults filled in, ``models`` given unique ``run`` names and ``training`` merged into each model's own
         ``train`` block.
 
@@ -176,20 +180,20 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
                            "(or give the path to a YAML file)")
     raw, chain = read_profile(path)
     source = str(path) + (f" (extends {', which extends '.join(map(str, chain[1:]))})" if chain[1:] else "")
+    raw = dict(raw) if isinstance(raw, dict) else raw
+    name = profile_name(raw.pop("name", None) if isinstance(raw, dict) else None, path)
     cfg = check_profile(raw or {}, source)
 
-    name = path.stem
     places = {"shared": str(shared_dir()), "repo": str(REPO_ROOT)}
     if data_root is not None:
-        root = Path(expand(str(data_root), places))
+        root = _expand_place(expand(str(data_root), places), "--data-root")
         root = root if root.is_absolute() else Path(cwd or Path.cwd()) / root
     else:
-        root = Path(expand(str(cfg.get("data_root", "data")), places))
+        root = _expand_place(expand(str(cfg.get("data_root", "data")), places), f"{path}: data_root")
         root = root if root.is_absolute() else REPO_ROOT / root
-    work = Path(cfg.get("work_dir") or f"work/{name}")
-    work = work if work.is_absolute() else REPO_ROOT / work
+    work = resolve_work_dir(cfg.get("work_dir"), name, path)
     cfg = expand(cfg, {**places, "data_root": str(root.resolve())})
-    cfg.update(name=name, path=str(path), data_root=str(root.resolve()), work_dir=str(work.resolve()))
+    cfg.update(name=name, path=str(path), data_root=str(root.resolve()), work_dir=str(work))
 
     for spec in cfg["datasets"].values():
         spec["root"] = str(Path(spec["root"]) if Path(spec["root"]).is_absolute() else root / spec["root"])
@@ -201,3 +205,100 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
         models.append(spec)
     cfg["models"] = models
     return cfg
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def profile_name(value: Any, path: Path) -> str:
+    """A profile's name, which names its ``results/<name>/`` and default work folder: its ``name:`` key, else the
+    file's stem. A name is letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit."""
+    if value is None:
+        return path.stem
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ProfileError(f"{path}: name: must be a folder name of letters, digits, '.', '_' and '-' (starting "
+                           f"with a letter or digit), e.g. name: my-copy; got {value!r}")
+    return value
+
+
+def _expand_place(text: str, what: str) -> Path:
+    try:
+        return expand_path(text, what)
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def _dangerous(work: Path) -> str | None:
+    """Why ``work`` must not be a work folder (a run deletes its own files there), or None."""
+    real = work.resolve()
+    home = Path.home().resolve()
+    if real == Path(real.anchor):
+        return "it is the file system's root"
+    if real == home:
+        return "it is your home folder itself"
+    if real == REPO_ROOT:
+        return "it is this checkout"
+    if REPO_ROOT.is_relative_to(real):
+        return "it holds this checkout"
+    if real == work_root().resolve():
+        return "it is the work root, which holds every profile's work folder"
+    return None
+
+
+def resolve_work_dir(value: Any, name: str, path: Path) -> Path:
+    """A profile's absolute work folder (checkpoints, features, caches).
+
+    Without ``work_dir`` it is ``<work root>/<name>`` (:func:`reidlib.paths.work_root`). A ``work_dir`` has ``~``
+    and ``$VARS`` expanded and is relative to the repository; one inside the checkout's ``work/`` moves with the
+    work root (``work/x`` is ``<work root>/x``).
+
+    Raises:
+        ProfileError: an unset variable; a folder a run must not use (the file system's root, the home folder
+            itself, the checkout or a folder holding it, the work root itself); a path that is, or runs through,
+            a file.
+    """
+    if value is None:
+        work = work_root() / name
+    else:
+        work = _expand_place(str(value), f"{path}: work_dir")
+        work = Path(os.path.abspath(work if work.is_absolute() else REPO_ROOT / work))
+        if work.is_relative_to(DEFAULT_WORK_ROOT):
+            work = work_root() / work.relative_to(DEFAULT_WORK_ROOT)
+    why = _dangerous(work)
+    if why:
+        raise ProfileError(f"{path}: work_dir {value or work} resolves to {work.resolve()}, and {why}: a run "
+                           f"deletes its own files in its work folder, so give the profile a folder of its own, "
+                           f"e.g. work_dir: work/{name} (or leave work_dir out)")
+    for folder in (work, *work.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ProfileError(f"{path}: work_dir {work} cannot be a folder: {folder} is a file; move that file "
+                               f"or choose another work_dir")
+    return work
+
+
+class _ShowDumper(yaml.SafeDumper):
+    """Plain YAML for reading: no ``&id`` anchors for repeated values, long text as a folded block."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = ">" if "\n" in text.strip() or len(text) > 100 else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ShowDumper.add_representer(str, _represent_str)
+
+
+def show_profile(profile: str | Path, data_root: str | Path | None = None, cwd: str | Path | None = None) -> str:
+    """A profile fully resolved as YAML text: its ``extends:`` chain merged, checked, paths made absolute, and every
+    default the stages apply written out (:func:`reidlib.pipeline.schema.with_defaults`); each model's ``train``
+    block is the whole recipe that model trains with."""
+    cfg = load_profile(profile, data_root, cwd=cwd)
+    _, chain = read_profile(cfg["path"])
+    head = [f"# {cfg['path']}" + "".join(f"\n#   extends {p}" for p in chain[1:]),
+            "# resolved: bases merged, paths absolute, every default filled in"]
+    body = yaml.dump(with_defaults(cfg), Dumper=_ShowDumper, sort_keys=False, allow_unicode=True, width=120,
+                     default_flow_style=None)
+    return "\n".join(head) + "\n" + body

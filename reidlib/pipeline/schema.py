@@ -33,7 +33,8 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["ProfileError", "check_profile", "training_keys", "TOP_KEYS", "MODEL_KEYS"]
+__all__ = ["ProfileError", "check_profile", "training_keys", "with_defaults", "TOP_KEYS", "MODEL_KEYS",
+           "MIN_INPUT_SIZE"]
 
 
 class ProfileError(ValueError):
@@ -61,6 +62,17 @@ _POSITIVE = {"lr", "center_lr", "gamma", "batch_size", "num_instances", "eval_ev
              "max_minutes", "stop_after", "max_rank", "minkowski_p", "max_impostors"}
 _PROBABILITY = {"flip_p", "erasing_p", "label_smooth", "warmup_factor", "min_lr_factor", "color_jitter"}
 
+# what the stages use when a profile leaves a key out (shown by ``python -m reidlib.pipeline show``)
+EVALUATION_DEFAULTS = {"flip": True, "metric": "euclidean", "normalize": True, "max_rank": 50, "rerank": False,
+                       "batch_size": 128}
+DISTANCE_DEFAULTS = {"metrics": ["euclidean", "cosine", "correlation", "cityblock", "minkowski"],
+                     "normalize": [True, False], "minkowski_p": 3, "rerank": True, "verification": True,
+                     "max_impostors": 1_000_000}
+# the smallest input (height, width in pixels) each model family runs at, found by trying sizes on the CPU (train
+# and eval mode): below it a pooling stage has no pixel left ("Output size is too small"). Models not listed run
+# at any size. tests/test_pipeline_specs.py checks this table against the real models.
+MIN_INPUT_SIZE: dict[str, tuple[int, int]] = {"osnet_x0_25": (13, 13)}
+
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -72,7 +84,9 @@ class _Checker:
         self.errors: list[str] = []
 
     def fail(self, where: str, message: str) -> None:
-        self.errors.append(f"{where}: {message}")
+        line = f"{where}: {message}"
+        if line not in self.errors:  # a shared block's problem is reported once, not once per model
+            self.errors.append(line)
 
     def keys(self, where: str, block: Any, known: frozenset[str] | set[str], required: tuple[str, ...] = ()) -> bool:
         if not isinstance(block, dict):
@@ -345,6 +359,13 @@ def _check_image_size(value: Any, where: str, ck: _Checker) -> list[int]:
     return [int(v) for v in value]
 
 
+def _check_min_size(name: str, size: list[int], where: str, ck: _Checker) -> None:
+    low = MIN_INPUT_SIZE.get(name)
+    if low and (size[0] < low[0] or size[1] < low[1]):
+        ck.fail(where, f"{size[0]}x{size[1]} is smaller than {name} can take: its pooling stages need at least "
+                       f"{low[0]}x{low[1]} pixels (height x width); give an image_size of at least {list(low)}")
+
+
 def _check_model(i: int, spec: Any, cfg: dict, allowed: dict, ck: _Checker) -> dict:
     from reidlib.models import list_models
 
@@ -374,8 +395,11 @@ def _check_model(i: int, spec: Any, cfg: dict, allowed: dict, ck: _Checker) -> d
         accepted = _model_kwarg_keys(spec["name"])
         if accepted is not None:
             ck.keys(f"{where}.kwargs", spec["kwargs"], accepted)
+    own = "image_size" in spec
     size = spec.get("image_size", cfg.get("image_size", [256, 128]))
     spec["image_size"] = _check_image_size(size, f"{where}.image_size", ck)
+    _check_min_size(spec["name"], spec["image_size"], f"{where}.image_size" if own else
+                    f"image_size (used by models[{i}], {spec['name']})", ck)
     spec["train"] = _check_training(spec.get("train") or {}, f"{where}.train", ck, allowed)
     return spec
 
@@ -392,6 +416,17 @@ def _try_train_config(train: dict, where: str, ck: _Checker) -> None:
         TrainConfig.from_kwargs(**kwargs)
     except (TypeError, ValueError) as exc:
         ck.fail(where, str(exc))
+
+
+def _check_positive_pairs(recipe: dict, where: str, ck: _Checker) -> None:
+    """Batch-hard triplet needs two images of an identity in a batch: refuse ``num_instances < 2`` with it on."""
+    k = recipe.get("num_instances", 4)
+    loss_kwargs = recipe.get("loss_kwargs") if isinstance(recipe.get("loss_kwargs"), dict) else {}
+    weight = loss_kwargs.get("triplet_weight", 1.0)
+    if isinstance(k, int) and k < 2 and isinstance(weight, (int, float)) and weight > 0:
+        ck.fail(where, f"is {k}: with one image per identity in a batch the triplet loss finds no positive pair, so "
+                       "it is 0 and teaches nothing; set num_instances to 2 or more (4 is usual), or turn the "
+                       "triplet off with loss_kwargs: {triplet_weight: 0.0}")
 
 
 def check_profile(raw: Any, source: str = "profile") -> dict:
@@ -447,6 +482,7 @@ def check_profile(raw: Any, source: str = "profile") -> dict:
         models = []
     cfg["models"] = [_check_model(i, spec, cfg, allowed, ck) for i, spec in enumerate(models)]
     runs_seen: set[str] = set()
+    recipes: dict[str, tuple[dict, str]] = {}  # model run -> (merged recipe, where its num_instances comes from)
     for i, spec in enumerate(cfg["models"]):
         if "run" not in spec:
             continue
@@ -459,7 +495,11 @@ def check_profile(raw: Any, source: str = "profile") -> dict:
         merged = {**cfg["training"], **spec["train"]}
         if isinstance(cfg["training"].get("transforms"), dict) and isinstance(spec["train"].get("transforms"), dict):
             merged["transforms"] = {**cfg["training"]["transforms"], **spec["train"]["transforms"]}
-        _try_train_config(merged, f"models[{i}] (training merged with its train block)", ck)
+        if not any(e.startswith(("training", f"models[{i}]")) for e in ck.errors):  # else named once already
+            _try_train_config(merged, f"models[{i}] (training merged with its train block)", ck)
+        own_k = isinstance(spec["train"], dict) and "num_instances" in spec["train"]
+        recipes[spec["run"]] = (merged, f"models[{i}].train.num_instances" if own_k else "training.num_instances")
+        _check_positive_pairs(*recipes[spec["run"]], ck)
 
     ft = cfg.get("finetune")
     if ft is not None:
@@ -475,6 +515,12 @@ def check_profile(raw: Any, source: str = "profile") -> dict:
             rest = {k: v for k, v in ft.items() if k not in ("pairs", "models")}
             cfg["finetune"] = {**_check_training(rest, "finetune", ck, allowed),
                                "pairs": ft.get("pairs", []), "models": ft.get("models", []) or []}
+            for run in cfg["finetune"]["models"]:
+                if run in recipes:
+                    merged, where = recipes[run]
+                    losses = {**(merged.get("loss_kwargs") or {}), **(cfg["finetune"].get("loss_kwargs") or {})}
+                    _check_positive_pairs({**merged, **cfg["finetune"], "loss_kwargs": losses},
+                                          "finetune.num_instances" if "num_instances" in rest else where, ck)
     cfg["evaluation"] = _check_evaluation(cfg["evaluation"], "evaluation", ck)
     if cfg.get("distance_study") is not None:
         cfg["distance_study"] = _check_distance_study(cfg["distance_study"], "distance_study", ck)
@@ -492,3 +538,33 @@ def check_profile(raw: Any, source: str = "profile") -> dict:
                 ck.fail(f"report.variants[{i}]", "must be a mapping {fixed: run id, variant: run id, change: text}")
     ck.raise_if_any()
     return cfg
+
+
+def with_defaults(cfg: dict) -> dict:
+    """A loaded profile with every default the stages apply written out (what ``pipeline show`` prints).
+
+    Each model's ``train`` block (and ``training``) gains :class:`TrainConfig`'s defaults for the keys it leaves
+    out, ``transforms`` included; ``evaluation`` and ``distance_study`` gain :data:`EVALUATION_DEFAULTS` and
+    :data:`DISTANCE_DEFAULTS`. ``cache_dir`` stays out: the pipeline sets it to the profile's work folder.
+    """
+    import copy
+
+    from reidlib.engine.config import TrainConfig
+
+    defaults = {f.name: copy.deepcopy(f.default) if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(TrainConfig)}
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+    recipe = {k: defaults[k] for k in training_keys() if k in defaults and k not in TRANSFORM_KEYS + ("cache_dir",)}
+    transforms = {k: defaults[k] for k in TRANSFORM_KEYS}
+
+    def fill(block: dict) -> dict:
+        return {**recipe, **block, "transforms": {**transforms, **(block.get("transforms") or {})}}
+
+    out = copy.deepcopy(cfg)
+    out["training"] = fill(out["training"])
+    for model in out["models"]:
+        model["train"] = fill(model["train"])
+    out["evaluation"] = {**EVALUATION_DEFAULTS, **out["evaluation"]}
+    if out.get("distance_study") is not None:
+        out["distance_study"] = {**DISTANCE_DEFAULTS, **out["distance_study"]}
+    return out
