@@ -12,42 +12,141 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from reidlib.figure_style import grid, handle, legend_beside, legend_rows, legend_under, style_for, wrap_title
+
 CORRECT_COLOUR = (0, 170, 0)
 WRONG_COLOUR = (220, 0, 0)
 QUERY_COLOUR = (90, 90, 90)
 
 
 def plot_cmc(results: Mapping[str, Mapping[str, Any]], max_rank: int = 50, title: str | None = None,
-             ax: Axes | None = None) -> Figure:
-    """CMC curves of several models on one figure (the paper's Figs 9-13, with the legend its code never drew).
+             ax: Axes | None = None, styles: Mapping[str, Mapping[str, Any]] | None = None) -> Figure:
+    """CMC curves of several models on one axes (the paper's Figs 9-13, with the legend its code never drew).
 
     Args:
         results: label -> an :func:`reidlib.evaluation.evaluate` result (``cmc`` as fractions; ``mAP`` optional).
         max_rank: ranks shown (1..max_rank, clipped to each curve's length).
         title: axes title; default "Cumulative Match Characteristic (CMC)".
         ax: draw into these axes instead of a new figure.
+        styles: label -> ``Axes.plot`` keywords (``color``, ``linestyle``, ``marker``), e.g.
+            :func:`reidlib.figure_style.model_style`; labels without one take the palette in order.
 
     Returns:
-        The figure. Labels read ``"<label> (R1 89.4%, mAP 75.5%)"``; the y axis is in percent.
+        The figure. Legend entries read ``"<label> (R1 89.4%, mAP 75.5%)"`` and sit off the data: under the axes
+        (a figure legend) when the figure is made here, right of ``ax`` otherwise; the y axis is in percent.
     """
     if not results:
         raise ValueError("plot_cmc needs at least one result")
-    fig = ax.figure if ax is not None else Figure(figsize=(6.4, 4.8))
-    ax = ax if ax is not None else fig.add_subplot()
-    for label, res in results.items():
-        if "cmc" not in res:
-            raise KeyError(f"result {label!r} has no 'cmc' entry (expected an evaluate() result)")
-        cmc = 100.0 * np.asarray(res["cmc"], dtype=float).ravel()[:max_rank]
+    own = ax is None
+    fig = Figure(figsize=(6.4, 4.0 + 0.22 * len(results)), layout="constrained") if own else ax.figure
+    ax = fig.add_subplot() if own else ax
+    top = 0.0
+    for i, (label, res) in enumerate(results.items()):
+        cmc = _cmc_percent(label, res, max_rank)
         text = f"{label} (R1 {cmc[0]:.1f}%" + (f", mAP {100.0 * float(res['mAP']):.1f}%)" if "mAP" in res else ")")
-        ax.plot(np.arange(1, len(cmc) + 1), cmc, marker="o", markersize=2.5, linewidth=1.4, label=text)
-    ax.set_xlabel("Rank")
-    ax.set_ylabel("Identification accuracy (%)")
+        style = {"marker": "o", "markersize": 3, "markevery": (i % 5, 5), **style_for(styles, label, i)}
+        ax.plot(np.arange(1, len(cmc) + 1), cmc, linewidth=1.5, label=text, **style)
+        top = max(top, float(cmc.max()))
+    _cmc_axes(ax, max_rank, top)
     ax.set_title(title or "Cumulative Match Characteristic (CMC)")
-    ax.set_xlim(1, max_rank)
-    ax.set_ylim(top=100.5)
-    ax.grid(True, alpha=0.35)
-    ax.legend(loc="lower right", fontsize="small")
+    if own:
+        legend_under(fig, ax.get_lines(), ncol=1)
+    else:
+        legend_beside(ax)
     return fig
+
+
+def plot_cmc_grid(panels: Mapping[str, Mapping[str, Mapping[str, Any]]], max_rank: int = 50,
+                  styles: Mapping[str, Mapping[str, Any]] | None = None, title: str | None = None,
+                  panel_colours: Mapping[str, str] | None = None) -> Figure:
+    """Small multiples of CMC curves: one panel per entry of ``panels`` (its title -> {label: evaluate result}),
+    one legend under the grid for every label.
+
+    ``styles``: label -> ``Axes.plot`` keywords, the same in every panel. ``panel_colours``: panel title -> one
+    colour for all its curves (then the legend shows the labels' line styles in black).
+    """
+    if not panels or not any(panels.values()):
+        raise ValueError("plot_cmc_grid needs at least one panel with a curve: {title: {label: result}}")
+    panels = {t: curves for t, curves in panels.items() if curves}
+    labels = list(dict.fromkeys(label for curves in panels.values() for label in curves))
+    look = {label: style_for(styles, label, i) for i, label in enumerate(labels)}
+    handles = [handle(label, {**look[label], **({"color": "black"} if panel_colours else {})}) for label in labels]
+    fig, axes = grid(len(panels), extra_height=legend_rows(handles, 3))
+    for ax, (panel, curves) in zip(axes, panels.items()):
+        top = 0.0
+        for label, res in curves.items():
+            cmc = _cmc_percent(label, res, max_rank)
+            colour = {"color": panel_colours[panel]} if panel_colours and panel in panel_colours else {}
+            ax.plot(np.arange(1, len(cmc) + 1), cmc, linewidth=1.5, **{**look[label], **colour})
+            top = max(top, float(cmc.max()))
+        _cmc_axes(ax, max_rank, top, fontsize=9)
+        ax.set_title(wrap_title(panel), fontsize=10)
+    _outer_labels(axes, "rank", "identification accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    legend_under(fig, handles)
+    return fig
+
+
+def plot_roc_grid(panels: Mapping[str, Mapping[str, tuple[Any, Any]]],
+                  styles: Mapping[str, Mapping[str, Any]] | None = None, title: str | None = None) -> Figure:
+    """ROC curves as small multiples: one panel per entry of ``panels`` (title -> {label: (far, tar)} as
+    fractions), a log FAR axis starting at the smallest positive FAR, TAR in percent, one legend under the grid."""
+    if not panels or not any(panels.values()):
+        raise ValueError("plot_roc_grid needs at least one panel with a curve: {title: {label: (far, tar)}}")
+    panels = {t: curves for t, curves in panels.items() if curves}
+    labels = list(dict.fromkeys(label for curves in panels.values() for label in curves))
+    look = {label: style_for(styles, label, i) for i, label in enumerate(labels)}
+    handles = [handle(label, look[label]) for label in labels]
+    fig, axes = grid(len(panels), extra_height=legend_rows(handles, 3))
+    for ax, (panel, curves) in zip(axes, panels.items()):
+        smallest = 1.0
+        for label, (far, tar) in curves.items():
+            far, tar = np.asarray(far, dtype=np.float64), np.asarray(tar, dtype=np.float64)
+            if far.shape != tar.shape or far.ndim != 1:
+                raise ValueError(f"curve {label!r} of panel {panel!r}: far and tar must be 1-D arrays of one "
+                                 f"length, got {far.shape} and {tar.shape}")
+            pos = far > 0
+            smallest = min(smallest, float(far[pos].min())) if pos.any() else smallest
+            ax.step(far[pos], 100.0 * tar[pos], where="post", linewidth=1.5, **look[label])
+        ax.set_xscale("log")
+        ax.set_xlim(smallest, 1.0)
+        ax.set_ylim(0.0, 101.0)
+        ax.grid(True, which="major", alpha=0.35)
+        ax.tick_params(labelsize=9)
+        ax.set_title(wrap_title(panel), fontsize=10)
+    _outer_labels(axes, "false accept rate", "true accept rate (%)")
+    if title:
+        fig.suptitle(title)
+    legend_under(fig, handles)
+    return fig
+
+
+def _cmc_percent(label: str, res: Mapping[str, Any], max_rank: int) -> np.ndarray:
+    if "cmc" not in res:
+        raise KeyError(f"result {label!r} has no 'cmc' entry (expected an evaluate() result)")
+    return 100.0 * np.asarray(res["cmc"], dtype=float).ravel()[:max_rank]
+
+
+def _cmc_axes(ax: Axes, max_rank: int, top: float, fontsize: float | None = None) -> None:
+    ax.set_xlim(1, max_rank)
+    ax.set_ylim(0.0, min(100.0, 10.0 * np.ceil(top / 10.0 + 0.05)) + 0.5)
+    ax.grid(True, alpha=0.35)
+    if fontsize is None:
+        ax.set_xlabel("Rank")
+        ax.set_ylabel("Identification accuracy (%)")
+    else:
+        ax.tick_params(labelsize=fontsize)
+
+
+def _outer_labels(axes: Sequence[Axes], xlabel: str, ylabel: str) -> None:
+    """Axis labels on the left column and on the lowest panel of each column only."""
+    cols = axes[0].get_subplotspec().get_gridspec().ncols
+    for i, ax in enumerate(axes):
+        if i % cols == 0:
+            ax.set_ylabel(ylabel, fontsize=9)
+        if i + cols >= len(axes):
+            ax.set_xlabel(xlabel, fontsize=9)
 
 
 def _bordered(path: str | Path, colour: tuple[int, int, int], width: int, height: int, border: int) -> np.ndarray:

@@ -64,11 +64,39 @@ def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
     return t.pivot_table(index=["model", "dataset"], columns="setting", values="R1/mAP", aggfunc="first")
 
 
-def plot_distance_cmc(curves: dict) -> dict:
-    """One CMC figure per trained model with a curve per metric."""
-    from reidlib.plots import plot_cmc
+METRIC_STYLES = {  # one line style and marker per distance, the same in every panel
+    "euclidean": {"linestyle": "-", "marker": "o"},
+    "cosine": {"linestyle": "--", "marker": "s"},
+    "correlation": {"linestyle": ":", "marker": "^"},
+    "cityblock": {"linestyle": "-.", "marker": "D"},
+    "minkowski": {"linestyle": (0, (5, 1)), "marker": "v"},
+}
 
-    return {run: plot_cmc(per_metric, title=f"CMC by distance: {run}") for run, per_metric in curves.items()}
+
+def plot_distance_cmc(curves: dict, table: pd.DataFrame | None = None):
+    """One figure for the whole study: a CMC panel per trained model, drawn in the model's colour, a curve per
+    metric (line style and marker), one legend under the grid.
+
+    ``curves``: ``{run: {metric: evaluate result}}`` from :func:`distance_study`; ``table`` (its rows) names each
+    panel with the model and dataset labels (else the run id).
+    """
+    from reidlib.figure_style import model_style
+    from reidlib.plots import plot_cmc_grid
+
+    rows = [] if table is None or table.empty else table[["run", "model", "dataset"]].to_dict("records")
+    names = {r["run"]: (r["model"], r["dataset"]) for r in rows}
+    datasets = {names[run][1] for run in curves if run in names}
+    one_dataset = len(datasets) == 1 and all(run in names for run in curves)
+    panels, colours = {}, {}
+    for run, per_metric in curves.items():
+        model, data = names.get(run, (run, ""))
+        panel = model if one_dataset or not data else f"{model}\non {data}"
+        panels[panel], colours[panel] = per_metric, model_style(run)["color"]
+    metrics = list(dict.fromkeys(metric for per in curves.values() for metric in per))
+    styles = {metric: {"markevery": (2 * i, 10), "markersize": 3.5, **METRIC_STYLES.get(metric, {})}
+              for i, metric in enumerate(metrics)}
+    title = "CMC by distance, L2-normalised features" + (f", {datasets.pop()}" if one_dataset else "")
+    return plot_cmc_grid(panels, styles=styles, title=title, panel_colours=colours)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -186,14 +214,20 @@ def best_distances(ranking: pd.DataFrame, verification: pd.DataFrame) -> pd.Data
     return pd.DataFrame(rows).set_index(["model", "dataset"])
 
 
-def plot_roc_by_dataset(roc: dict, metric: str = "cosine") -> dict:
-    """One ROC figure per test dataset with every model's curve under ``metric`` (log FAR axis)."""
-    from reidlib.evaluation.verification import plot_roc
+def plot_roc_by_dataset(roc: dict, metric: str = "cosine"):
+    """ROC curves under ``metric`` (L2-normalised features) as one figure: a panel per test dataset, a curve per
+    model in the model's colour, one legend under the grid (log FAR axis, TAR in %). ``None`` without curves."""
+    from reidlib.figure_style import model_style
+    from reidlib.plots import plot_roc_grid
 
     by_dataset: dict[str, dict] = {}
+    styles: dict[str, dict] = {}
     for run, rec in roc.items():
         if metric in rec["tar"]:
             by_dataset.setdefault(rec["dataset"], {})[rec["model"]] = (np.asarray(rec["far"]),
                                                                        np.asarray(rec["tar"][metric]))
-    return {data: plot_roc(curves, title=f"ROC ({metric}, L2-normalised): {data}")
-            for data, curves in sorted(by_dataset.items())}
+            styles[rec["model"]] = model_style(run)
+    if not by_dataset:
+        return None
+    return plot_roc_grid(dict(sorted(by_dataset.items())), styles=styles,
+                         title=f"Verification ROC, {metric} distance on L2-normalised features")

@@ -1,51 +1,105 @@
-"""The report stage's figures: CMC per evaluated dataset, ROC per dataset, loss and learning curves, ranked lists.
+"""The report stage's figures: CMC and ROC small multiples, learning curves per training set, ranked lists.
 
-Split from :mod:`reidlib.stages.report` (tables and text); the report notebook imports both.
-All accuracies are percentages (0-100).
+Every figure draws a model in the same colour (:func:`reidlib.figure_style.model_style`), keeps legends off the
+data and carries a human caption in its PNG metadata (``Title``), which :func:`figure_caption` reads back for the
+report. All accuracies are percentages (0-100).
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
 
 from reidlib.plots import save_figure
 
 from .common import as_eval
 from .distance import plot_roc_by_dataset
 
+_KIND_ORDER = {"test": 0, "zero-shot": 1, "fine-tuned": 2}
+
 
 def _distance_run(runs: dict) -> dict:
     return next((m for run_id, m in runs.items() if run_id.startswith("30_distance_study/")), {})
 
 
+def _style_of(run_id: str, m: dict) -> dict:
+    """The line style of a run's model: by its model run name, else its model name, else its run id."""
+    from reidlib.figure_style import model_style
+
+    return model_style(m.get("model_run") or m.get("model_name") or run_id)
+
+
+def _dataset_labels(runs: dict) -> dict[str, str]:
+    """Dataset key -> its label, from the runs that trained or fine-tuned on it."""
+    return {m["dataset_key"]: m["dataset_label"] for m in runs.values() if "dataset_key" in m and "dataset_label" in m}
+
+
+def cmc_panels(runs: dict) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(panel title -> {model label: evaluation}, model label -> line style) for the report's CMC grid.
+
+    One panel per evaluated split: each training set's test split, then the zero-shot evaluations, then the
+    fine-tuned ones; titles read e.g. "CUHK03-NP" or "VIPeR" over "zero-shot from CUHK01" (two lines).
+    """
+    labels = _dataset_labels(runs)
+    keyed: dict[tuple, dict] = {}
+    styles: dict[str, dict] = {}
+    for run_id, m in sorted(runs.items()):
+        if run_id.startswith("10_train/"):
+            evs = [(ev, "test" if ev["role"] == "test" else "zero-shot") for ev in m["evaluations"].values()]
+            source = m["dataset_label"]
+        elif run_id.startswith("20_finetune/") and "fine-tuned" in m["evaluations"]:
+            evs = [(m["evaluations"]["fine-tuned"], "fine-tuned")]
+            source = labels.get(m.get("source_key", ""), m.get("source_key", ""))
+        else:
+            continue
+        for ev, kind in evs:
+            title = ev["label"] if kind == "test" else f"{ev['label']}\n{kind} from {source}"
+            keyed.setdefault((_KIND_ORDER[kind], title), {})[m["model_label"]] = as_eval(ev)
+            styles[m["model_label"]] = _style_of(run_id, m)
+    return {title: curves for (_, title), curves in sorted(keyed.items())}, styles
+
+
+def learning_curve_groups(runs: dict) -> dict[str, dict]:
+    """Runs that trained, grouped into one learning-curve figure per training set: caption -> {run id: metrics}.
+
+    Training runs group by dataset ("Training on CUHK03-NP"), fine-tuning runs by source and target ("Fine-tuning
+    on CUHK01 from CUHK03-NP"), so within a figure each model appears once and keeps its colour.
+    """
+    labels = _dataset_labels(runs)
+    groups: dict[tuple, dict] = {}
+    for run_id, m in sorted(runs.items()):
+        if not m.get("history"):
+            continue
+        if run_id.startswith("10_train/"):
+            key = (0, f"Training on {m['dataset_label']}")
+        elif run_id.startswith("20_finetune/"):
+            source = labels.get(m.get("source_key", ""), m.get("source_key", ""))
+            key = (1, f"Fine-tuning on {m['dataset_label']} from {source}")
+        else:
+            continue
+        groups.setdefault(key, {})[run_id] = m
+    return {caption: group for (_, caption), group in sorted(groups.items())}
+
+
 def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
-    """CMC per evaluated dataset with every model on it (Figs 9-13), and the training curves of every run."""
-    from reidlib.plots import plot_cmc
+    """Write the report's figures into ``fig_dir`` and return their paths: the CMC grid (a panel per evaluated
+    split, every model on it: the paper's Figs 9-13), the verification ROC grid (a panel per dataset) and one
+    learning-curve figure per training set. Each PNG carries its caption (see :func:`figure_caption`)."""
+    from reidlib.plots import plot_cmc_grid
 
     fig_dir = Path(fig_dir)
-    by_dataset: dict[str, dict] = {}
-    for run_id, m in runs.items():
-        if run_id.startswith("10_train/"):
-            for ev in m["evaluations"].values():
-                tag = f"{ev['label']}" + ("" if ev["role"] == "test" else f" (zero-shot from {m['dataset_label']})")
-                by_dataset.setdefault(tag, {})[m["model_label"]] = as_eval(ev)
-        elif run_id.startswith("20_finetune/"):
-            ev = m["evaluations"]["fine-tuned"]
-            tag = f"{ev['label']} (fine-tuned from {m['source_key']})"
-            by_dataset.setdefault(tag, {})[m["model_label"]] = as_eval(ev)
     written = []
-    for tag, curves in sorted(by_dataset.items()):
-        fig = plot_cmc(curves, title=f"CMC: models trained for {tag}")
-        written.append(save_figure(fig, fig_dir / f"cmc_{_slug(tag)}.png"))
-    for data, fig in plot_roc_by_dataset(_distance_run(runs).get("roc") or {}).items():
-        written.append(save_figure(fig, fig_dir / f"roc_{_slug(data)}.png"))
-    loss_runs = {rid: m for rid, m in runs.items() if m.get("history")}
-    if loss_runs:
-        written.append(save_figure(plot_loss_curves(loss_runs), fig_dir / "loss_curves.png"))
-    trained = {rid: m for rid, m in loss_runs.items() if rid.startswith("10_train/")}
-    if trained:
-        written.append(save_figure(plot_learning_curves(trained), fig_dir / "learning_curves.png"))
+    panels, styles = cmc_panels(runs)
+    if panels:
+        caption = "CMC curves: every model on each evaluated split"
+        fig = plot_cmc_grid(panels, styles=styles, title=caption)
+        written.append(save_figure(fig, fig_dir / "cmc.png", metadata={"Title": caption}))
+    roc = plot_roc_by_dataset(_distance_run(runs).get("roc") or {})
+    if roc is not None:
+        caption = "Verification ROC: every model on each test split (cosine distance)"
+        written.append(save_figure(roc, fig_dir / "roc.png", metadata={"Title": caption}))
+    for caption, group in learning_curve_groups(runs).items():
+        fig = plot_learning_curves(group, title=caption)
+        name = "learning_curves_" + _slug(caption.replace("Training on ", "").replace("Fine-tuning on ", "ft_"))
+        written.append(save_figure(fig, fig_dir / f"{name}.png", metadata={"Title": f"Learning curves: {caption}"}))
     return written
 
 
@@ -72,83 +126,20 @@ def ranked_list_examples(runs: dict, out_dir: str | Path, num_queries: int = 4, 
     return written
 
 
-def plot_loss_curves(runs: dict):
-    """Total training loss per epoch for every run, one panel per dataset."""
-    import matplotlib.pyplot as plt
+def plot_learning_curves(runs: dict, title: str | None = None):
+    """Learning curves of training runs (run id -> metrics.json): a panel per loss term, train accuracy and the
+    selection split's rank-1 (%), one colour per model, one legend under the grid
+    (:func:`reidlib.learning_curves.plot_histories`). Labels add the dataset where the runs trained on several."""
+    from reidlib.learning_curves import plot_histories
 
-    groups: dict[str, list] = {}
-    for rid, m in runs.items():
-        groups.setdefault(f"{rid.split('/')[0]} · {m['dataset_label']}", []).append(m)
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
-    for ax, (title, ms) in zip(axes[0], sorted(groups.items())):
-        for m in ms:
-            df = pd.DataFrame(m["history"])
-            ax.plot(df["epoch"], df["loss"], marker=".", label=m["model_label"])
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_learning_curves(runs: dict):
-    """Per epoch, one line per training run: ID loss, triplet loss (dashed grey: its margin), train accuracy (%) and
-    the rank-1 (%) of whatever split selected the model (held-out ids; dashed: the test split, for paper-code runs).
-
-    A 2x2 grid with one colour per run in every panel and a single legend under the grid, so long run labels never
-    cover the curves."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    several_datasets = len({m["dataset_label"] for m in runs.values()}) > 1
-    fig, axes_grid = plt.subplots(2, 2)
-    axes = list(axes_grid.flat)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    margins: set = set()
-    handles: list = []
-    for i, (rid, m) in enumerate(sorted(runs.items())):
-        df = pd.DataFrame(m["history"])
-        label = f"{m['model_label']} on {m['dataset_label']}" if several_datasets else m["model_label"]
-        colour = colours[i % len(colours)]
-        if "loss_id" in df:
-            axes[0].plot(df["epoch"], df["loss_id"], marker=".", color=colour, label=label)
-        if "loss_triplet" in df and (df["loss_triplet"] > 0).any():
-            axes[1].plot(df["epoch"], df["loss_triplet"], marker=".", color=colour, label=label)
-            margins.add((m["train"].get("recipe") or {}).get("triplet_margin"))
-        if "train_acc" in df:
-            axes[2].plot(df["epoch"], 100.0 * df["train_acc"], marker=".", color=colour, label=label)
-        for col in ("val_rank1", "test_rank1"):
-            if col in df and df[col].notna().any():
-                sub = df[df[col].notna()]
-                test = col == "test_rank1"
-                axes[3].plot(sub["epoch"], 100.0 * sub[col], marker="o", markersize=3, color=colour,
-                             linestyle="--" if test else "-",
-                             label=f"{label} ({'TEST split' if test else 'held-out ids'})")
-        handles.append(Line2D([], [], color=colour, marker=".", label=label))
-    margin_values = sorted(x for x in margins if x)
-    for margin in margin_values:
-        axes[1].axhline(margin, color="grey", linestyle="--", linewidth=1, label=f"margin {margin}")
-        handles.append(Line2D([], [], color="grey", linestyle="--", label=f"triplet margin {margin}"))
-    triplet_title = "triplet loss (batch-hard)"
-    top = 5 * margin_values[-1] if margin_values else 0.0
-    if top and any(max(ln.get_ydata()) > top for ln in axes[1].lines):
-        axes[1].set_ylim(0, top)  # the first epochs' values would flatten the part that matters: near the margin
-        triplet_title += f"; axis cut at {top:g}"
-    titles = ("ID loss (label-smoothed CE)", triplet_title, "train accuracy (%)",
-              "rank-1 (%) of the selection split (dashed: the TEST split)")
-    for ax, title in zip(axes, titles):
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if not ax.lines:
-            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-    fig.set_size_inches(11, 6.0 + 0.2 * len(handles))  # one legend row per run and per margin
-    legend_height = 0.01 + 0.03 * len(handles)
-    fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, legend_height, 1, 1))
-    return fig
+    several = len({m["dataset_label"] for m in runs.values()}) > 1
+    histories, styles, margins = {}, {}, {}
+    for run_id, m in sorted(runs.items()):
+        label = f"{m['model_label']} on {m['dataset_label']}" if several else m["model_label"]
+        histories[label] = m.get("history") or []
+        styles[label] = _style_of(run_id, m)
+        margins[label] = (m.get("train", {}).get("recipe") or {}).get("triplet_margin")
+    return plot_histories(histories, styles=styles, margins=margins, title=title)
 
 
 def _slug(text: str) -> str:
@@ -156,8 +147,12 @@ def _slug(text: str) -> str:
 
 
 def figure_caption(path: Path) -> str:
-    """The caption of a report figure, from its file name."""
-    stem = path.stem
-    if stem.startswith("cmc_"):
-        return f"CMC curves: {stem[4:].replace('-', ' ')}"
-    return stem.replace("_", " ")
+    """The caption of a report figure: the ``Title`` its PNG carries, else its file name in words."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            title = (getattr(img, "text", None) or {}).get("Title")
+    except OSError:
+        title = None
+    return title or Path(path).stem.replace("_", " ").strip().capitalize()

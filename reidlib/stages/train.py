@@ -206,46 +206,36 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def plot_history(history: list[dict], title: str = "", triplet_margin: float | None = 0.3):
-    """Learning curves per epoch: the loss terms (log scale: the unweighted center loss is thousands of times the
-    others; the triplet margin dashed), train accuracy, and held-out rank-1 / mAP when evaluated (%)."""
-    import matplotlib.pyplot as plt
+def plot_history(history: list[dict], title: str = "", triplet_margin: float | None = 0.3,
+                 model_run: str | None = None, label: str | None = None):
+    """Learning curves of one run in its model's colour: a panel per loss term (the triplet margin dotted), train
+    accuracy and, where evaluated, held-out rank-1 (%); see :func:`reidlib.learning_curves.plot_histories`.
 
-    fig, (ax_l, ax_m, ax_r) = plt.subplots(1, 3, figsize=(12, 3.6))
-    if history:
-        df = pd.DataFrame(history)
-        for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
-            if (df[col] > 0).any():
-                ax_l.plot(df["epoch"], df[col], marker=".", label=col)
-        if triplet_margin and "loss_triplet" in df and (df["loss_triplet"] > 0).any():
-            ax_l.axhline(triplet_margin, color="grey", linestyle="--", linewidth=1, label="triplet margin")
-        ax_l.set_yscale("log")
-        ax_l.set_ylabel("loss (log scale)")
-        ax_l.legend(fontsize=7)
-        if "train_acc" in df:
-            ax_m.plot(df["epoch"], 100.0 * df["train_acc"], marker=".", color="tab:purple")
-        ax_m.set_ylabel("train accuracy (%)")
-        for col in ("val_rank1", "val_mAP", "test_rank1", "test_mAP"):
-            if col in df and df[col].notna().any():
-                sub = df[df[col].notna()]
-                ax_r.plot(sub["epoch"], 100.0 * sub[col], marker="o", label=col)
-        ax_r.set_ylabel("held-out identities (%)")
-        if ax_r.lines:
-            ax_r.legend(fontsize=7)
-        for ax in (ax_l, ax_m, ax_r):
-            ax.set_xlabel("epoch")
-    else:
-        ax_l.text(0.5, 0.5, "no training (evaluated as loaded)", ha="center", va="center")
-    for ax in (ax_l, ax_m, ax_r):
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    ``model_run`` picks the colour (:func:`reidlib.figure_style.model_style`); ``label`` names the run in the legend
+    (default: ``title``)."""
+    from reidlib.figure_style import model_style
+    from reidlib.learning_curves import plot_histories
+
+    name = label or title or "this run"
+    styles = {name: model_style(model_run)} if model_run else None
+    return plot_histories({name: history}, styles=styles, margins={name: triplet_margin}, title=title or None)
 
 
-def plot_outcome_cmc(outcome: Outcome, label: str):
-    """CMC curves of every evaluation of one run, on one figure."""
+EVALUATION_ROLES = {"test": "test split", "zero-shot": "zero-shot", "fine-tuned": "fine-tuned"}
+
+
+def plot_outcome_cmc(outcome: Outcome, label: str, model_run: str | None = None):
+    """CMC curves of every evaluation of one run on one axes, in its model's colour (``model_run``, see
+    :func:`reidlib.figure_style.model_style`), one line style per evaluated split; the legend sits right of the
+    axes."""
+    from reidlib.figure_style import DEFAULT_CYCLE, model_style
     from reidlib.plots import plot_cmc
 
-    curves = {f"{label} · {ev['label']} ({ev['role']})": as_eval(ev) for ev in outcome.evaluations.values()}
-    return plot_cmc(curves, title=f"CMC: {label}")
+    colour = model_style(model_run)["color"] if model_run else DEFAULT_CYCLE[0]
+    curves, styles = {}, {}
+    for i, ev in enumerate(outcome.evaluations.values()):
+        name = f"{ev['label']}, {EVALUATION_ROLES.get(ev['role'], ev['role'])}"
+        curves[name] = as_eval(ev)
+        styles[name] = {"color": colour, "linestyle": ("-", "--", ":", "-.")[i % 4], "marker": "os^D"[i % 4],
+                        "markersize": 2.5}
+    return plot_cmc(curves, title=f"CMC of {label}", styles=styles)
