@@ -84,8 +84,8 @@ def test_report_has_tables_and_figures(smoke_results):
     text = (out / "report.md").read_text()
     for heading in ("Table I", "Fine-tuning", "Distance study", "Complexity", "Total training time"):
         assert heading in text
-    assert list((out / "figures").glob("cmc_*.png"))
-    assert (out / "figures" / "loss_curves.png").is_file()
+    assert (out / "figures" / "cmc.png").is_file() and "](figures/cmc.png)" in text  # one grid, linked in the report
+    assert list((out / "figures").glob("learning_curves_*.png"))  # one figure per training set
     assert len(list((out / "figures" / "ranked_lists").rglob("*.png"))) >= 4  # synthetic data: kept in results
 
 
