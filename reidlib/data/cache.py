@@ -2,8 +2,9 @@
 
 The cached path of the trainer (``fit(..., data_path="cached")``) reads its batches from here instead of opening,
 decoding and resizing each image again every epoch. Each entry is exactly what the PIL pipeline has after its first
-step, ``Resize((height, width))`` on the decoded RGB image (PIL bilinear, as torchvision does on PIL images), so the
-augmentations that follow see the same pixels.
+step, ``Resize((height, width))`` on the RGB image :func:`reidlib.data.images.read_image` decodes (every PIL mode,
+16-bit included, converted by :func:`reidlib.data.images.to_rgb`; PIL bilinear resize, as torchvision does on PIL
+images), so the augmentations that follow see the same pixels.
 
 Layout: ``images`` is ``(N, height, width, 3)`` uint8 (HWC, PIL's own order). :meth:`ImageCache.batch` returns
 ``(B, 3, height, width)`` uint8 as a permuted view of a ``(B, height, width, 3)`` copy, i.e. already in the
@@ -30,7 +31,8 @@ from PIL import Image
 
 from .images import read_image
 
-CACHE_VERSION = 1
+# 2: images decoded by reidlib.data.images.to_rgb (16-bit gray scaled to 8 bits instead of clipped)
+CACHE_VERSION = 2
 # in-memory caches may take at most this share of the memory the kernel reports available
 MAX_MEMORY_FRACTION = 0.5
 

@@ -6,8 +6,9 @@ Layout (the raw download, *not* the paper code's restructured ``train/ val/ quer
     <dataset>/query/                query images
     <dataset>/bounding_box_test/    gallery images
 
-File names start with ``PID_cCAM`` and are parsed with the regex ``([-\\d]+)_c(\\d)`` on the file name:
-pid ``-1`` marks junk detections and is dropped everywhere; pid ``0`` marks distractors and stays in the
+File names start with ``PID_cCAM``: the regex ``(-?\\d+)_c(\\d)`` must match at the first character of the
+name (``0012_c2_00120002.png`` is pid 12, camera 2; ``Copy of 0012_c2_00120002.png`` is refused, not read as
+pid 12). pid ``-1`` marks junk detections and is dropped everywhere; pid ``0`` marks distractors and stays in the
 gallery as a negative; cameras ``c1..c9`` become camid ``0..8``.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Mapping, Sequence
 from .base import DatasetLayoutError, Item, ReIDDataset, listing, relabel
 from .registry import register_dataset
 
-MARKET_PATTERN = re.compile(r"([-\d]+)_c(\d)")
+MARKET_PATTERN = re.compile(r"(-?\d+)_c(\d)")  # matched at the start of the name
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 MARKET_SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 MARKET_LAYOUT_HELP = (
@@ -39,9 +40,10 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def parse_market_name(name: str) -> tuple[int, int] | None:
-    """``(pid, camid)`` from a Market-style file name (camid 0-based), or None when the name does not match."""
-    match = MARKET_PATTERN.search(name)
-    if match is None or not re.fullmatch(r"-?\d+", match.group(1)):
+    """``(pid, camid)`` from a Market-style file name (camid 0-based), or None unless the name *starts* with
+    ``PID_cCAM``."""
+    match = MARKET_PATTERN.match(name)
+    if match is None:
         return None
     pid, cam = int(match.group(1)), int(match.group(2))
     if pid < -1 or cam < 1:
@@ -69,9 +71,15 @@ def read_market_split(folder: Path) -> list[Item]:
         elif parsed[0] != -1:
             items.append((str(path), parsed[0], parsed[1]))
     if bad:
+        prefixed = [n for n in bad if MARKET_PATTERN.search(n)]
+        hint = ""
+        if prefixed:
+            start = MARKET_PATTERN.search(prefixed[0]).start()
+            hint = (f" {len(prefixed)} of them hold PID_cCAM after a prefix (e.g. {prefixed[0]!r}): rename them to "
+                    f"start with it ({prefixed[0][start:]!r}) or move the copies out of the folder.")
         raise DatasetLayoutError(
             f"{len(bad)} file name(s) in {folder} do not start with PID_cCAM (camera 1-9), "
-            f"e.g. {', '.join(bad[:5])}.\n{MARKET_LAYOUT_HELP}"
+            f"e.g. {', '.join(bad[:5])}.{hint}\n{MARKET_LAYOUT_HELP}"
         )
     if not items:
         raise DatasetLayoutError(f"split folder {folder} holds only junk images (pid -1), nothing to use.\n{MARKET_LAYOUT_HELP}")
