@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 
 DEFAULT_OPSET = 17
+# opsets the TorchScript exporter (dynamo=False) writes
+MIN_OPSET, MAX_OPSET = 7, 20
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 
@@ -152,6 +154,8 @@ def compare_with_torch(model: nn.Module, path: str | Path, batch: torch.Tensor) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from reidlib.argtypes import MAX_SIDE, MIN_SIDE, image_side, int_range
+    from reidlib.engine.checkpoint import CheckpointError
     from reidlib.models import list_models
 
     parser = argparse.ArgumentParser(prog="python -m reidlib.export", description=__doc__.splitlines()[0],
@@ -161,10 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="a local weights file (torchreid / torchvision / timm / reidlib state dict)")
     src.add_argument("--checkpoint", help="a reidlib training checkpoint: RUN/best.pt, RUN/last.pt or RUN/")
-    parser.add_argument("--height", type=int, default=256, help="input height in pixels (default 256)")
-    parser.add_argument("--width", type=int, default=128, help="input width in pixels (default 128)")
+    parser.add_argument("--height", type=image_side, default=256,
+                        help=f"input height in pixels, {MIN_SIDE}-{MAX_SIDE} (default 256)")
+    parser.add_argument("--width", type=image_side, default=128,
+                        help=f"input width in pixels, {MIN_SIDE}-{MAX_SIDE} (default 128)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--opset", type=int_range(MIN_OPSET, MAX_OPSET), default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
     args = parser.parse_args(argv)
     if args.weights and not args.model:
@@ -175,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, ident = load_embedding_model(args.model, weights=args.weights, checkpoint=args.checkpoint)
         out = export_onnx(model, args.out, args.height, args.width, opset=args.opset,
                           metadata=ident.as_dict(args.height, args.width))
-    except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
+    except (CheckpointError, ValueError, FileNotFoundError, TypeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     size_mb = out.stat().st_size / 2**20

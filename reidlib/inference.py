@@ -79,6 +79,9 @@ def load_embedding_model(name: str | None = None, weights: str | Path | None = N
     Raises:
         ValueError: both ``weights`` and ``checkpoint``; no ``name`` where one is needed; a checkpoint of
             another architecture than ``name``; weights that do not fit the architecture.
+        reidlib.engine.checkpoint.CheckpointError: (a ``ValueError``) a checkpoint that is empty, truncated,
+            corrupt or not a reidlib training checkpoint; the message names the file and what to do.
+        reidlib.models.weights.CheckpointReadError: (a ``ValueError``) the same for a weights file.
         FileNotFoundError: a missing weights or checkpoint file.
     """
     from reidlib.models import build_model, list_models
@@ -91,7 +94,7 @@ def load_embedding_model(name: str | None = None, weights: str | Path | None = N
         from reidlib.engine import load_checkpoint, load_model, resolve_checkpoint
 
         path = resolve_checkpoint(checkpoint)
-        spec = load_checkpoint(path).get("model_spec") or {}
+        spec = load_checkpoint(path, mmap=True, require=("model",)).get("model_spec") or {}  # tensors not read
         if name is not None and spec.get("name") not in (None, name):
             raise ValueError(f"checkpoint {path} holds a {spec.get('name')!r} model, not {name!r}; drop --model or "
                              f"pass --model {spec.get('name')}")

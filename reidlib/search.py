@@ -35,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -47,6 +48,8 @@ INDEX_FORMAT = "reidlib-search-index"
 INDEX_VERSION = 1
 GALLERY_CHUNK = 65_536
 QUERY_BLOCK = 256
+MAX_BATCH = 65_536  # --batch-size bound: a typo guard (a 64k batch at 256x128 is already ~25 GiB of input)
+MAX_THREADS = 1024
 
 
 class SearchError(Exception):
@@ -85,6 +88,8 @@ def embed_files(model: nn.Module, paths: Sequence[str | Path], height: int, widt
     from reidlib.data import ImageReadError, build_transforms, read_image
     from reidlib.runtime import autocast
 
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 image, got {batch_size}")
     device = torch.device("cpu")
     tf = build_transforms(int(height), int(width), is_train=False)
     was_training = model.training
@@ -199,13 +204,17 @@ class SearchIndex:
         path = Path(path)
         if not path.is_file():
             raise SearchError(f"index {path} does not exist; build it with `python -m reidlib.search index ...`")
-        with np.load(path, allow_pickle=False) as z:
-            if not {"feats", "paths", "meta"} <= set(z.files):
-                raise SearchError(f"{path} is not a reidlib search index (it holds {sorted(z.files)})")
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != INDEX_FORMAT:
-                raise SearchError(f"{path} is not a reidlib search index (format {meta.get('format')!r})")
-            return cls(z["feats"], z["paths"].tolist(), meta)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if not {"feats", "paths", "meta"} <= set(z.files):
+                    raise SearchError(f"{path} is not a reidlib search index (it holds {sorted(z.files)})")
+                meta = json.loads(str(z["meta"]))
+                if meta.get("format") != INDEX_FORMAT:
+                    raise SearchError(f"{path} is not a reidlib search index (format {meta.get('format')!r})")
+                return cls(z["feats"], z["paths"].tolist(), meta)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # truncated, not an npz, bad JSON
+            raise SearchError(f"index {path} cannot be read ({type(err).__name__}: {err}); it is truncated or not "
+                              "an index: build it again with `python -m reidlib.search index ...`") from err
 
     def resolve(self, rel: str, gallery_root: str | Path | None = None) -> str:
         """The path of a gallery image: ``gallery_root`` (default: the recorded one) joined with ``rel``."""
@@ -312,6 +321,8 @@ def query_index(index: SearchIndex, model: nn.Module, images: Sequence[str | Pat
         One dict per query, in input order: ``{"query": path, "results": [{"rank", "path", "score"}, ...]}``
         (score = cosine similarity, best first), or ``{"query": path, "error": reason}`` for an unreadable image.
     """
+    if int(top_k) < 1:
+        raise ValueError(f"top_k must be >= 1 result, got {top_k}")
     meta = index.meta
     emb = embed_files(model, [str(p) for p in images], meta["identity"]["height"], meta["identity"]["width"],
                       batch_size=batch_size, flip=meta["flip"], precision=meta["precision"], progress=progress,
@@ -333,9 +344,11 @@ def query_index(index: SearchIndex, model: nn.Module, images: Sequence[str | Pat
 def _thumbnail(path: str, height: int = 128) -> str:
     from PIL import Image
 
+    from reidlib.data.images import to_rgb
+
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb(img)
             img.thumbnail((height, height))
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
@@ -380,6 +393,11 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from reidlib.argtypes import MAX_SIDE, MIN_SIDE, image_side, int_range
+    from reidlib.engine.checkpoint import CheckpointError
+
+    batch = int_range(1, MAX_BATCH)
+    side = f"{MIN_SIDE}-{MAX_SIDE}"
     parser = argparse.ArgumentParser(prog="python -m reidlib.search", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -387,24 +405,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_model_args(pi, required=True)
     pi.add_argument("--gallery", required=True, help="folder of gallery images (searched recursively)")
     pi.add_argument("--out", required=True, help="the index file to write (.npz)")
-    pi.add_argument("--height", type=int, default=256, help="input height in pixels (default 256)")
-    pi.add_argument("--width", type=int, default=128, help="input width in pixels (default 128)")
-    pi.add_argument("--batch-size", type=int, default=64)
+    pi.add_argument("--height", type=image_side, default=256, help=f"input height in pixels, {side} (default 256)")
+    pi.add_argument("--width", type=image_side, default=128, help=f"input width in pixels, {side} (default 128)")
+    pi.add_argument("--batch-size", type=batch, default=64, help=f"images per forward pass, 1-{MAX_BATCH} (default 64)")
     pi.add_argument("--no-flip", action="store_true", help="do not average with the mirrored image")
     pi.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
                     help="fp32 (default), bf16 autocast, or auto (bf16 where the CPU has it natively); recorded")
     pq = sub.add_parser("query", help="search an index with query images; one JSON line per query on stdout")
     pq.add_argument("--index", required=True, help="an index written by `index`")
-    pq.add_argument("--top-k", type=int, default=10, help="results per query (default 10)")
+    pq.add_argument("--top-k", type=int_range(1), default=10, help="results per query, >= 1 (default 10)")
     pq.add_argument("--html", help="also write a self-contained HTML page of the results")
     pq.add_argument("--gallery-root", help="where the gallery folder is now, if it moved since indexing")
-    pq.add_argument("--height", type=int, help="must equal the index's (it is always used)")
-    pq.add_argument("--width", type=int, help="must equal the index's (it is always used)")
-    pq.add_argument("--batch-size", type=int, default=64)
+    pq.add_argument("--height", type=image_side, help="must equal the index's (it is always used)")
+    pq.add_argument("--width", type=image_side, help="must equal the index's (it is always used)")
+    pq.add_argument("--batch-size", type=batch, default=64, help=f"images per forward pass, 1-{MAX_BATCH} (default 64)")
     _add_model_args(pq, required=False)
     for p in (pi, pq):
-        p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; 1 is often fastest "
-                       "on a small CPU shared with other jobs)")
+        p.add_argument("--threads", type=int_range(1, MAX_THREADS),
+                       help="torch intra-op threads (default: torch's; 1 is often fastest on a small CPU shared with "
+                       "other jobs)")
     pq.add_argument("images", nargs="+", help="query image files")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
@@ -414,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "index":
             return _index(args, parser)
         return _query(args)
-    except (SearchError, ValueError, FileNotFoundError) as err:
+    except (SearchError, CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -447,8 +466,6 @@ def _index(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise SearchError(f"--top-k must be >= 1, got {args.top_k}")
     index = SearchIndex.load(args.index)
     model = model_for_index(index.meta, args.model, args.weights, args.checkpoint, args.height, args.width)
     missing = [p for p in args.images if not Path(p).is_file()]

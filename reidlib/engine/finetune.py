@@ -32,7 +32,7 @@ def load_model(checkpoint: str | Path, model: nn.Module | None = None,
     its classifier is resized to the checkpoint's class count if needed, then the weights are loaded (strict).
     """
     path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
+    state = load_checkpoint(path, map_location="cpu", require=("model", "num_classes"))
     if model is None:
         spec = state.get("model_spec")
         if not spec:

@@ -66,9 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import barrier, cleanup, init_distributed
     from .trainer import fit
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     options: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     options["milestones"] = tuple(options["milestones"])
+    try:  # TrainConfig's range checks (--epochs >= 1, --lr > 0, ...) as parser errors: one line, exit status 2
+        TrainConfig.from_kwargs(**options)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
     info = init_distributed(args.backend)
     try:
         if not info.is_main:
