@@ -63,8 +63,10 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
            "epochs": 20, "input": "256x128", "hardware": "2-core CPU", "R1": 43.0, "mAP": 41.0, "differs": "no center"}
     table = comparison_table({"10_train/cuhk03-osnet": run}, [ref])
     assert len(table) == sum(len(v) for v in PAPER_TABLE_I.values()) + 2
-    ours = table[table["source"].str.contains("cuhk03-osnet")].iloc[0]
-    assert ours["R1 / mAP"] == "50.0 / 45.0"
+    ours = table[table["run"] == "`10_train/cuhk03-osnet`"].iloc[0]
+    assert ours["R1 / mAP (%) [95% CI]"] == "50.0 [n/a] / 45.0 [n/a]"  # a record made before intervals
+    assert len(comparison_table({"10_train/cuhk03-osnet": run})) == sum(len(v) for v in PAPER_TABLE_I.values()) + 1
+    assert list(comparison_table({}, [ref], paper=False)["source"]) == ["peer"]
     assert ours["init"] == "osnet_x0_25_msmt17" and ours["hardware"] == "AMD EPYC, 2 cores, 2 threads"
     assert ours["what differs from the paper"] == "differs in data, init, epochs, hardware; 20.0 min of training"
     peer = table[table["source"] == "peer"].iloc[0]
@@ -174,25 +176,43 @@ def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
     assert "stopped early" not in lines["10_train/full"]
 
 
+def _per_query(r1: float, m_ap: float, spread: float = 0.0, n_ids: int = 20) -> dict:
+    """A record's intervals and per-query block: 2 queries per identity, mean AP ``m_ap`` % (constant per query,
+    or +/- ``spread`` alternating by identity), a rank-1 hit on the first ``r1`` % of the queries."""
+    from reidlib.evaluation import bootstrap_ci
+    from reidlib.stages.uncertainty import encode_per_query
+
+    pids = np.repeat(np.arange(n_ids), 2)
+    ap = m_ap / 100 + spread / 100 * np.where(pids % 2 == 0, 1.0, -1.0)
+    first = np.where(np.arange(2 * n_ids) < round(r1 / 100 * 2 * n_ids), 1, 7)
+    ci = bootstrap_ci({"R1": first == 1, "mAP": ap}, pids)
+    return {"ci95": {k: [100 * v for v in ci[k]] for k in ci},
+            "per_query": encode_per_query({"pid": pids, "first_hit": first, "ap": ap})}
+
+
 def _scratch_run(model_name: str, label: str, r1: float, m_ap: float, select_on: str = "val",
-                 history: list[dict] | None = None) -> dict:
+                 history: list[dict] | None = None, spread: float | None = None) -> dict:
+    extra = _per_query(r1, m_ap, spread) if spread is not None else {}
     return {"model_name": model_name, "model_label": label, "dataset_label": "CUHK03-NP",
-            "evaluations": {"test": {"label": "CUHK03-NP", "role": "test", "R1": r1, "mAP": m_ap}},
+            "evaluations": {"test": {"label": "CUHK03-NP", "role": "test", "R1": r1, "mAP": m_ap, **extra}},
             "train": {"init": "random", "image_size": [128, 64], "epochs_completed": 30, "train_seconds": 1800.0,
                       "device": "cpu", "select_on": select_on, "recipe": {"triplet_margin": 0.3}},
             "history": history or []}
 
 
-def _three(resnet_map: float, osnet_map: float, mnv3_map: float) -> dict:
-    return {"10_train/r": _scratch_run("bot_resnet50", "ResNet50", 30.0, resnet_map),
-            "10_train/o": _scratch_run("osnet_x0_25", "OSNet", 25.0, osnet_map),
-            "10_train/m": _scratch_run("mnv3_siamese", "MNV3", 20.0, mnv3_map)}
+def _three(resnet_map: float, osnet_map: float, mnv3_map: float, spread: float | None = 0.0) -> dict:
+    return {"10_train/r": _scratch_run("bot_resnet50", "ResNet50", 30.0, resnet_map, spread=spread),
+            "10_train/o": _scratch_run("osnet_x0_25", "OSNet", 25.0, osnet_map,
+                                       spread=None if spread is None else -spread),  # the opposite identities
+            "10_train/m": _scratch_run("mnv3_siamese", "MNV3", 20.0, mnv3_map, spread=spread)}
 
 
 @pytest.mark.parametrize("maps, verdict", [
-    ((30.0, 20.0, 19.0), "It holds here: ResNet50 leads by 10.0 mAP points and the other two are 1.0 points apart."),
-    ((30.0, 26.0, 19.0), "It holds only in part: ResNet50 leads by 4.0 mAP points, but the other two are 7.0 points"),
-    ((20.0, 26.0, 19.0), "It does not hold here: OSNet is ahead of ResNet50 by 6.0 mAP points"),
+    ((30.0, 20.0, 19.0), "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0] mAP "
+                         "points (paper: ResNet50 ahead; agrees)"),
+    ((30.0, 26.0, 19.0), "It holds only in part, by paired 95 % intervals: ResNet50 minus OSNet +4.0 [4.0, 4.0]"),
+    ((20.0, 26.0, 19.0), "It does not hold here, by paired 95 % intervals: ResNet50 minus OSNet -6.0 [-6.0, -6.0] "
+                         "mAP points (paper: ResNet50 ahead; reversed)"),
 ])
 def test_ranking_paragraph_judges_the_papers_ranking_from_the_numbers(maps, verdict):
     from reidlib.stages.report import ranking_paragraph
@@ -269,3 +289,84 @@ def test_learning_curves_keep_one_colour_per_run_and_cut_the_triplet_axis_near_t
     assert "axis cut at 1.5" in tri_ax.get_title()
     assert [ln.get_marker() for ln in r1_ax.lines] == ["o", "x"]  # crosses: selected on the test split
     assert [t.get_text() for t in fig.legends[0].get_texts()][-2:] == ["held-out identities", "TEST split"]
+
+
+def test_ranking_paragraph_works_for_any_set_of_runs_and_leaves_out_failed_ones():
+    from reidlib.stages.report import ranking_paragraph
+
+    two = {k: v for k, v in _three(30.0, 20.0, 19.0).items() if k != "10_train/m"}
+    text = ranking_paragraph(two, ["10_train/r", "10_train/o"])
+    assert "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0]" in text
+    four = dict(_three(30.0, 20.0, 19.0), **{"10_train/v": _scratch_run("mnv3_siamese", "MNV3 v", 5.0, 0.5,
+                                                                          spread=0.0)})
+    ids = ["10_train/r", "10_train/o", "10_train/m", "10_train/v"]
+    assert "It holds" in ranking_paragraph(four, ids, failed={"10_train/v": "near chance"})
+    left = ranking_paragraph(four, ids, failed={"10_train/v": "near chance", "10_train/o": "collapsed"})
+    assert "OSNet is left out of the judgement: collapsed." in left and "minus OSNet" not in left
+    old = ranking_paragraph(_three(30.0, 20.0, 19.0, spread=None), ids[:3])
+    assert "no interval and no ranking verdict" in old and "It holds" not in old
+
+
+def test_at_a_glance_names_a_best_model_only_beyond_noise_and_says_what_it_rests_on():
+    from reidlib.stages.findings import at_a_glance
+
+    clear = at_a_glance(_three(30.0, 20.0, 19.0), {}, {}, "p")
+    assert clear.startswith("On CUHK03-NP the best model is **ResNet50** (rank-1 30.0 [")
+    assert "its mAP lead over OSNet is +10.0 [10.0, 10.0] points (paired 95 % interval), beyond noise." in clear
+    assert "init random, 30 epochs, input 128x64" in clear and "seed" in clear
+    assert "not seed-to-seed or CPU-kind" in clear
+    noisy = at_a_glance(_three(21.0, 20.0, 19.0, spread=8.0), {}, {}, "p")
+    assert "ResNet50 has the highest mAP" in noisy and "is within noise: no model is named best." in noisy
+    # the collapsed leader is left out: the next one is judged against the third
+    out = at_a_glance(_three(30.0, 20.0, 19.0), {"ranking": ["10_train/r", "10_train/o", "10_train/m"]},
+                      {"10_train/r": "its test rank-1 is within 2 points of chance"}, "p")
+    assert "the best model is **OSNet**" in out and "ResNet50" not in out.split("Left out")[0]
+    assert "Left out of every ranking claim: ResNet50 (`10_train/r`), its test rank-1 is within 2" in out
+    sentences = [s for s in out.split(". ") if s]
+    assert 3 <= len(sentences) <= 5
+
+
+def test_learning_check_verdicts_exclude_near_chance_and_collapsed_runs(tmp_path):
+    from reidlib.stages.findings import failed_runs, learning_verdict
+    from reidlib.stages.report import learning_check
+
+    assert learning_verdict(1.1, 0.07, 1.0) == "near chance"  # 1.0 point above chance
+    assert learning_verdict(3.4, 0.07, 0.85) == "learned"
+    assert learning_verdict(50.0, 0.1, 0.05) == "collapsed"
+    assert learning_verdict(1.5, None, None) == "near chance"  # chance unknown: taken as 0
+    runs = {"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
+            "10_train/collapsed": _trained_run(tmp_path, 9.0, np.ones((4, 3)))}
+    table = learning_check(runs, {"D": 0.5})
+    assert list(table["verdict"]) == ["near chance", "collapsed"]
+    failed = failed_runs(table)
+    assert failed["10_train/a"] == "its test rank-1 (2.0 %) is within 2 points of chance (chance 0.50 %)"
+    assert failed["10_train/collapsed"].startswith("its test features have collapsed")
+
+
+def test_report_opens_with_at_a_glance_and_says_once_how_to_get_intervals(tmp_path):
+    from reidlib.stages.report import write_report
+
+    old = _three(30.0, 20.0, 19.0, spread=None)
+    text = write_report(old, tmp_path, profile="p", description="d", profile_path="p.yaml")
+    assert text.split("\n")[2] == "## At a glance"
+    assert text.count("`./run_all.sh p` regenerates them") == 1
+    assert "30.0 [n/a] / 30.0 [n/a]" in text
+    new = write_report(_three(30.0, 20.0, 19.0), tmp_path, profile="p", description="d", profile_path="p.yaml",
+                       report={"ranking": ["10_train/r", "10_train/o", "10_train/m"]})
+    assert "regenerates them" not in new and "[n/a]" not in new
+    assert " / 30.0 [30.0, 30.0]" in new  # mAP constant per query: a degenerate interval
+    assert "the best model is **ResNet50**" in new and "It holds here" in new
+
+
+def test_variant_and_finetune_gains_carry_paired_intervals():
+    from reidlib.stages.report import finetune_table, variant_table
+
+    runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5, spread=0.0),
+            "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test",
+                                           spread=0.0)}
+    row = variant_table(runs, [{"fixed": "10_train/fixed", "variant": "10_train/paper"}]).iloc[0]
+    assert row["mAP gain, paired 95% CI"] == "+7.5 [+7.5, +7.5]"
+    zero, tuned = runs["10_train/paper"]["evaluations"]["test"], runs["10_train/fixed"]["evaluations"]["test"]
+    ft = {"20_finetune/x": {"model_label": "MNV3", "source_key": "a", "dataset_key": "b", "train": {},
+                            "evaluations": {"zero-shot": zero, "fine-tuned": tuned}}}
+    assert finetune_table(ft).iloc[0]["mAP gain (paired 95% CI)"] == "+7.5 [+7.5, +7.5]"

@@ -50,9 +50,53 @@ def test_verification_separates_clean_features_and_compares_the_pair_head(tmp_pa
     assert set(roc) == {"d-clean", "d-noisy"} and len(roc["d-clean"]["tar"]["cosine"]) == len(distance.ROC_GRID)
     best = distance.best_distances(
         distance.distance_study([clean], metrics=["cosine", "cityblock"], normalize=[True], rerank=False)[0], table)
-    assert best.loc[("CLEAN", "D"), "best for verification (AUC %)"].startswith(("cosine", "euclidean"))
+    assert best.loc[("CLEAN", "D"), "highest verification AUC (%, no interval)"].startswith(("cosine", "euclidean"))
+    assert best.loc[("CLEAN", "D"), "best for ranking (paired 95% CI, points)"].endswith("mAP; interval n/a)")
 
 
 def test_verification_can_be_switched_off(tmp_path):
     table, head, roc = distance.verification_study([_run(tmp_path, 0.1)], metrics=["cosine"], enabled=False)
     assert table.empty and head.empty and roc == {}
+
+
+def test_distance_rows_carry_intervals_and_paired_differences(tmp_path):
+    noisy = _run(tmp_path, 1.5, "noisy")
+    table, curves = distance.distance_study([noisy], metrics=["euclidean", "cosine", "cityblock"], normalize=[True],
+                                            rerank=True)
+    row = table.set_index("metric").loc["cosine"]
+    lo, hi = row["ci95"]["mAP"]
+    assert lo <= row["mAP"] <= hi and row["ci95"]["R1"][0] <= row["R1"] <= row["ci95"]["R1"][1]
+    assert len(row["per_query"]["ap"].split()) == 12 and "pid" not in row["per_query"]
+    paired = distance.paired_distance_table(table, curves, reference="euclidean (L2)").set_index(
+        ["comparison", "setting"])
+    # on L2-normalised features cosine ranks exactly as euclidean: a paired difference of zero, interval [0, 0]
+    same = paired.loc[("vs reference", "cosine (L2)")]
+    assert (same["mAP diff"], same["mAP ci95"], same["R1 ci95"]) == (pytest.approx(0.0), [0.0, 0.0], [0.0, 0.0])
+    assert ("vs reference", "sqeuclidean (L2) +RK") in paired.index
+    lead = paired.xs("lead", level="comparison")
+    assert len(lead) == 1 and lead["mAP diff"].iloc[0] >= 0
+    verdicts = distance.distance_verdicts(paired.reset_index())
+    assert "re-ranking gain over euclidean (L2)" in verdicts.columns
+
+
+def _pq_row(metric: str, aps: list[float]) -> dict:
+    return {"run": "d-m", "model": "M", "dataset": "D", "metric": metric, "normalized": True, "rerank": "none",
+            "R1": 100.0 * np.mean([a == 1.0 for a in aps]), "mAP": 100.0 * float(np.mean(aps)),
+            "per_query": {"first_hit": " ".join("1" if a == 1.0 else "3" for a in aps),
+                          "ap": " ".join(str(a) for a in aps)}}
+
+
+def test_a_best_distance_is_named_only_when_its_lead_excludes_zero():
+    import pandas as pd
+
+    pids = np.repeat(np.arange(20), 2)
+    curves = {"d-m": {"euclidean": {"per_query": {"pid": pids}}}}
+    base = [0.5] * 40
+    clear = [0.75] * 40  # every query better: the lead's interval is [25, 25] points
+    table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", clear)])
+    best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))
+    assert best.iloc[0, 0] == "cosine (L2) (+25.0 [25.0, 25.0] mAP over euclidean (L2))"
+    mixed = [0.5 + (0.25 if i % 4 == 0 else -0.05) for i in range(40)]  # higher mean, spread over identities
+    table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", mixed)])
+    best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))
+    assert best.iloc[0, 0].startswith("within noise (highest: cosine (L2), +2.5 [")

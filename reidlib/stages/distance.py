@@ -14,6 +14,11 @@ import pandas as pd
 from .common import read_metrics, require_file, summarize
 
 
+def setting_label(metric: str, normalized: bool, rerank: str | None = None) -> str:
+    """A distance setting as the tables name it, e.g. ``"cosine (L2)"`` or ``"sqeuclidean (L2) +RK"``."""
+    return metric + (" (L2)" if normalized else "") + (" +RK" if rerank and rerank != "none" else "")
+
+
 def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: list[bool], p: float = 3,
                    rerank: bool = True, evaluation: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Evaluate every trained model's stored test features under each metric and normalisation.
@@ -21,10 +26,17 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
     With ``rerank``, one more row per model: k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) over squared
     euclidean distances of L2-normalised features, BoT's setting, whatever the profile's evaluation metric.
 
+    Each row carries ``ci95`` (percent, identity bootstrap) and ``per_query`` (``first_hit`` and ``ap`` strings,
+    see :mod:`reidlib.stages.uncertainty`); the queries' identities, the same for every row of a run (and those of
+    the run's test record), are in each curve's ``per_query["pid"]``.
+
     Returns:
-        (table with one row per run x metric x normalisation, curves {run: {metric: evaluate-result}})
+        (table with one row per run x metric x normalisation, curves {run: {metric: evaluate-result}} of the
+        L2-normalised settings without re-ranking)
     """
     from reidlib.evaluation import FeatureSet, evaluate_features
+
+    from .uncertainty import eval_kwargs, record_extras
 
     evaluation = evaluation or {}
     rows, curves = [], {}
@@ -45,23 +57,109 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
             t0 = time.time()
             res = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids, metric=metric,
                                     normalize=norm, p=p, max_rank=evaluation.get("max_rank", 50),
-                                    protocol=feats.get("protocol", "market"), rerank=bool(rr) or None)
+                                    protocol=feats.get("protocol", "market"), rerank=bool(rr) or None,
+                                    **eval_kwargs())
             rows.append({"run": run, "model": m["model_label"], "dataset": m["dataset_label"], "metric": metric,
                          "normalized": norm, "rerank": rr or "none", **summarize(res),
-                         "seconds": round(time.time() - t0, 2), "p": str(p) if metric == "minkowski" else "-"})
+                         "seconds": round(time.time() - t0, 2), "p": str(p) if metric == "minkowski" else "-",
+                         **record_extras(res, with_pid=False)})
             if norm and not rr:
                 curves[run][metric] = res
     return pd.DataFrame(rows), curves
 
 
+def reference_setting(evaluation: dict | None) -> str:
+    """The setting of the profile's test evaluation (what every test record reports), e.g. ``"euclidean (L2)"``."""
+    evaluation = evaluation or {}
+    return setting_label(evaluation.get("metric", "euclidean"), bool(evaluation.get("normalize", True)))
+
+
+def _with_pids(row: dict, pids) -> dict:
+    return {**row, "per_query": {**(row.get("per_query") or {}), "pid": pids}} if row.get("per_query") else row
+
+
+def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "euclidean (L2)") -> pd.DataFrame:
+    """Paired differences (points, same model and queries, 95 % identity-bootstrap intervals) per run.
+
+    Rows with ``comparison == "vs reference"``: every setting minus the profile's ``reference`` setting (re-ranking
+    included). One row with ``comparison == "lead"``: the plain setting (no re-ranking) with the highest mAP minus
+    the runner-up. Columns: ``run, model, dataset, comparison, setting, versus, R1 diff, R1 ci95, mAP diff,
+    mAP ci95``. ``table``, ``curves``: :func:`distance_study`'s (the curves give the queries' identities; a run
+    without L2-normalised curves is left out).
+    """
+    from .uncertainty import paired
+
+    if table.empty:
+        return pd.DataFrame()
+    rows = []
+
+    def add(kind: str, row: dict, label: str, other: dict, other_label: str) -> None:
+        r1, m_ap = paired(row, other, "R1"), paired(row, other, "mAP")
+        if r1 is not None and m_ap is not None:
+            rows.append({"run": row["run"], "model": row["model"], "dataset": row["dataset"], "comparison": kind,
+                         "setting": label, "versus": other_label, "R1 diff": r1["difference"], "R1 ci95": r1["ci95"],
+                         "mAP diff": m_ap["difference"], "mAP ci95": m_ap["ci95"]})
+
+    for run, grp in table.groupby("run", sort=True):
+        pids = (next(iter(curves.get(run, {}).values()), None) or {}).get("per_query", {}).get("pid")
+        if pids is None:
+            continue
+        by_label = {setting_label(r["metric"], r["normalized"], r["rerank"]):
+                    {**r, "per_query": {**(r.get("per_query") or {}), "pid": pids}} for r in grp.to_dict("records")}
+        if reference in by_label:
+            for label, row in by_label.items():
+                if label != reference:
+                    add("vs reference", row, label, by_label[reference], reference)
+        plain = sorted(((r["mAP"], label) for label, r in by_label.items() if r["rerank"] == "none"), reverse=True)
+        if len(plain) >= 2:
+            (_, top), (_, second) = plain[0], plain[1]
+            add("lead", by_label[top], top, by_label[second], second)
+    return pd.DataFrame(rows)
+
+
+def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
+    """Per model x dataset: the best plain distance, named only where its paired lead over the runner-up excludes
+    zero ("within noise" otherwise), and the re-ranking gain over the reference setting (points, 95 % CI)."""
+    from .uncertainty import fmt_interval
+
+    if paired_rows is None or paired_rows.empty:
+        return pd.DataFrame()
+    out = []
+    for (model, data), grp in paired_rows.groupby(["model", "dataset"], sort=True):
+        row = {"model": model, "dataset": data}
+        lead = grp[grp["comparison"] == "lead"]
+        if not lead.empty:
+            top = lead.iloc[0]
+            margin = f"{top['mAP diff']:+.1f} {fmt_interval(top['mAP ci95'])} mAP over {top['versus']}"
+            row["best distance for ranking"] = (f"{top['setting']} ({margin})" if top["mAP ci95"][0] > 0
+                                                else f"within noise (highest: {top['setting']}, {margin})")
+        rk = grp[(grp["comparison"] == "vs reference") & grp["setting"].str.endswith("+RK")]
+        if not rk.empty:
+            g = rk.iloc[0]
+            row["re-ranking gain over " + g["versus"]] = (f"R1 {g['R1 diff']:+.1f} {fmt_interval(g['R1 ci95'])}, "
+                                                         f"mAP {g['mAP diff']:+.1f} {fmt_interval(g['mAP ci95'])}")
+        out.append(row)
+    return pd.DataFrame(out).set_index(["model", "dataset"])
+
+
 def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rank-1 / mAP per model x dataset (rows) and metric (columns)."""
+    """Rank-1 and mAP (%) with their 95 % intervals per model x dataset x distance setting (one row each).
+
+    Rows made before intervals existed show ``n/a`` for the interval.
+    """
+    from .uncertainty import fmt_value
+
     if table.empty:
         return table
-    t = table.copy()
-    t["setting"] = t["metric"] + np.where(t["normalized"], " (L2)", "") + np.where(t["rerank"] != "none", " +RK", "")
-    t["R1/mAP"] = t["R1"].map("{:.1f}".format) + " / " + t["mAP"].map("{:.1f}".format)
-    return t.pivot_table(index=["model", "dataset"], columns="setting", values="R1/mAP", aggfunc="first")
+    rows = []
+    for r in table.to_dict("records"):
+        ev = {k: r[k] for k in ("R1", "mAP")}
+        if isinstance(r.get("ci95"), dict):
+            ev["ci95"] = r["ci95"]
+        rows.append({"model": r["model"], "dataset": r["dataset"],
+                     "distance": setting_label(r["metric"], r["normalized"], r["rerank"]),
+                     "R1 [95% CI]": fmt_value(ev, "R1"), "mAP [95% CI]": fmt_value(ev, "mAP")})
+    return pd.DataFrame(rows).set_index(["model", "dataset", "distance"]).sort_index()
 
 
 METRIC_STYLES = {  # one line style and marker per distance, the same in every panel
@@ -185,32 +283,66 @@ def verification_study(train_metrics: Iterable[str], metrics: list[str], p: floa
 
 
 def pivot_verification_table(table: pd.DataFrame) -> pd.DataFrame:
-    """AUC / EER / TAR@FAR=1e-2 / TAR@FAR=1e-3 (%) per model x dataset (rows) and distance (columns)."""
+    """AUC, EER, TAR@FAR=1e-2 and TAR@FAR=1e-3 (%), one column each, per model x dataset x distance (rows)."""
     if table.empty:
         return table
-    t = table.copy()
-    t["AUC / EER / TAR@1e-2 / TAR@1e-3"] = (t["AUC"].map("{:.1f}".format) + " / " + t["EER"].map("{:.1f}".format)
-                                            + " / " + t["TAR@FAR=1e-2"].map("{:.1f}".format) + " / "
-                                            + t["TAR@FAR=1e-3"].map("{:.1f}".format))
-    return t.pivot_table(index=["model", "dataset"], columns="method", values="AUC / EER / TAR@1e-2 / TAR@1e-3",
-                         aggfunc="first")
+    cols = ["AUC", "EER", "TAR@FAR=1e-2", "TAR@FAR=1e-3"]
+    t = table.rename(columns={"method": "distance"}).set_index(["model", "dataset", "distance"])[cols]
+    return t.sort_index().round(1)
 
 
-def best_distances(ranking: pd.DataFrame, verification: pd.DataFrame) -> pd.DataFrame:
-    """Per model x dataset: the distance with the best mAP (ranking, normalised features, no re-ranking) and the
-    one with the best AUC (verification), side by side."""
-    if ranking.empty or verification.empty:
+def distance_summary(paired_rows: pd.DataFrame) -> str:
+    """A paragraph (markdown) from :func:`paired_distance_table`: the re-ranking gain per model, then on how many
+    models one plain distance leads the runner-up beyond noise (paired 95 % intervals, points)."""
+    from .uncertainty import fmt_interval
+
+    if paired_rows is None or paired_rows.empty:
+        return "No paired comparison of distances is available (the study has no per-query results)."
+    parts = []
+    rk = paired_rows[(paired_rows["comparison"] == "vs reference") & paired_rows["setting"].str.endswith("+RK")]
+    if not rk.empty:
+        gains = "; ".join(f"{r['model']} on {r['dataset']} {r['R1 diff']:+.1f} {fmt_interval(r['R1 ci95'])} / "
+                          f"{r['mAP diff']:+.1f} {fmt_interval(r['mAP ci95'])}" for r in rk.to_dict("records"))
+        parts.append(f"k-reciprocal re-ranking changes rank-1 / mAP against {rk['versus'].iloc[0]} by {gains} "
+                     "(points, paired 95 % intervals over the same queries).")
+    lead = paired_rows[paired_rows["comparison"] == "lead"]
+    if not lead.empty:
+        clear = lead[[ci[0] > 0 for ci in lead["mAP ci95"]]]
+        named = "; ".join(f"{r['setting']} on {r['model']} ({r['dataset']}), {r['mAP diff']:+.1f} "
+                          f"{fmt_interval(r['mAP ci95'])} mAP over {r['versus']}" for r in clear.to_dict("records"))
+        parts.append(f"Without re-ranking, the distance with the highest mAP leads the runner-up beyond noise on "
+                     f"{len(clear)} of {len(lead)} models" + (f": {named}." if named else ".")
+                     + (" On the others the distances are within noise of each other."
+                        if len(clear) < len(lead) else ""))
+    return " ".join(parts)
+
+
+def best_distances(ranking: pd.DataFrame, verification: pd.DataFrame,
+                   paired_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per model x dataset: which distance ranks best, and which has the highest verification AUC.
+
+    For ranking (no re-ranking), the distance with the highest mAP is named only where the paired 95 % interval of
+    its lead over the runner-up excludes zero (``paired_rows`` from :func:`paired_distance_table`); otherwise the
+    cell says "within noise". Without paired rows (studies made before intervals existed) the highest mAP is shown
+    with "interval n/a". The AUC column has no interval.
+    """
+    if ranking.empty:
         return pd.DataFrame()
-    plain = ranking[(ranking["rerank"] == "none") & ranking["normalized"]]
+    verdicts = distance_verdicts(paired_rows) if paired_rows is not None else pd.DataFrame()
     rows = []
-    for (model, data), grp in plain.groupby(["model", "dataset"], sort=True):
-        best_rank = grp.loc[grp["mAP"].idxmax()]
-        ver = verification[(verification["model"] == model) & (verification["dataset"] == data)]
-        best_ver = ver.loc[ver["AUC"].idxmax()] if not ver.empty else None
-        rows.append({"model": model, "dataset": data,
-                     "best for ranking (mAP %)": f"{best_rank['metric']} ({best_rank['mAP']:.1f})",
-                     "best for verification (AUC %)": (f"{best_ver['method']} ({best_ver['AUC']:.1f})"
-                                                       if best_ver is not None else "-")})
+    for (model, data), grp in ranking[ranking["rerank"] == "none"].groupby(["model", "dataset"], sort=True):
+        if (model, data) in verdicts.index and "best distance for ranking" in verdicts.columns:
+            rank_cell = verdicts.loc[(model, data), "best distance for ranking"]
+        else:
+            top = grp.loc[grp["mAP"].idxmax()]
+            rank_cell = f"{setting_label(top['metric'], top['normalized'])} ({top['mAP']:.1f} mAP; interval n/a)"
+        row = {"model": model, "dataset": data, "best for ranking (paired 95% CI, points)": rank_cell}
+        ver = (verification[(verification["model"] == model) & (verification["dataset"] == data)]
+               if not verification.empty else verification)
+        if not ver.empty:
+            best_ver = ver.loc[ver["AUC"].idxmax()]
+            row["highest verification AUC (%, no interval)"] = f"{best_ver['method']} ({best_ver['AUC']:.1f})"
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "dataset"])
 
 

@@ -14,9 +14,18 @@ import numpy as np
 import pandas as pd
 
 from .common import read_metrics, show_markdown, write_metrics
-from .distance import best_distances, pivot_distance_table, pivot_verification_table
+from .distance import best_distances, distance_summary, pivot_distance_table, pivot_verification_table
+from .findings import (
+    MIN_SPREAD,
+    NEAR_CHANCE_POINTS,
+    at_a_glance,
+    failed_runs,
+    learning_verdict,
+    ranking_paragraph,  # noqa: F401  (part of this module's interface)
+)
 from .report_figures import figure_caption as _figure_title
 from .report_figures import ranked_list_examples, report_figures  # noqa: F401  (the report notebook calls them here)
+from .uncertainty import fmt_diff, fmt_interval, fmt_value, has_intervals, paired
 
 # Table I of the paper (rank-1 / mAP, %); LaST is zero-shot from Market on LaST's val split (reproduction_notes §0.5).
 PAPER_TABLE_I = {
@@ -90,7 +99,8 @@ def chance_rank1(q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray, g_c
 
 
 def chance_levels(runs: dict) -> dict[str, float]:
-    """Random-ranking rank-1 (%) per evaluated dataset label, from the test features the training runs stored."""
+    """Random-ranking rank-1 (%) per evaluated dataset label: the records' ``chance_R1`` where they hold it, else
+    computed from the test features the training runs stored."""
     from reidlib.evaluation import FeatureSet
 
     out: dict[str, float] = {}
@@ -98,6 +108,9 @@ def chance_levels(runs: dict) -> dict[str, float]:
         if not run_id.startswith("10_train/"):
             continue
         for key, ev in m["evaluations"].items():
+            if ev.get("chance_R1") is not None:
+                out.setdefault(ev["label"], float(ev["chance_R1"]))
+                continue
             feats = (m.get("features") or {}).get(key)
             if ev["label"] in out or not feats or not Path(feats["query"]).is_file():
                 continue
@@ -122,7 +135,9 @@ def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
     Columns: test rank-1 (%) against the chance level of the same split (and their ratio), the last epoch's train
     accuracy (%), the ID loss of the first and last epoch, the last triplet loss next to its margin (a triplet loss
     stuck at the margin with identical features is the collapse) and :func:`feature_spread` of the test gallery
-    features (``None`` where the stored features are no longer on disk or the chance level is unknown).
+    features (``None`` where the stored features are no longer on disk or the chance level is unknown), then the
+    test rank-1's 95 % interval and a ``verdict`` (:func:`reidlib.stages.findings.learning_verdict`: "learned",
+    "near chance" or "collapsed").
     """
     from reidlib.evaluation import FeatureSet
 
@@ -143,7 +158,9 @@ def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
                      "ID loss, first -> last epoch": f"{hist[0]['loss_id']:.2f} -> {hist[-1]['loss_id']:.2f}",
                      "triplet loss, last epoch (margin)": (f"{hist[-1]['loss_triplet']:.3f} ({margin})"
                                                            if "loss_triplet" in hist[-1] else "not trained"),
-                     "feature spread": spread})
+                     "feature spread": spread,
+                     "test R1 95% CI": fmt_interval((ev.get("ci95") or {}).get("R1")),
+                     "verdict": learning_verdict(float(ev["R1"]), level, spread)})
     table = pd.DataFrame(rows).astype(object)
     return table.where(table.notna(), None)  # missing stays None (metrics.json refuses NaN)
 
@@ -165,7 +182,7 @@ def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
             rows.append({"this study": f"`{run_id}`", "R1 / mAP": "not run", "reference": ref.get("source", "")})
             continue
         st = _setting(m)
-        rows.append({"this study": f"`{run_id}`", "R1 / mAP": _fmt(ev["R1"], ev["mAP"]),
+        rows.append({"this study": f"`{run_id}`", "R1 / mAP": _fmt_ev(ev),
                      "training": f"{st['epochs']} epochs, {st['train_min']:.1f} min, {st['hardware']}",
                      "reference": ref.get("source", ""), "reference R1 / mAP": _fmt(ref["R1"], ref["mAP"]),
                      "reference training": f"{ref.get('epochs', '-')} epochs, {ref.get('hardware', '-')}",
@@ -202,20 +219,22 @@ def differences(setting: dict, data: str, reference: dict = PAPER_SETTING, ref_d
     return line
 
 
-def comparison_table(runs: dict, references: list[dict] | None = None) -> pd.DataFrame:
-    """The paper's Table I, this study's test rows and published reference rows side by side (R1 / mAP, %).
+def comparison_table(runs: dict, references: list[dict] | None = None, paper: bool = True) -> pd.DataFrame:
+    """The paper's Table I (``paper``), this study's test rows and published reference rows side by side.
 
-    Each row says where it comes from and, for this study's rows, what differs from the paper's setting.
+    Column ``R1 / mAP (%) [95% CI]``: this study's rows with their intervals (``n/a`` for records made before
+    intervals were added); the paper's and the references' rows as published (no interval).
+    Each row says where it comes from (this study's run id in ``run``) and what differs from the paper's setting.
     ``references``: dicts with ``system, model, data, init, epochs, input, hardware, R1, mAP, source`` and
     optionally ``differs``, a note appended to the generated line (typed in the profile's ``report.references``;
     numbers cited from their source).
     """
     rows = []
-    for model, per in PAPER_TABLE_I.items():
+    for model, per in (PAPER_TABLE_I if paper else {}).items():
         for data, (r1, m_ap) in per.items():
             rows.append({"source": "paper, Table I", "model": model, "data": data,
                          **{k: PAPER_SETTING[k] for k in ("init", "epochs", "input", "hardware")},
-                         "R1 / mAP": _fmt(r1, m_ap), "what differs from the paper": "the reference"})
+                         "R1 / mAP (%) [95% CI]": _fmt(r1, m_ap), "what differs from the paper": "the reference"})
     for run_id, m in sorted(runs.items()):
         if not run_id.startswith(("10_train/", "20_finetune/")):
             continue
@@ -224,13 +243,14 @@ def comparison_table(runs: dict, references: list[dict] | None = None) -> pd.Dat
             continue
         st = _setting(m)
         data = ev["label"] + (f" (fine-tuned from {m['source_key']})" if run_id.startswith("20_finetune/") else "")
-        rows.append({"source": f"this study: `{run_id}`", "model": m["model_label"], "data": data,
+        rows.append({"source": "this study", "model": m["model_label"], "data": data,
                      **{k: st[k] for k in ("init", "epochs", "input", "hardware")},
-                     "R1 / mAP": _fmt(ev["R1"], ev["mAP"]), "what differs from the paper": differences(st, data)})
+                     "R1 / mAP (%) [95% CI]": _fmt_ev(ev), "what differs from the paper": differences(st, data),
+                     "run": f"`{run_id}`"})
     for ref in references or []:
         rows.append({"source": ref.get("source", ""), "model": ref.get("model", ""), "data": ref.get("data", ""),
                      "init": ref.get("init", ""), "epochs": ref.get("epochs", ""), "input": ref.get("input", ""),
-                     "hardware": ref.get("hardware", ""), "R1 / mAP": _fmt(ref["R1"], ref["mAP"]),
+                     "hardware": ref.get("hardware", ""), "R1 / mAP (%) [95% CI]": _fmt(ref["R1"], ref["mAP"]),
                      "what differs from the paper": differences(
                          {k: ref.get(k) for k in ("init", "epochs", "input", "hardware")}, ref.get("data", ""))
                      + (f"; {ref['differs']}" if ref.get("differs") else "")})
@@ -241,8 +261,14 @@ def _fmt(r1: float, m_ap: float) -> str:
     return f"{r1:.1f} / {m_ap:.1f}"
 
 
+def _fmt_ev(ev: dict) -> str:
+    """``"R1 [lo, hi] / mAP [lo, hi]"`` of a record (``n/a`` intervals for records made before intervals)."""
+    return f"{fmt_value(ev, 'R1')} / {fmt_value(ev, 'mAP')}"
+
+
 def table_one(runs: dict) -> pd.DataFrame:
-    """Rank-1 / mAP per model (rows) and evaluated dataset (columns), as the paper's Table I."""
+    """Rank-1 / mAP (%) with 95 % intervals per model (rows) and evaluated dataset (columns), as the paper's
+    Table I."""
     rows: dict[str, dict] = {}
     for run_id, m in runs.items():
         if not run_id.startswith("10_train/"):
@@ -251,7 +277,7 @@ def table_one(runs: dict) -> pd.DataFrame:
         row = rows.setdefault(label, {})
         for ev in m["evaluations"].values():
             col = f"{ev['label']}" + (" (zero-shot from " + m["dataset_label"] + ")" if ev["role"] != "test" else "")
-            row[col] = _fmt(ev["R1"], ev["mAP"])
+            row[col] = _fmt_ev(ev)
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "model"
     return df.reindex(sorted(df.columns), axis=1).fillna("–") if not df.empty else df
@@ -264,13 +290,16 @@ def paper_table() -> pd.DataFrame:
 
 
 def finetune_table(runs: dict) -> pd.DataFrame:
+    """Zero-shot and fine-tuned rank-1 / mAP (%) [95 % CI] on the target's test split, and the fine-tuning gain in
+    mAP points with its paired interval (same queries)."""
     rows = []
     for run_id, m in runs.items():
         if run_id.startswith("20_finetune/"):
             zero, tuned = m["evaluations"]["zero-shot"], m["evaluations"]["fine-tuned"]
             rows.append({"model": m["model_label"], "source → target": f"{m['source_key']} → {m['dataset_key']}",
-                         "zero-shot R1 / mAP": _fmt(zero["R1"], zero["mAP"]),
-                         "fine-tuned R1 / mAP": _fmt(tuned["R1"], tuned["mAP"]),
+                         "zero-shot R1 / mAP": _fmt_ev(zero),
+                         "fine-tuned R1 / mAP": _fmt_ev(tuned),
+                         "mAP gain (paired 95% CI)": fmt_diff(paired(tuned, zero, "mAP")),
                          "epochs": m["train"].get("epochs_completed")})
     return pd.DataFrame(rows)
 
@@ -278,7 +307,7 @@ def finetune_table(runs: dict) -> pd.DataFrame:
 def distance_table(runs: dict) -> pd.DataFrame:
     for run_id, m in runs.items():
         if run_id.startswith("30_distance_study/"):
-            return pivot_distance_table(pd.DataFrame(m["rows"]))
+            return pivot_distance_table(pd.DataFrame(m["rows"]))  # one row per model x dataset x distance
     return pd.DataFrame()
 
 
@@ -295,7 +324,9 @@ def verification_tables(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
         return ver, head, pd.DataFrame()
     head_view = head.set_index(["model", "dataset", "method"])[["AUC", "EER", "TAR@FAR=1e-2", "TAR@FAR=1e-3",
                                                                  "held-out pairs"]] if not head.empty else head
-    return pivot_verification_table(ver), head_view, best_distances(pd.DataFrame(m.get("rows") or []), ver)
+    paired_rows = pd.DataFrame(m["paired"]) if m.get("paired") else None
+    return pivot_verification_table(ver), head_view, best_distances(pd.DataFrame(m.get("rows") or []), ver,
+                                                                    paired_rows)
 
 
 def pair_head_verdict(head: pd.DataFrame) -> str:
@@ -336,60 +367,11 @@ def _test_row(m: dict) -> tuple[float, float]:
     return float(ev["R1"]), float(ev["mAP"])
 
 
-def ranking_paragraph(runs: dict, run_ids: list[str]) -> str:
-    """Does the paper's ranking of its three models hold for the runs ``run_ids`` (one per model)?
-
-    The paper (Table I, Market-1501 mAP): BoT ResNet50 ahead (75.5), OSNet x0.25 and the MobileNetV3 model close
-    (56.3 each). Here "holds" means: the ResNet50 run has the highest test mAP, and the other two are closer to each
-    other than the better of them is to ResNet50. Every number in the paragraph is read from the runs.
-    """
-    present = [rid for rid in run_ids if rid in runs]
-    missing = [rid for rid in run_ids if rid not in runs]
-    if not present:
-        return "No run of the ranking has results yet (" + ", ".join(f"`{r}`" for r in run_ids) + ")."
-    rows = []
-    for rid in present:
-        m = runs[rid]
-        r1, m_ap = _test_row(m)
-        tr = m["train"]
-        rows.append({"rid": rid, "paper_model": PAPER_MODEL_OF.get(m["model_name"], m["model_name"]),
-                     "label": m["model_label"], "R1": r1, "mAP": m_ap, "epochs": tr.get("epochs_completed"),
-                     "minutes": float(tr.get("train_seconds", 0.0) or 0.0) / 60, "input": _setting(m)["input"]})
-    rows.sort(key=lambda r: -r["mAP"])
-    data = runs[present[0]]["dataset_label"]
-    listed = "; ".join(f"{r['label']} {_fmt(r['R1'], r['mAP'])} ({r['epochs']} epochs, {r['minutes']:.0f} min, "
-                       f"{r['input']})" for r in rows)
-    paper = PAPER_TABLE_I
-    head = (f"On {data}, rank-1 / mAP (%) on the test split, best mAP first: {listed}. The paper's ranking on "
-            f"Market-1501 puts BoT ResNet50 ahead ({paper['BoT ResNet50 (baseline)']['Market-1501'][1]} mAP) and "
-            f"OSNet x0.25 and the MobileNetV3 model close behind ({paper['OSNet x0.25']['Market-1501'][1]} and "
-            f"{paper['MobileNetV3 siamese (custom)']['Market-1501'][1]}).")
-    if missing:
-        return head + " The ranking cannot be judged yet: no results for " + ", ".join(f"`{r}`" for r in missing) + "."
-    by_model = {r["paper_model"]: r for r in rows}
-    resnet = by_model.get("BoT ResNet50 (baseline)")
-    others = [r for r in rows if r is not resnet]
-    if resnet is None or len(others) != 2:
-        return head + " The ranking needs exactly one ResNet50 run and two others."
-    best_other = max(others, key=lambda r: r["mAP"])
-    lead = resnet["mAP"] - best_other["mAP"]
-    gap = abs(others[0]["mAP"] - others[1]["mAP"])
-    if lead <= 0:
-        verdict = (f"It does not hold here: {best_other['label']} is ahead of ResNet50 by {-lead:.1f} mAP points, and "
-                   f"the other two are {gap:.1f} points apart.")
-    elif gap >= lead:
-        verdict = (f"It holds only in part: ResNet50 leads by {lead:.1f} mAP points, but the other two are "
-                   f"{gap:.1f} points apart, no closer to each other than to ResNet50.")
-    else:
-        verdict = (f"It holds here: ResNet50 leads by {lead:.1f} mAP points and the other two are {gap:.1f} points "
-                   "apart.")
-    return head + " " + verdict
-
-
 def variant_table(runs: dict, variants: list[dict]) -> pd.DataFrame:
     """What each fix is worth: a fixed run beside its paper-code variant (``variants``: ``{fixed, variant,
     change}`` with run ids), rank-1 / mAP (%) on the test split, how each was selected, and fixed minus variant
-    in points. A variant selected on the test split is optimistic, so its difference understates the fix."""
+    in points, also with its paired 95 % interval (same queries). A variant selected on the test split is
+    optimistic, so its difference understates the fix."""
     rows = []
     for v in variants:
         fixed, var = runs.get(v["fixed"]), runs.get(v["variant"])
@@ -397,11 +379,39 @@ def variant_table(runs: dict, variants: list[dict]) -> pd.DataFrame:
             continue
         (fr1, fmap), (vr1, vmap) = _test_row(fixed), _test_row(var)
         rows.append({"change (variant = paper code)": v.get("change", ""), "fixed": fixed["model_label"],
-                     "fixed R1 / mAP": _fmt(fr1, fmap), "fixed selected on": fixed["train"].get("select_on", "-"),
-                     "variant": var["model_label"], "variant R1 / mAP": _fmt(vr1, vmap),
+                     "fixed R1 / mAP": _fmt_ev(fixed["evaluations"]["test"]),
+                     "fixed selected on": fixed["train"].get("select_on", "-"),
+                     "variant": var["model_label"], "variant R1 / mAP": _fmt_ev(var["evaluations"]["test"]),
                      "variant selected on": var["train"].get("select_on", "-"),
-                     "R1 gain (points)": round(fr1 - vr1, 1), "mAP gain (points)": round(fmap - vmap, 1)})
+                     "R1 gain (points)": round(fr1 - vr1, 1), "mAP gain (points)": round(fmap - vmap, 1),
+                     "R1 gain, paired 95% CI": fmt_diff(paired(fixed["evaluations"]["test"],
+                                                               var["evaluations"]["test"], "R1")),
+                     "mAP gain, paired 95% CI": fmt_diff(paired(fixed["evaluations"]["test"],
+                                                                var["evaluations"]["test"], "mAP"))})
     return pd.DataFrame(rows)
+
+
+def interval_note(runs: dict, profile: str) -> str:
+    """One line: what the intervals are, and (once) that records without them show n/a and how to regenerate."""
+    note = ("[95% CI]: a percentile bootstrap over query identities (1,000 replicates; all queries of a drawn identity "
+            "together); it covers which people were sampled, not seed or CPU-kind variation.")
+    records = [ev for rid, m in runs.items() if rid.startswith(("10_train/", "20_finetune/"))
+               for ev in (m.get("evaluations") or {}).values()]
+    old = sum(not has_intervals(ev) for ev in records)
+    if old:
+        note += (f" {old} of the {len(records)} evaluations were recorded before intervals were added and show n/a: "
+                 f"`./run_all.sh {profile}` regenerates them with the current code.")
+    return note
+
+
+def _learned_view(learned: pd.DataFrame) -> pd.DataFrame:
+    """The learning-check table as printed: rank-1 and its ratio to chance at one decimal, chance at two."""
+    view = learned.copy()
+    for col, fmt in (("test R1", "{:.1f}"), ("chance R1", "{:.2f}"), ("R1 / chance", "{:.1f}"),
+                     ("train acc, last epoch", "{:.1f}"), ("feature spread", "{:.2f}")):
+        if col in view:
+            view[col] = [fmt.format(v) if v is not None else "" for v in view[col]]
+    return view
 
 
 def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
@@ -421,13 +431,18 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     out_dir = Path(out_dir)
     t1, ft, dist = table_one(runs), finetune_table(runs), distance_table(runs)
     cx, chance = complexity_table(runs), chance_levels(runs)
-    comparison = comparison_table(runs, report.get("references"))
+    comparison = comparison_table(runs)
+    references = comparison_table({}, report.get("references"), paper=False)
     versus, learned = head_to_head(runs, report.get("references")), learning_check(runs, chance)
-    lines = [f"# reidlib study report: profile `{profile}`", "", description.strip(), "",
+    failed = failed_runs(learned)
+    stale = sorted(set(stale_runs or []) & set(runs))
+    glance = at_a_glance(runs, report, failed, profile, stale)
+    lines = [f"# reidlib study report: profile `{profile}`", "", "## At a glance", "", glance, "",
+             description.strip(), "",
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
               "notebook, parameters and `run.json` of every number sit in the stage folders beside this report)."), "",
-             "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), ""]
-    stale = sorted(set(stale_runs or []) & set(runs))
+             "## Table I: rank-1 / mAP (%) of this study", "", to_markdown(t1.reset_index()), "",
+             interval_note(runs, profile), ""]
     if stale:
         warning = (f"**{len(stale)} of the {len(runs)} runs gathered here are stale**: their code, parameters or "
                    f"upstream results changed after they ran, so `./run_all.sh {profile}` would now produce other "
@@ -437,10 +452,14 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     if chance:
         levels = "; ".join(f"{k} {v:.2f}" for k, v in sorted(chance.items()))
         lines += [f"Chance level, the expected rank-1 (%) of a random ranking under the same protocol: {levels}.", ""]
-    lines += ["## Side by side: the paper's Table I, this study and published reference systems", "",
-              ("Rank-1 / mAP (%) on each row's test split. The last column says what differs from the paper's "
-               "setting; numbers of other systems are cited from the named source, not rerun here."), "",
+    lines += ["## Side by side: the paper's Table I and this study", "",
+              ("Rank-1 / mAP (%) on each row's test split (this study's rows with 95 % intervals; the paper gives "
+               "none). The column \"what differs\" says what differs from the paper's setting."), "",
               to_markdown(comparison), ""]
+    if not references.empty:
+        lines += ["## Published reference systems", "",
+                  ("Numbers cited from the named source, not rerun here (no intervals published)."), "",
+                  to_markdown(references.drop(columns=["run"], errors="ignore")), ""]
     if not versus.empty:
         lines += ["## Against the references on the same split", "",
                   ("This study's row next to the reference run that names it (difference = ours minus theirs, "
@@ -449,23 +468,30 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
         lines += ["## Did each model learn?", "",
                   ("Test rank-1 against the chance level of the same split, and the signs of training: train "
                    "accuracy, ID loss, the triplet loss next to its margin (stuck at the margin = collapse) and the "
-                   "spread of the test gallery features (0 = every image mapped to the same feature)."), "",
-                  to_markdown(learned, floatfmt=".2f"), ""]
+                   "spread of the test gallery features (0 = every image mapped to the same feature). Verdict: "
+                   f"\"near chance\" where test rank-1 is less than {NEAR_CHANCE_POINTS:g} points above chance, "
+                   f"\"collapsed\" where the spread is below {MIN_SPREAD:g}; such a run is left out of every "
+                   "ranking claim."), "", to_markdown(_learned_view(learned)), ""]
     if report.get("ranking"):
-        lines += ["## Does the paper's ranking hold?", "", ranking_paragraph(runs, report["ranking"]), ""]
+        lines += ["## Does the paper's ranking hold?", "", ranking_paragraph(runs, report["ranking"], failed), ""]
     variants = variant_table(runs, report.get("variants") or [])
     if not variants.empty:
         lines += ["## What each fix of the paper's code is worth", "",
                   ("Each fixed run beside the same model and recipe with the paper code's behaviour switched back "
-                   "on (test split, %; gain = fixed minus paper code). A run selected on the test split reports an "
-                   "optimistic number, so its gain understates the fix."), "", to_markdown(variants), ""]
+                   "on (test split, %; gain = fixed minus paper code, with its paired 95 % interval over the same "
+                   "queries). A run selected on the test split reports an optimistic number, so its gain "
+                   "understates the fix."), "", to_markdown(variants), ""]
     if not ft.empty:
-        lines += ["## Fine-tuning (target test split)", "", to_markdown(ft), ""]
+        lines += ["## Fine-tuning (target test split)", "",
+                  "Rank-1 / mAP (%) [95 % CI]; the gain is fine-tuned minus zero-shot on the same queries (paired).",
+                  "", to_markdown(ft), ""]
     if not dist.empty:
-        lines += ["## Distance study: rank-1 / mAP (%) per metric", "", to_markdown(dist.reset_index()), ""]
+        paired_rows = pd.DataFrame(_distance_run(runs).get("paired") or [])
+        lines += ["## Distance study: rank-1 / mAP (%) [95% CI] per distance", "",
+                  distance_summary(paired_rows), "", to_markdown(dist.reset_index()), ""]
     ver, head, best = verification_tables(runs)
     if not ver.empty:
-        lines += ["## Verification: same person or not? AUC / EER / TAR@FAR=1e-2 / TAR@FAR=1e-3 (%) per distance", "",
+        lines += ["## Verification: same person or not? AUC, EER, TAR@FAR=1e-2, TAR@FAR=1e-3 (%) per distance", "",
                   ("Pairs from each test split's query and gallery images: every cross-camera pair of one identity "
                    "is genuine, impostors are all pairs of different identities or a seeded sample of them; scores "
                    "are negated distances of L2-normalised features (ROC curves under Figures)."), "",
@@ -511,7 +537,8 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     write_metrics(out_dir, {"stage": "40_report", "profile": profile, "table_one": t1.reset_index().to_dict("records"),
                             "comparison": comparison.to_dict("records"), "chance_rank1": chance,
                             "head_to_head": versus.to_dict("records"), "learning_check": learned.to_dict("records"),
-                            "variants": variants.to_dict("records"),
+                            "variants": variants.to_dict("records"), "at_a_glance": glance,
+                            "excluded_from_ranking": failed,
                             "stale_runs": stale,
                             "total_train_minutes": total_train_s / 60, "hardware": sorted(hardware),
                             "runs": sorted(runs)})
