@@ -131,7 +131,9 @@ class CenterLoss(nn.Module):
 
 
 class ReIDLoss(nn.Module):
-    """total = id_weight·CE_ls(logits) + triplet_weight·triplet(feat) + center_weight·center(feat).
+    """total = id_weight·CE_ls(logits) + s·triplet_weight·triplet(feat) + s·center_weight·center(feat).
+
+    ``s`` = the attribute ``metric_scale`` (1.0; the trainer's ``metric_warmup_epochs`` sets it per epoch).
 
     ``forward(logits, feat, targets) -> (total, parts)`` with ``parts`` = python floats of the *unweighted*
     terms that are on (``"id"``, ``"triplet"``, ``"center"``) and ``"total"``. ``center`` is the CenterLoss
@@ -153,6 +155,7 @@ class ReIDLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.id_weight, self.triplet_weight, self.center_weight = id_weight, triplet_weight, center_weight
+        self.metric_scale = 1.0  # multiplies the triplet and center weights (a ramp-in sets it per epoch)
         self.id_loss = CrossEntropyLabelSmooth(num_classes, label_smooth) if id_weight > 0 else None
         self.triplet = TripletLoss(margin, soft_margin, metric) if triplet_weight > 0 else None
         self.center: CenterLoss | None = None
@@ -170,18 +173,20 @@ class ReIDLoss(nn.Module):
         if self.id_loss is not None:
             terms["id"] = (self.id_weight, self.id_loss(logits, targets))
         if self.triplet is not None:
-            terms["triplet"] = (self.triplet_weight, self.triplet(feat, targets))
+            terms["triplet"] = (self.triplet_weight * self.metric_scale, self.triplet(feat, targets))
         if self.center is not None:
-            terms["center"] = (self.center_weight, self.center(feat, targets))
+            terms["center"] = (self.center_weight * self.metric_scale, self.center(feat, targets))
         total = sum(w * value for w, value in terms.values())
         parts = {name: value.item() for name, (_, value) in terms.items()}
         parts["total"] = float(total.item())
         return total, parts
 
     def rescale_center_grad(self) -> None:
-        """Multiply the centres' gradient by 1/center_weight (BoT), so their SGD sees the unweighted loss."""
-        if self.center is not None and self.center.centers.grad is not None:
-            self.center.centers.grad.mul_(1.0 / self.center_weight)
+        """Multiply the centres' gradient by 1/(center_weight·metric_scale) (BoT), so their SGD sees the unweighted
+        loss whenever the term is on (with ``metric_scale`` 0 the gradient is 0 and the centres stay put)."""
+        weight = self.center_weight * self.metric_scale
+        if self.center is not None and self.center.centers.grad is not None and weight > 0:
+            self.center.centers.grad.mul_(1.0 / weight)
 
 
 def make_center_optimizer(criterion: ReIDLoss, lr: float = 0.5) -> torch.optim.SGD | None:

@@ -6,10 +6,17 @@ lr 3.5e-4 with a linear warm-up from 0.01x over 10 epochs then x0.1 at epochs 40
 weight decay 5e-4, Adam (BoT and the paper's text; the paper's *code* ran SGD momentum 0.95: pass
 ``optimizer="sgd"``). Augmentation: flip 0.5, pad 10 + random crop, random erasing 0.5; the paper's code
 also applied ColorJitter(0.1, 0.1, 0.1, 0.1) (``color_jitter=0.1``), BoT and the paper's text do not.
+
+Options for training from scratch (off by default, so the defaults are the paper's recipe): ``triplet_margin=None``
+is the soft-margin triplet, ``softplus(d_ap - d_an)`` per anchor (Hermans et al. 2017), instead of
+``max(0, d_ap - d_an + margin)``; ``metric_warmup_epochs=W`` ramps the metric losses in: for 0-based epoch ``e`` the
+triplet and center weights are multiplied by ``metric_weight_factor(e, W)`` = 0 for ``e < W``, then
+``min(1, (e - W + 1) / W)`` (W epochs of cross-entropy alone, then a linear ramp to full weight over W epochs).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,7 @@ RESUME_FREE = frozenset({"resume", "progress", "max_minutes", "stop_after", "num
                          "evaluate_test", "device", "cache_dir"})
 DATA_PATHS = ("cached", "pil")
 # what a checkpoint written before a field existed ran with (compared on resume instead of the new default)
-LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None}
+LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None, "metric_warmup_epochs": 0}
 
 
 @dataclass
@@ -67,11 +74,12 @@ class TrainConfig:
     min_lr_factor: float = 0.0
     # losses
     label_smooth: float = 0.1
-    triplet_margin: float = 0.3
+    triplet_margin: float | None = 0.3  # None: soft margin, softplus(d_ap - d_an)
     center_weight: float = 5e-4
     center_lr: float = 0.5
     train_centers: bool = True
     loss_kwargs: dict = field(default_factory=dict)
+    metric_warmup_epochs: int = 0  # triplet/center weight 0 for this many epochs, then linear to full over as many
     # data
     batch_size: int = 64
     num_instances: int = 4
@@ -128,9 +136,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_instances", "height", "width", "eval_every", "test_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "head_only_epochs", "num_workers"):
+        for name in ("warmup_epochs", "head_only_epochs", "num_workers", "metric_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.triplet_margin is not None and not (math.isfinite(self.triplet_margin) and self.triplet_margin >= 0):
+            raise ValueError(f"triplet_margin must be >= 0, or None for the soft margin, got {self.triplet_margin!r}")
         if self.batch_size % self.num_instances:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of num_instances ({self.num_instances})")

@@ -17,9 +17,13 @@ def build_criterion(cfg: TrainConfig, num_classes: int, model: nn.Module,
     ``None`` when there is no center loss or ``cfg.train_centers`` is False (the paper code's frozen centres).
     """
     feat_dim = getattr(model, "feat_dim", None)
+    soft = cfg.triplet_margin is None  # the soft-margin triplet, softplus(d_ap - d_an)
+    if soft and cfg.loss_kwargs.get("soft_margin") is False:
+        raise ValueError("triplet_margin None means the soft margin, but loss_kwargs sets soft_margin: false")
+    options = {"margin": 0.0 if soft else cfg.triplet_margin, **({"soft_margin": True} if soft else {}),
+               **cfg.loss_kwargs}
     criterion = make_loss(num_classes=num_classes, feat_dim=feat_dim, label_smooth=cfg.label_smooth,
-                          margin=cfg.triplet_margin, center_weight=cfg.center_weight,
-                          train_centers=cfg.train_centers, **cfg.loss_kwargs).to(device)
+                          center_weight=cfg.center_weight, train_centers=cfg.train_centers, **options).to(device)
     center_opt = make_center_optimizer(criterion, lr=cfg.center_lr) if cfg.train_centers else None
     return criterion, center_opt
 

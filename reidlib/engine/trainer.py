@@ -10,7 +10,14 @@ History rows (``history.json``, ``metrics.csv``; one per epoch): ``epoch`` (1-ba
 ``loss`` and ``loss_id``/``loss_triplet``/``loss_center`` (unweighted, mean per image), ``train_acc``, ``images``,
 ``images_per_s`` (all ranks), ``train_seconds``, ``epoch_seconds`` (with evaluation); when evaluated,
 ``val_rank1``/``val_rank5``/``val_rank10``/``val_mAP``/``val_mINP`` (fractions in [0, 1]; ``test_*`` with
-``select_on="test"``) and ``select_score`` = (rank1 + mAP) / 2, the paper code's selection score.
+``select_on="test"``) and ``select_score`` = (rank1 + mAP) / 2, the paper code's selection score. Collapse
+diagnostics from the training batches (:mod:`reidlib.engine.health`): ``feat_norm`` (mean L2 norm of the features
+the triplet loss sees), ``dist_ap``/``dist_an`` (mean batch-hard anchor-positive / anchor-negative distance); with
+``metric_warmup_epochs`` also ``metric_weight``, the factor on the triplet and center weights that epoch.
+
+Divergence: after each epoch, before it is evaluated or saved, a non-finite loss term, a cross-entropy above
+10 x ln(K) or a loss above 1000 x the first epoch's raises :class:`reidlib.engine.health.TrainingDiverged` (naming
+the epoch, the terms and the fix) out of :func:`fit`; ``last.pt`` keeps the last healthy epoch.
 
 Exact resume: ``last.pt`` holds model, optimizer, scheduler, center loss and its optimizer, GradScaler, every
 rank's python/numpy/torch/CUDA RNG state and the loader generator. Restarting the same call continues at the
@@ -56,6 +63,7 @@ from .distributed import (
     unwrap,
 )
 from .evaluate import evaluate_model
+from .health import BatchDiagnostics, check_divergence, metric_weight_factor
 from .memory import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .records import write_csv, write_json
@@ -288,7 +296,7 @@ class _Trainer:
         }
 
     def _resume(self) -> None:
-        state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device)
+        state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device, require=ckpt.RESUME_KEYS)
         old = {**LEGACY_VALUES, **state["config"]}
         if "freeze_backbone_epochs" in old:  # the field's name before it became head_only_epochs
             old["head_only_epochs"] = old.pop("freeze_backbone_epochs")
@@ -362,6 +370,8 @@ class _Trainer:
         cfg, dev = self.cfg, self.device
         self._set_phase(epoch < cfg.head_only_epochs)
         self._train_mode()
+        self.criterion.metric_scale = metric_weight_factor(epoch, cfg.metric_warmup_epochs)
+        diag = BatchDiagnostics(cfg.loss_kwargs.get("metric", "euclidean"), dev)
         self.loader.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         sums: dict[str, float] = defaultdict(float)
@@ -377,6 +387,7 @@ class _Trainer:
             with autocast(dev, self.precision):
                 logits, feat = self.net(img)
             total, parts = self.criterion(logits.float(), feat.float(), target)
+            diag.update(feat, target)
             self._step(total)
             bs = target.numel()
             n_local += bs
@@ -397,6 +408,9 @@ class _Trainer:
         row = {"epoch": epoch + 1, "lr": lr, "head_only": bool(self._head_only)}
         row.update({k: totals[i] / n for i, k in enumerate(keys)})
         row.update(train_acc=totals[-2] / n, images=int(n), images_per_s=n / train_s, train_seconds=train_s)
+        row.update(diag.result())
+        if cfg.metric_warmup_epochs:
+            row["metric_weight"] = self.criterion.metric_scale
         return row
 
     def _step(self, total: torch.Tensor) -> None:
@@ -468,6 +482,7 @@ class _Trainer:
                 break
             t0 = time.perf_counter()
             row = self._train_epoch(epoch)
+            check_divergence(row, self.history[0] if self.history else None, self.num_classes, cfg.to_dict())
             self.scheduler.step()
             improved = self._select(epoch, row)
             row["epoch_seconds"] = time.perf_counter() - t0
