@@ -71,9 +71,19 @@ def _setting_line(runs: dict, ids: list[str]) -> str:
 
     return (f"{values(lambda m: _test(m)['label'])} test split, init {values(lambda m: _setting(m)['init'])}, "
             f"{values(lambda m: _setting(m)['epochs'])} epochs, input {values(lambda m: _setting(m)['input'])}, "
-            f"{values(lambda m: _setting(m)['hardware'])}, precision "
-            f"{values(lambda m: (m['train'].get('recipe') or {}).get('precision', 'auto'))}, seed "
+            f"{values(lambda m: _setting(m)['hardware'])}, precision {values(_precision)}, seed "
             f"{values(lambda m: m['train'].get('seed', '-'))} (one training run per model)")
+
+
+def _precision(m: dict) -> str:
+    """The training precision: the recipe's, with ``auto`` resolved on a CPU whose run.json says whether it has
+    native bf16 (bf16 autocast there, fp32 otherwise)."""
+    chosen = str((m.get("train", {}).get("recipe") or {}).get("precision", "auto"))
+    env = (m.get("run_info") or {}).get("environment") or {}
+    if chosen != "auto" or str(m.get("train", {}).get("device", "")).startswith("cuda"):
+        return chosen
+    bf16 = env.get("cpu_native_bf16")
+    return "auto" if bf16 is None else "bf16 autocast" if bf16 else "fp32"
 
 
 def _name(m: dict) -> str:
