@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from reidlib import pipeline
@@ -162,8 +164,8 @@ def test_a_run_whose_work_files_are_gone_is_not_up_to_date(tmp_path, monkeypatch
     assert not pipeline.is_up_to_date(run, cfg)
     assert pipeline.missing_artefacts(run, cfg)[0].endswith("best.pt")
     (tmp_path / "work").mkdir(exist_ok=True)
-    (tmp_path / "work" / "best.pt").write_bytes(b"x")
-    feats.write_bytes(b"x")
+    torch.save({"model": {}}, tmp_path / "work" / "best.pt")  # files that can be read (unreadable ones: row 6b)
+    np.savez(feats, feats=np.zeros((1, 2)))
     assert pipeline.is_up_to_date(run, cfg)
 
 

@@ -27,7 +27,7 @@ from reidlib.io import write_json
 from reidlib.paths import NOTEBOOKS_DIR, REPO_ROOT, shared_dir
 
 from .plan import STAGES, Run, results_dir, run_dir
-from .provenance import environment_info, git_commit, input_hash, portable
+from .provenance import data_fingerprints, environment_info, git_commit, input_hash, portable
 
 
 class StageFailed(RuntimeError):
@@ -181,6 +181,7 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
         "notebook": str(run.notebook.relative_to(REPO_ROOT)),
         "command": f"./run_all.sh {cfg['name']} --only {run.stage}",
         "input_hash": key,
+        "data": data_fingerprints(run),  # what the datasets it read looked like (a changed one is named by --dry-run)
         "git_commit": git_commit(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": round(time.time() - started, 1),

@@ -1,17 +1,20 @@
 """Provenance: what a run's outputs depend on, hashed, and whether a recorded run is still up to date.
 
 A run's *input hash* covers its notebook, its parameters (with machine folders written as ``{repo}``/``{shared}``),
-the upstream runs' ``metrics.json`` and **only the library code the run executes**: the modules its notebook
-imports, followed through every ``import`` inside reidlib (top-level and inside functions, read with ``ast``;
-nothing is imported to find them), together with the package ``__init__`` files Python runs on the way.
+the upstream runs' ``metrics.json``, the fingerprints of the datasets it reads (:mod:`.fingerprint`) and **only the
+library code the run executes**: the modules its notebook imports, followed through every ``import`` inside
+reidlib (top-level and inside functions, read with ``ast``; nothing is imported to find them), together with the
+package ``__init__`` files Python runs on the way. Code is hashed as what it does (:func:`normalised_code`: the
+module with comments, docstrings and layout dropped), so editing a comment or a docstring leaves every run up to date.
 So editing the distance study's module leaves every training run up to date, and editing the trainer makes the
 training, fine-tune and report runs stale but not the distance study (which only reads stored features).
 Two more rules: a run that builds one registered model leaves the *other* model families' files out (fixing
 MobileNetV3 leaves the OSNet runs up to date), and the runner (``reidlib/pipeline/``) is never hashed: it
 reaches a run only through the run's parameters, which are.
 
-A run counts as up to date only if its ``run.json`` records today's input hash **and** the files later stages
-read from its work directory (checkpoint, stored features, as listed in its ``metrics.json``) still exist.
+A run counts as up to date only if its ``run.json`` records today's input hash, the checkpoint and stored
+features listed in its ``metrics.json`` that exist can be read, **and** the ones later stages read still exist.
+:func:`run_status` says which of these failed.
 """
 from __future__ import annotations
 
@@ -22,12 +25,14 @@ import json
 import os
 import platform
 import subprocess
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from reidlib.paths import REPO_ROOT, repo_path, shared_dir
 
+from .fingerprint import dataset_fingerprint, run_datasets
 from .plan import Run, run_dir
 
 PACKAGE_DIR = REPO_ROOT / "reidlib"
@@ -133,17 +138,45 @@ def library_files(stage: str, model_name: str | None = None) -> list[Path]:
     return files
 
 
-def _sha256_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(str(p.relative_to(REPO_ROOT)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+class _DropDocstrings(ast.NodeTransformer):
+    def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return None  # a bare string statement (docstring or attribute note) does nothing when run
+        return node
+
+
+def normalised_code(source: str, filename: str = "<source>") -> str:
+    """``source`` as Python runs it: the AST with every bare string statement (docstrings) removed, written back
+    by ``ast.unparse`` (so comments, blank lines, line breaks, quotes and spacing are gone)."""
+    tree = _DropDocstrings().visit(ast.parse(source, filename=filename))
+    return ast.unparse(tree)
+
+
+@lru_cache(maxsize=None)
+def _code_digest(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(normalised_code(path.read_text(), str(path)).encode()).hexdigest()
+
+
+def code_digest(path: Path) -> str:
+    """sha256 of :func:`normalised_code` of the file at ``path`` (cached while the file is unchanged)."""
+    st = path.stat()
+    return _code_digest(path, st.st_mtime_ns, st.st_size)
 
 
 def library_hash(stage: str, model_name: str | None = None) -> str:
-    """Hash of :func:`library_files`: a change to code a run executes makes it stale."""
-    return _sha256_files(library_files(stage, model_name))
+    """Hash of what :func:`library_files` do: a change to code a run executes makes it stale; a change to its
+    comments, docstrings or layout does not."""
+    h = hashlib.sha256()
+    for p in sorted(library_files(stage, model_name)):
+        h.update(f"{p.relative_to(REPO_ROOT)}\0{code_digest(p)}\n".encode())
+    return h.hexdigest()
+
+
+def data_fingerprints(run: Run) -> dict[str, dict]:
+    """Each dataset ``run`` reads (by key) -> its fingerprint record (:func:`.fingerprint.dataset_fingerprint`)
+    with the folder, written portably; recorded in ``run.json`` so a changed dataset can be named."""
+    return {key: {"root": portable(spec["root"]), **dataset_fingerprint(spec)}
+            for key, spec in sorted(run_datasets(run.parameters).items())}
 
 
 def portable(value: Any) -> Any:
@@ -167,6 +200,8 @@ def input_hash(run: Run, cfg: dict) -> str:
     h.update(run.notebook.read_bytes())
     h.update(json.dumps(portable(run.parameters), sort_keys=True, default=str).encode())
     h.update(library_hash(run.stage, run.model_name).encode())
+    for key, record in data_fingerprints(run).items():
+        h.update(f"data {key} {record['fingerprint']}\n".encode())
     for dep in run.depends_on:
         stage, name = dep.split("/", 1)
         metrics = run_dir(cfg, stage, name) / "metrics.json"
@@ -198,6 +233,77 @@ def missing_artefacts(run: Run, cfg: dict) -> list[str]:
     return [f for f in recorded_artefacts(metrics) if not Path(f).is_file()]
 
 
+def _checkpoint_problem(path: str) -> str | None:
+    try:
+        from reidlib.engine.checkpoint import checkpoint_readable
+    except ImportError:  # pragma: no cover - an engine without the check: the zip directory is what truncation loses
+        return None if zipfile.is_zipfile(path) else f"checkpoint {path} is truncated or corrupt (no zip directory)"
+    problem = checkpoint_readable(path)
+    return problem.split(". If it is a run", 1)[0] if problem else None  # the rerun advice is what a rerun does
+
+
+def unreadable_artefacts(run: Run, cfg: dict) -> list[str]:
+    """Recorded work files of ``run`` that exist but cannot be read, each as a sentence naming the file and why
+    (a checkpoint is opened as :func:`reidlib.engine.checkpoint.checkpoint_readable` does; stored features must
+    be whole ``.npz`` archives)."""
+    path = run_dir(cfg, run.stage, run.name) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    checkpoint = repo_path(metrics["checkpoint"]) if metrics.get("checkpoint") else None
+    problems = []
+    for f in recorded_artefacts(metrics):
+        if not Path(f).is_file():
+            continue
+        if f == checkpoint:
+            problem = _checkpoint_problem(f)
+        else:
+            problem = None if zipfile.is_zipfile(f) else f"stored features {f} are truncated or corrupt (not an .npz)"
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def recorded_run(run: Run, cfg: dict) -> dict:
+    """The run's ``run.json`` ({} when it never ran or the file is unreadable)."""
+    try:
+        info = json.loads((run_dir(cfg, run.stage, run.name) / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def changed_datasets(run: Run, recorded: dict) -> list[str]:
+    """The datasets whose fingerprint differs from the one recorded in ``run.json`` (``recorded``), each as
+    ``"dataset KEY (ROOT) changed: N files then, M now"``."""
+    before = recorded.get("data") or {}
+    out = []
+    for key, now in data_fingerprints(run).items():
+        then = before.get(key) or {}
+        if then and then.get("fingerprint") != now["fingerprint"]:
+            counts = f": {then.get('files', '?')} files then, {now['files']} now" if "files" in now else ""
+            out.append(f"dataset {key} ({now['root']}) changed{counts}")
+    return out
+
+
+def run_status(run: Run, cfg: dict, needed: bool = True) -> tuple[bool, str]:
+    """``(up to date, why not)``. Why not is empty when the run never ran or its code, parameters or upstream
+    results changed; else it names the changed dataset, the unreadable checkpoint or features, or (``needed``:
+    later stages read them) the work file that is gone."""
+    recorded = recorded_run(run, cfg)
+    if recorded.get("input_hash") != input_hash(run, cfg):
+        changed = changed_datasets(run, recorded) if recorded else []
+        return False, "; ".join(changed)
+    unreadable = unreadable_artefacts(run, cfg)
+    if unreadable:
+        return False, unreadable[0]
+    missing = missing_artefacts(run, cfg) if needed else []
+    if missing:
+        return False, f"its work files are gone, e.g. {missing[0]}"
+    return True, ""
+
+
 def recorded_hash(run: Run, cfg: dict) -> str | None:
     info = run_dir(cfg, run.stage, run.name) / "run.json"
     try:
@@ -212,8 +318,8 @@ def is_current(run: Run, cfg: dict) -> bool:
 
 
 def is_up_to_date(run: Run, cfg: dict, needed: bool = True) -> bool:
-    """Current, and (when later stages will read them: ``needed``) its checkpoint and features are on disk."""
-    return is_current(run, cfg) and not (needed and missing_artefacts(run, cfg))
+    """Current, its checkpoint and features readable, and (when later stages will read them: ``needed``) on disk."""
+    return run_status(run, cfg, needed)[0]
 
 
 def stale_runs(runs: list[Run], cfg: dict) -> list[str]:

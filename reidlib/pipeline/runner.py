@@ -7,7 +7,7 @@ from pathlib import Path
 from .execute import clean_leftovers, execute, interrupted_message, print_flush
 from .plan import STAGES, Run, plan, results_dir
 from .profile import load_profile
-from .provenance import is_current, missing_artefacts, portable, with_stale_runs
+from .provenance import portable, run_status, with_stale_runs
 from .schema import ProfileError
 
 
@@ -61,11 +61,11 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
             head = f"[{i}/{len(runs)}] {run.id}"
             if run.stage == "40_report":  # the runs executed above are up to date now
                 with_stale_runs(everything, cfg)
-            missing = missing_artefacts(run, cfg) if _needed_downstream(run, everything) else []
-            if not force and is_current(run, cfg) and not missing:
+            fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
+            if not force and fresh:
                 print_flush(f"{head}: up to date")
                 continue
-            why = f" (its work files are gone, e.g. {missing[0]})" if missing and is_current(run, cfg) else ""
+            why = f" ({reason})" if reason and not force else ""
             if dry_run:
                 print_flush(f"{head}: would run {run.notebook.name}{why}")
                 would.append(run.id)

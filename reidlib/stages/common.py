@@ -17,22 +17,52 @@ from reidlib.paths import repo_path
 RANKS = (1, 5, 10, 20)
 
 
+METRICS_FORMAT = 1  # the integer "format" of every metrics.json written; records without one are format 0
+
+
+class MetricsFormatError(ValueError):
+    """A ``metrics.json`` written in a format this reidlib does not read; the message names the command that
+    regenerates it."""
+
+
 def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
-    """Write ``out_dir/metrics.json`` atomically (non-finite numbers become ``null``, see :mod:`reidlib.io`)."""
-    return write_json(Path(out_dir) / "metrics.json", metrics)
+    """Write ``out_dir/metrics.json`` atomically, starting with ``"format": METRICS_FORMAT`` (non-finite numbers
+    become ``null``, see :mod:`reidlib.io`)."""
+    record = {"format": METRICS_FORMAT, **{k: v for k, v in metrics.items() if k != "format"}}
+    return write_json(Path(out_dir) / "metrics.json", record)
+
+
+def _regenerate_command(path: Path, metrics: dict) -> str:
+    """``./run_all.sh <profile> --only <run id> --force`` for a record at ``results/<profile>/<stage>/<run>/``."""
+    if path.parent.name == "report":
+        run_id, profile = "40_report", path.parent.parent.name
+    else:
+        run_id, profile = f"{path.parent.parent.name}/{path.parent.name}", path.parent.parent.parent.name
+    return f"./run_all.sh {metrics.get('profile') or profile} --only {run_id} --force"
 
 
 def read_metrics(path: str | Path) -> dict:
     """Read a run's ``metrics.json``; a clear error names the stage to run when it is missing.
 
-    Recorded paths of work artefacts (checkpoints, stored features) may be repo-relative (the pipeline writes
-    them so); they are returned as absolute paths inside this checkout.
+    Formats read: :data:`METRICS_FORMAT` and records without a ``"format"`` key (format 0, written before the key
+    existed; their keys are the same). Recorded paths of work artefacts (checkpoints, stored features) may be
+    repo-relative (the pipeline writes them so); they are returned as absolute paths inside this checkout.
+
+    Raises:
+        FileNotFoundError: no such file (the message names the stage to run).
+        MetricsFormatError: a format newer than this reidlib reads, or not an integer (the message names the
+            command that regenerates the record with this reidlib).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the stage that writes it first "
                                 f"(./run_all.sh <profile> --only {path.parent.parent.name})")
     metrics = json.loads(path.read_text())
+    fmt = metrics.get("format", 0)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or not 0 <= fmt <= METRICS_FORMAT:
+        raise MetricsFormatError(
+            f"{path} is a format {fmt!r} record; this reidlib reads formats 0-{METRICS_FORMAT}. Use the reidlib "
+            f"that wrote it, or regenerate it with this one: {_regenerate_command(path, metrics)}")
     if metrics.get("checkpoint"):
         metrics["checkpoint"] = repo_path(metrics["checkpoint"])
     for feats in (metrics.get("features") or {}).values():
