@@ -47,7 +47,7 @@ def plot_cmc(results: Mapping[str, Mapping[str, Any]], max_rank: int = 50, title
         style = {"marker": "o", "markersize": 3, "markevery": (i % 5, 5), **style_for(styles, label, i)}
         ax.plot(np.arange(1, len(cmc) + 1), cmc, linewidth=1.5, label=text, **style)
         top = max(top, float(cmc.max()))
-    _cmc_axes(ax, max_rank, top)
+    _cmc_axes(ax, max(len(ln.get_xdata()) for ln in ax.lines), top)
     ax.set_title(title or "Cumulative Match Characteristic (CMC)")
     if own:
         legend_under(fig, ax.get_lines(), ncol=1)
@@ -79,7 +79,7 @@ def plot_cmc_grid(panels: Mapping[str, Mapping[str, Mapping[str, Any]]], max_ran
             colour = {"color": panel_colours[panel]} if panel_colours and panel in panel_colours else {}
             ax.plot(np.arange(1, len(cmc) + 1), cmc, linewidth=1.5, **{**look[label], **colour})
             top = max(top, float(cmc.max()))
-        _cmc_axes(ax, max_rank, top, fontsize=9)
+        _cmc_axes(ax, max(len(ln.get_xdata()) for ln in ax.lines), top, fontsize=9)
         ax.set_title(wrap_title(panel), fontsize=10)
     _outer_labels(axes, "rank", "identification accuracy (%)")
     if title:
@@ -128,8 +128,9 @@ def _cmc_percent(label: str, res: Mapping[str, Any], max_rank: int) -> np.ndarra
     return 100.0 * np.asarray(res["cmc"], dtype=float).ravel()[:max_rank]
 
 
-def _cmc_axes(ax: Axes, max_rank: int, top: float, fontsize: float | None = None) -> None:
-    ax.set_xlim(1, max_rank)
+def _cmc_axes(ax: Axes, last_rank: int, top: float, fontsize: float | None = None) -> None:
+    """Ranks 1..``last_rank`` (the longest curve drawn), accuracy 0 to the next ten above ``top`` (%)."""
+    ax.set_xlim(1, max(last_rank, 2))
     ax.set_ylim(0.0, min(100.0, 10.0 * np.ceil(top / 10.0 + 0.05)) + 0.5)
     ax.grid(True, alpha=0.35)
     if fontsize is None:

@@ -148,8 +148,10 @@ def test_cmc_grid_one_panel_per_split_shared_legend_and_model_colours():
 
     res = {"cmc": np.linspace(0.2, 0.9, 50)}
     styles = {"BoT": model_style("bot_resnet50"), "OSNet": model_style("osnet_x0_25")}
-    fig = plot_cmc_grid({"CUHK03-NP": {"BoT": res, "OSNet": res}, "VIPeR": {"OSNet": res}, "empty": {}},
+    short = {"cmc": np.linspace(0.2, 0.9, 20)}  # a small gallery: 20 ranks
+    fig = plot_cmc_grid({"CUHK03-NP": {"BoT": res, "OSNet": res}, "VIPeR": {"OSNet": short}, "empty": {}},
                         styles=styles, title="CMC")
+    assert fig.axes[0].get_xlim() == (1, 50) and fig.axes[1].get_xlim() == (1, 20)  # no blank ranks
     assert [ax.get_title() for ax in fig.axes] == ["CUHK03-NP", "VIPeR"]  # the empty panel is not drawn
     assert [ln.get_color() for ln in fig.axes[0].lines] == [styles["BoT"]["color"], styles["OSNet"]["color"]]
     assert fig.axes[1].lines[0].get_color() == styles["OSNet"]["color"]
