@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from reidlib import pipeline
-from reidlib.pipeline import ProfileError, load_profile, plan, provenance
+from reidlib.pipeline import ProfileError, codehash, load_profile, plan, provenance
 from reidlib.pipeline import fingerprint as fp
 
 SMOKE = yaml.safe_load((pipeline.PARAMS_DIR / "smoke.yaml").read_text())
@@ -199,7 +199,7 @@ def area(r):
     (lambda s: s.replace("def area(r):", "def area(r, unused=0):"), False),
 ])
 def test_normalised_code_ignores_comments_docstrings_and_layout_only(edit, same):
-    assert (provenance.normalised_code(edit(CODE)) == provenance.normalised_code(CODE)) is same
+    assert (codehash.normalised_code(edit(CODE)) == codehash.normalised_code(CODE)) is same
 
 
 def _record_all_current(cfg: dict) -> list:
@@ -227,13 +227,13 @@ def _would_run(path: Path, capsys) -> dict[str, str]:
 
 
 def _edited_digest(monkeypatch, target: Path, edit) -> None:
-    real = provenance.code_digest
+    real = codehash.code_digest
 
     def digest(path: Path) -> str:
         if path == target:
-            return hashlib.sha256(provenance.normalised_code(edit(path.read_text())).encode()).hexdigest()
+            return hashlib.sha256(codehash.normalised_code(edit(path.read_text())).encode()).hexdigest()
         return real(path)
-    monkeypatch.setattr(provenance, "code_digest", digest)
+    monkeypatch.setattr(codehash, "code_digest", digest)
 
 
 def test_a_comment_or_docstring_edit_to_the_trainer_reruns_nothing_a_code_edit_its_runs(tmp_path, monkeypatch,

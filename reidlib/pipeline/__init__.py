@@ -4,7 +4,9 @@
 ``schema``          every profile key checked (types, ranges, known names) before anything runs
 ``profile``         ``params/<name>.yaml`` read, checked and resolved into absolute paths
 ``plan``            a profile expanded into the ordered notebook runs (pure: reads only the profile)
-``provenance``      input hashes scoped to the code each stage runs; up-to-date checks; recorded environment
+``provenance``      input hashes of runs; up-to-date checks; recorded environment
+``codehash``        the library code each stage runs, hashed without comments and docstrings
+``fingerprint``     fingerprints of the datasets a run reads
 ``execute``         one run through papermill into a temporary folder, renamed into place on success
 ``runner``          a whole profile: skip what is up to date, run the rest, one console line per run
 ``cli``             ``python -m reidlib.pipeline run|list`` (what ``./run_all.sh`` calls)
@@ -15,17 +17,15 @@ Checkpoints and feature files live in the work directory (``work/<profile>/...``
 from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, results_root, shared_dir
 
 from .cli import main
+from .codehash import import_closure, library_files, library_hash
 from .execute import StageFailed, clean_leftovers, execute, remove_orphans
 from .plan import STAGES, Run, metrics_files, plan, results_dir, run_dir, train_metrics_path, train_run_name
 from .profile import list_profiles, load_profile
 from .provenance import (
                          environment_info,
-                         import_closure,
                          input_hash,
                          is_current,
                          is_up_to_date,
-                         library_files,
-                         library_hash,
                          missing_artefacts,
                          portable,
                          stale_runs,
