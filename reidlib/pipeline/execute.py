@@ -7,7 +7,10 @@ The kernel gets the environment a reader's notebook should have been made in:
 * ``PYTHONPATH`` starts with this checkout, so the kernel imports *this* ``reidlib`` whatever env runs it;
 * ``REIDLIB_PROGRESS=lines``: one line per epoch instead of progress-bar redraws in the stored outputs;
 * no ``MPLBACKEND``, so figures are drawn by the notebook's inline backend;
-* a kernel connected over local IPC sockets (not TCP), which keeps the kernel's transport warning off the console.
+* a kernel connected over local IPC sockets (not TCP), which keeps the kernel's transport warning off the console;
+* a kernel shut down without the interrupt (SIGINT) jupyter_client sends first by default: a kernel that is
+  still inside a message handler logs that interrupt as ``KeyboardInterrupt caught in kernel.`` on the console.
+  A run stopped by Ctrl-C or SIGTERM kills its kernel's process group instead (its output is discarded anyway).
 
 Leftovers of a crash (``.tmp-*``/``.old-*`` folders of dead processes, empty stage folders, executed notebooks of
 failures that have since succeeded) are removed by :func:`clean_leftovers` at the start of every run of the profile.
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from reidlib.io import write_json
-from reidlib.paths import NOTEBOOKS_DIR, REPO_ROOT, shared_dir
+from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, WORK_PREFIX, shared_dir, work_root
 
 from .plan import STAGES, Run, results_dir, run_dir
 from .provenance import data_fingerprints, environment_info, git_commit, input_hash, portable
@@ -106,9 +111,12 @@ def kernel_env() -> dict[str, str]:
     return env
 
 
-def _ipc_kernel_manager(socket_dir: str, env: dict[str, str]):
+def _ipc_kernel_manager(socket_dir: str, env: dict[str, str], started: list | None = None):
     """A kernel manager class whose kernels talk over IPC sockets in ``socket_dir`` and start with ``env``
-    (papermill offers no way to hand the kernel an environment; this process's own is left alone)."""
+    (papermill offers no way to hand the kernel an environment; this process's own is left alone).
+
+    Its shutdown skips jupyter_client's leading interrupt (see the module docstring). Each started kernel's
+    process is appended to ``started`` (for :func:`stop_kernels`)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -119,9 +127,34 @@ def _ipc_kernel_manager(socket_dir: str, env: dict[str, str]):
 
         async def start_kernel(self, **kw):
             kw["env"] = dict(env)
-            return await super().start_kernel(**kw)
+            out = await super().start_kernel(**kw)
+            process = getattr(self.provisioner, "process", None)
+            if started is not None and process is not None:
+                started.append(process)
+            return out
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # a graceful shutdown of an idle kernel: the shutdown request suffices
+                return
+            await super()._async_interrupt_kernel()
 
     return IPCKernelManager
+
+
+def stop_kernels(processes: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """Kill the process group of every kernel in ``processes`` that is still running and wait for it to exit
+    (each kernel leads its own session, so its group holds the kernel and what it started: data loader workers)."""
+    for process in processes:
+        if process.poll() is not None:
+            continue
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            process.kill()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+            pass
 
 
 def _error_text(exc: BaseException) -> str:
@@ -133,8 +166,11 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
+def execute(run: Run, cfg: dict, log_output: bool = False, fresh: bool = False) -> Path:
     """Execute one run's notebook into a temporary folder and move it into place when it succeeds.
+
+    ``fresh`` (``--force``): the run starts from scratch; its notebook gets ``run_key="fresh:<input hash>"``, and
+    :func:`reidlib.stages.train.prepare_work_dir` discards the run's checkpoints instead of resuming them.
 
     Returns:
         The final run directory. On failure the executed notebook is kept under ``work/<profile>/failed/`` and
@@ -152,14 +188,18 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     out_nb = tmp / f"{run.stage}.ipynb"
     key = input_hash(run, cfg)
     # run_key lets a training notebook tell "resume my interrupted run" (same key) from "inputs changed" (new key)
-    params = {**run.parameters, "out_dir": str(tmp), "run_key": key}
+    params = {**run.parameters, "out_dir": str(tmp), "run_key": ("fresh:" if fresh else "") + key}
     (tmp / "params.yaml").write_text(yaml.safe_dump(portable(run.parameters), sort_keys=False))
     started = time.time()
+    kernels: list[subprocess.Popen] = []
     try:
         with tempfile.TemporaryDirectory(prefix="reidlib-kernel-") as sockets:
-            pm.execute_notebook(str(run.notebook), str(out_nb), parameters=params, cwd=str(NOTEBOOKS_DIR),
-                                kernel_name="python3", progress_bar=False, log_output=log_output,
-                                kernel_manager_class=_ipc_kernel_manager(sockets, kernel_env()))
+            try:
+                pm.execute_notebook(str(run.notebook), str(out_nb), parameters=params, cwd=str(NOTEBOOKS_DIR),
+                                    kernel_name="python3", progress_bar=False, log_output=log_output,
+                                    kernel_manager_class=_ipc_kernel_manager(sockets, kernel_env(), kernels))
+            finally:  # Ctrl-C/SIGTERM leave papermill before it shuts its kernel down: no kernel outlives its run
+                stop_kernels(kernels)
     except Exception as exc:
         failed = Path(cfg["work_dir"]) / "failed" / run.stage / f"{run.name}.ipynb"
         failed.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +218,9 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     write_json(tmp / "run.json", {
         "run": run.id,
         "profile": cfg["name"],
+        "profile_file": profile_file(cfg),  # the file that owns results/<profile>/ (runner.check_results_dir)
         "notebook": str(run.notebook.relative_to(REPO_ROOT)),
-        "command": f"./run_all.sh {cfg['name']} --only {run.stage}",
+        "command": f"./run_all.sh {profile_argument(cfg)} --only {run.stage}",
         "input_hash": key,
         "data": data_fingerprints(run),  # what the datasets it read looked like (a changed one is named by --dry-run)
         "git_commit": git_commit(),
@@ -197,11 +238,27 @@ def execute(run: Run, cfg: dict, log_output: bool = False) -> Path:
     return final
 
 
+def profile_file(cfg: dict) -> str:
+    """The profile's YAML file as recorded beside its results and in its work folder (``{repo}/params/x.yaml`` for a
+    file in this checkout, so a clone elsewhere is the same profile)."""
+    return portable(str(Path(cfg["path"]).resolve()))
+
+
+def profile_argument(cfg: dict) -> str:
+    """How ``./run_all.sh`` names this profile: a shipped profile by its name, another file by its path
+    (repo-relative when inside the checkout)."""
+    path = Path(cfg["path"])
+    if path.parent == PARAMS_DIR and path.stem == cfg["name"]:
+        return cfg["name"]
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def _scrub_tmp_paths(tmp: Path, final: Path) -> None:
-    """In a run's text outputs, write the temporary folder as the final one, every path inside this checkout
-    as repo-relative and the shared folder as ``{shared}`` (:func:`reidlib.stages.common.read_metrics`
-    resolves them)."""
-    replacements = [(str(tmp), str(final)), (str(REPO_ROOT) + "/", ""), (str(shared_dir()), "{shared}")]
+    """In a run's text outputs, write the temporary folder as the final one, every path under the work root as
+    ``work/...`` (wherever the work root is), every other path inside this checkout as repo-relative and the shared
+    folder as ``{shared}`` (:func:`reidlib.stages.common.read_metrics` resolves them)."""
+    replacements = [(str(tmp), str(final)), (str(work_root()) + "/", WORK_PREFIX), (str(REPO_ROOT) + "/", ""),
+                    (str(shared_dir()), "{shared}")]
     for path in list(tmp.glob("*.json")) + list(tmp.glob("*.ipynb")) + list(tmp.glob("*.md")):
         text = original = path.read_text()
         for old, new in replacements:
@@ -210,12 +267,12 @@ def _scrub_tmp_paths(tmp: Path, final: Path) -> None:
             path.write_text(text)
 
 
-def interrupted_message(run: Run | None, cfg: dict) -> str:
-    """The one line Ctrl-C prints: what was kept and what was discarded."""
+def interrupted_message(run: Run | None, cfg: dict, how: str = "interrupted") -> str:
+    """The one line Ctrl-C (``how="interrupted"``) or SIGTERM prints: what was kept and what was discarded."""
     where = results_dir(cfg)
     if run is None:
-        return f"interrupted: nothing was running; results in {where}/ are as they were"
-    return (f"interrupted during {run.id}: its half-written output was discarded and its previous result (if any) "
+        return f"{how}: nothing was running; results in {where}/ are as they were"
+    return (f"{how} during {run.id}: its half-written output was discarded and its previous result (if any) "
             f"kept; finished runs are kept in {where}/ (rerun the same command to continue)")
 
 

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from reidlib.paths import REPO_ROOT, repo_path, shared_dir
+from reidlib.paths import DEFAULT_WORK_ROOT, REPO_ROOT, repo_path, shared_dir, work_root
 
 from .codehash import library_hash
 from .fingerprint import dataset_fingerprint, run_datasets
@@ -39,12 +39,16 @@ def data_fingerprints(run: Run) -> dict[str, dict]:
 
 
 def portable(value: Any) -> Any:
-    """``value`` with this checkout's and the shared folder's absolute paths written as ``{repo}``/``{shared}``.
+    """``value`` with this checkout's and the shared folder's absolute paths written as ``{repo}``/``{shared}``,
+    and the work root's (:func:`reidlib.paths.work_root`, wherever it is) as ``{repo}/work``.
 
-    Applied to what is hashed and recorded, so a clone elsewhere finds the same runs up to date and committed
-    results name no machine's folders.
+    Applied to what is hashed and recorded, so a clone elsewhere, or a run with its work folders elsewhere, finds
+    the same runs up to date and committed results name no machine's folders.
     """
     if isinstance(value, str):
+        root = str(work_root())
+        if root != str(DEFAULT_WORK_ROOT) and value.startswith(root) and value[len(root):len(root) + 1] in ("", "/"):
+            value = str(DEFAULT_WORK_ROOT) + value[len(root):]
         return value.replace(str(REPO_ROOT), "{repo}").replace(str(shared_dir()), "{shared}")
     if isinstance(value, dict):
         return {k: portable(v) for k, v in value.items()}

@@ -1,10 +1,24 @@
-"""Running a profile: plan, skip what is up to date, execute the rest in order, one console line per run."""
+"""Running a profile: plan, skip what is up to date, execute the rest in order, one console line per run.
+
+Before anything runs: ``results/<profile>/`` and the work folder must belong to this profile's file
+(:func:`check_results_dir`, :func:`check_work_dir`), and no other process may be running the profile
+(:mod:`.lock`). Ctrl-C and SIGTERM stop a run the same way: one line, the half-written run discarded, exit
+status 130 or 143.
+"""
 from __future__ import annotations
 
+import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .execute import clean_leftovers, execute, interrupted_message, print_flush
+from reidlib.paths import PARAMS_DIR
+
+from .execute import clean_leftovers, execute, interrupted_message, print_flush, profile_file
+from .lock import profile_lock
 from .plan import STAGES, Run, plan, results_dir
 from .profile import load_profile
 from .provenance import portable, run_status, with_stale_runs
@@ -14,16 +28,80 @@ from .schema import ProfileError
 class InterruptedRun(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what was kept and what was discarded."""
 
+    exit_code = 130
+
+
+class TerminatedRun(InterruptedRun):
+    """SIGTERM during a run (``timeout``, batch schedulers, ``docker stop``), handled like Ctrl-C."""
+
+    exit_code = 143
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler wherever the pipeline process is, so it unwinds like Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises an exception that unwinds like Ctrl-C (a second SIGTERM is ignored while
+    that happens). Outside the main thread, where Python cannot handle signals, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _shown(recorded: str) -> str:
+    return recorded.replace("{repo}/", "")
+
+
+def check_results_dir(cfg: dict) -> None:
+    """Refuse to write into ``results/<profile>/`` when it is a file, or when its runs were made by another profile
+    file (each ``run.json`` records its ``profile_file``; a run recorded before that, by ``params/<name>.yaml`` if
+    that file exists). A copy of a shipped profile run under the shipped name would overwrite committed results."""
+    root = results_dir(cfg)
+    for folder in (root, *root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ProfileError(f"results of profile {cfg['name']} go to {root}/, but {folder} is a file; move that "
+                               f"file away, or give the profile another name (name: my-copy in {cfg['path']})")
+    if not root.is_dir():
+        return
+    me = profile_file(cfg)
+    shipped = PARAMS_DIR / f"{cfg['name']}.yaml"
+    for info_path in sorted(root.glob("*/*/run.json")) + [root / "report" / "run.json"]:
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        owner = info.get("profile_file") if isinstance(info, dict) else None
+        if not owner and shipped.is_file():
+            owner = portable(str(shipped.resolve()))
+        if owner and owner != me:
+            kind = " (a profile shipped with the study)" if owner == portable(str(shipped.resolve())) else ""
+            raise ProfileError(
+                f"{root}/ holds results made by {_shown(owner)}{kind} (e.g. {info_path.parent.name}); "
+                f"{cfg['path']} would overwrite them. Give this profile its own name: add `name: my-copy` to "
+                f"{Path(cfg['path']).name} or rename the file, then run it again")
+
 
 def check_work_dir(cfg: dict) -> None:
     """Refuse a profile whose ``work_dir`` is already used by another profile (they would delete each other's
     checkpoints): the work folder records the profile that owns it."""
     work = Path(cfg["work_dir"])
     owner = work / ".profile"
-    me = portable(cfg["path"])  # "{repo}/params/x.yaml": a moved checkout still owns its own work folder
+    me = profile_file(cfg)  # "{repo}/params/x.yaml": a moved checkout still owns its own work folder
     if owner.is_file():
         recorded = owner.read_text().strip()
-        if recorded and recorded not in (me, cfg["path"]):
+        if recorded and recorded not in (me, cfg["path"], portable(cfg["path"])):
             raise ProfileError(f"work_dir {work} belongs to profile {recorded}; give {cfg['path']} its own work_dir "
                                f"(or delete {owner} if that profile is gone)")
     work.mkdir(parents=True, exist_ok=True)
@@ -39,7 +117,13 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
     """Run (or refresh) a whole profile. ``only`` restricts to stages (e.g. ``["10_train"]``) or run ids.
 
     A run is skipped when it is up to date: same input hash as recorded, and the checkpoint and features later
-    stages read from it still exist. Returns the run folders executed.
+    stages read from it still exist. ``force`` reruns the selected runs from scratch (checkpoints discarded).
+    Returns the run folders executed.
+
+    Raises:
+        ProfileError: a bad profile, results or work folder owned by another profile file, or the profile
+            already running in another process.
+        InterruptedRun: Ctrl-C (:class:`TerminatedRun`: SIGTERM); the message is the one line to print.
     """
     cfg = load_profile(profile, data_root, cwd=cwd)
     everything = plan(cfg)
@@ -49,36 +133,52 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
         if unknown:
             raise ProfileError(f"--only {unknown}: not a stage {STAGES} nor a run id of this profile")
         runs = [r for r in everything if r.stage in only or r.id in only]
-    if not dry_run:
-        check_work_dir(cfg)
-        clean_leftovers(cfg, everything)
+    check_results_dir(cfg)
+    current: Run | None = None
+    try:
+        with sigterm_as_interrupt():
+            if dry_run:
+                return _run_all(cfg, everything, runs, force, True, log_output, lambda r: None)
+            check_work_dir(cfg)
+            with profile_lock(cfg["work_dir"], cfg["name"], say=print_flush):
+                clean_leftovers(cfg, everything)
+
+                def note(run: Run | None) -> None:
+                    nonlocal current
+                    current = run
+                return _run_all(cfg, everything, runs, force, False, log_output, note)
+    except _Terminated:
+        raise TerminatedRun(interrupted_message(current, cfg, "terminated (SIGTERM)")) from None
+    except KeyboardInterrupt:
+        raise InterruptedRun(interrupted_message(current, cfg)) from None
+
+
+def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry_run: bool, log_output: bool,
+             note) -> list[Path]:
+    """The loop of :func:`run_study`; ``note(run)`` is told which run is executing (None between runs)."""
     done: list[Path] = []
     would: list[str] = []
     total = time.time()
-    current: Run | None = None
-    try:
-        for i, run in enumerate(runs, 1):
-            head = f"[{i}/{len(runs)}] {run.id}"
-            if run.stage == "40_report":  # the runs executed above are up to date now
-                with_stale_runs(everything, cfg)
-            fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
-            if not force and fresh:
-                print_flush(f"{head}: up to date")
-                continue
-            why = f" ({reason})" if reason and not force else ""
-            if dry_run:
-                print_flush(f"{head}: would run {run.notebook.name}{why}")
-                would.append(run.id)
-                continue
-            t0 = time.time()
-            current = run
-            out = execute(run, cfg, log_output=log_output)
-            current = None
-            shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
-            print_flush(f"{head}: done in {time.time() - t0:.0f} s{why} -> {shown}")
-            done.append(out)
-    except KeyboardInterrupt:
-        raise InterruptedRun(interrupted_message(current, cfg)) from None
+    for i, run in enumerate(runs, 1):
+        head = f"[{i}/{len(runs)}] {run.id}"
+        if run.stage == "40_report":  # the runs executed above are up to date now
+            with_stale_runs(everything, cfg)
+        fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
+        if not force and fresh:
+            print_flush(f"{head}: up to date")
+            continue
+        why = f" ({reason})" if reason and not force else ""
+        if dry_run:
+            print_flush(f"{head}: would run {run.notebook.name}{why}")
+            would.append(run.id)
+            continue
+        t0 = time.time()
+        note(run)
+        out = execute(run, cfg, log_output=log_output, **({"fresh": True} if force else {}))
+        note(None)
+        shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+        print_flush(f"{head}: done in {time.time() - t0:.0f} s{why} -> {shown}")
+        done.append(out)
     if dry_run:
         print_flush(f"profile {cfg['name']}: {len(would)} of {len(runs)} run(s) would run; results in "
                     f"{results_dir(cfg)}/")

@@ -5,7 +5,6 @@ selected checkpoint; query/gallery features are stored in the run's work directo
 """
 from __future__ import annotations
 
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -113,18 +112,48 @@ def _complexity(model_name: str, model_kwargs: dict, num_classes: int, image_siz
             "gmacs": count_flops(model, size)["macs"] / 1e9, "image_size": list(size)}
 
 
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "history.json", "result.json", "test_metrics.json")
+FEATURE_PATTERNS = ("*_query.npz", "*_gallery.npz")
+FRESH = "fresh:"
+
+
+def discard_run_files(work: Path) -> list[Path]:
+    """Delete what a training run wrote into its work folder ``work``, and nothing else: the trainer's files
+    (:data:`RUN_FILES`), the stored features (``features/*_query.npz``, ``*_gallery.npz``), the temporary files of
+    interrupted writes of either, and ``features/`` when that leaves it empty. Returns the paths deleted."""
+    gone: list[Path] = []
+    targets = [(work, name) for name in RUN_FILES]
+    features = work / "features"
+    if features.is_dir():
+        targets += [(features, p.name) for pattern in FEATURE_PATTERNS for p in features.glob(pattern)]
+    for folder, name in targets:
+        for path in [folder / name, *folder.glob(f".{name}.*")]:  # reidlib.io.atomic_path's temporary names
+            if path.is_file():
+                path.unlink()
+                gone.append(path)
+    if features.is_dir() and not any(features.iterdir()):
+        features.rmdir()
+    return gone
+
+
 def prepare_work_dir(work_dir: str | Path, run_key: str | None) -> Path:
     """Create a run's work directory (checkpoints, features) and decide between resuming and starting afresh.
 
-    The pipeline passes the run's input hash as ``run_key``: the same key means an interrupted run of the same
-    inputs, whose ``last.pt`` the trainer resumes; a different key means the inputs (parameters, code, upstream
-    results) changed, and the old checkpoints are removed so training starts from scratch.
-    ``run_key=None`` (a notebook opened by hand) keeps whatever is there.
+    The pipeline passes the run's input hash as ``run_key``: the same key as recorded in ``run_key.txt`` means an
+    interrupted run of the same inputs, whose ``last.pt`` the trainer resumes; a different key means the inputs
+    (parameters, code, upstream results) changed, and ``"fresh:<key>"`` (``--force``) asks for a new run: in both
+    cases the run's own files are deleted (:func:`discard_run_files`) so training starts at epoch 0. Files the
+    pipeline did not write are left where they are. ``run_key=None`` (a notebook opened by hand) keeps everything.
     """
     work = Path(work_dir)
+    if work.exists() and not work.is_dir():
+        raise NotADirectoryError(f"work_dir {work} is a file; move it away (the run keeps its checkpoints there)")
     marker = work / "run_key.txt"
-    if run_key is not None and marker.is_file() and marker.read_text().strip() != run_key:
-        shutil.rmtree(work)
+    if run_key is not None:
+        fresh = run_key.startswith(FRESH)
+        run_key = run_key[len(FRESH):] if fresh else run_key
+        if fresh or (marker.is_file() and marker.read_text().strip() != run_key):
+            discard_run_files(work)
     work.mkdir(parents=True, exist_ok=True)
     if run_key is not None:
         marker.write_text(run_key)
