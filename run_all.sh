@@ -2,6 +2,7 @@
 # One entry point for the whole study.
 #
 #   ./run_all.sh [PROFILE] [--data-root DIR] [--only STAGE] [--force]   regenerate results/PROFILE/ (default profile: default)
+#   ./run_all.sh PROFILE --work-root DIR   (or REIDLIB_WORK_ROOT=DIR)    checkpoints, features, caches in DIR/PROFILE/, not work/
 #   ./run_all.sh --test                                                 set up the env, run the test suite (what CI runs)
 #   ./run_all.sh --setup                                                only create/update .venv
 #   ./run_all.sh lab                                                    open JupyterLab on notebooks/ in the project env
