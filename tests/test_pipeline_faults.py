@@ -68,7 +68,7 @@ def test_results_made_by_one_file_are_refused_to_another_file_of_the_same_name(t
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"profile": "same", "profile_file": str(tmp_path / "a" / "same.yaml")}))
     check_results_dir(first)
-    with pytest.raises(ProfileError, match=rf"holds results made by {tmp_path}/a/same.yaml \(e.g. datasets\)"):
+    with pytest.raises(ProfileError, match=rf"holds results made by {tmp_path}/a/same.yaml \(e.g. 00_data/datasets\)"):
         check_results_dir(load_profile(_profile(tmp_path / "b", "same")))
 
 

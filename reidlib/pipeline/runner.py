@@ -88,7 +88,7 @@ def check_results_dir(cfg: dict) -> None:
         if owner and owner != me:
             kind = " (a profile shipped with the study)" if owner == portable(str(shipped.resolve())) else ""
             raise ProfileError(
-                f"{root}/ holds results made by {_shown(owner)}{kind} (e.g. {info_path.parent.name}); "
+                f"{root}/ holds results made by {_shown(owner)}{kind} (e.g. {info_path.parent.relative_to(root)}); "
                 f"{cfg['path']} would overwrite them. Give this profile its own name: add `name: my-copy` to "
                 f"{Path(cfg['path']).name} or rename the file, then run it again")
 
