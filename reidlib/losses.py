@@ -79,6 +79,7 @@ class TripletLoss(nn.Module):
     loss_i = max(0, d_ap - d_an + margin), or softplus(d_ap - d_an) with ``soft_margin=True``.
     The loss is the mean over anchors that have both a positive and a negative in the batch (a P×K batch
     with K >= 2 has them all); with none, it is 0 (still attached to the graph). Features are not normalised.
+    Nothing is read back to the host (no data-dependent branch), so a CUDA step does not wait here.
     ``feat``: (B, D); ``targets``: (B,).
     """
 
@@ -102,11 +103,10 @@ class TripletLoss(nn.Module):
 
     def forward(self, feat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         d_ap, d_an, valid = self.hardest(feat, targets)
-        if not valid.any():
-            return feat.float().sum() * 0.0
-        gap = d_ap[valid] - d_an[valid]
+        gap = d_ap - d_an  # -inf for an anchor without a positive or a negative: its term is 0, its gradient 0
         per_anchor = F.softplus(gap) if self.soft_margin else F.relu(gap + self.margin)
-        return per_anchor.mean()
+        some = torch.where(valid, per_anchor, 0.0).sum() / valid.sum().clamp(min=1)
+        return torch.where(valid.all(), per_anchor.mean(), some)  # all valid: the plain mean, bit for bit
 
 
 class CenterLoss(nn.Module):
@@ -136,8 +136,8 @@ class ReIDLoss(nn.Module):
     ``s`` = the attribute ``metric_scale`` (1.0; the trainer's ``metric_warmup_epochs`` sets it per epoch).
 
     ``forward(logits, feat, targets) -> (total, parts)`` with ``parts`` = python floats of the *unweighted*
-    terms that are on (``"id"``, ``"triplet"``, ``"center"``) and ``"total"``. ``center`` is the CenterLoss
-    module or ``None`` (``center_weight=0``).
+    terms that are on (``"id"``, ``"triplet"``, ``"center"``) and ``"total"``; :meth:`terms` gives them as
+    tensors. ``center`` is the CenterLoss module or ``None`` (``center_weight=0``).
     """
 
     def __init__(
@@ -169,6 +169,15 @@ class ReIDLoss(nn.Module):
     def forward(
         self, logits: torch.Tensor, feat: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = self.terms(logits, feat, targets)
+        values = torch.stack(list(parts.values())).tolist()  # one device-to-host read for all of them
+        return total, dict(zip(parts, values))
+
+    def terms(
+        self, logits: torch.Tensor, feat: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`forward` without reading values back: ``parts`` are detached 0-dim fp32 tensors on the inputs'
+        device, so a CUDA training step does not wait for the GPU here (the trainer reads them every few steps)."""
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         if self.id_loss is not None:
             terms["id"] = (self.id_weight, self.id_loss(logits, targets))
@@ -177,8 +186,8 @@ class ReIDLoss(nn.Module):
         if self.center is not None:
             terms["center"] = (self.center_weight * self.metric_scale, self.center(feat, targets))
         total = sum(w * value for w, value in terms.values())
-        parts = {name: value.item() for name, (_, value) in terms.items()}
-        parts["total"] = float(total.item())
+        parts = {name: value.detach().float() for name, (_, value) in terms.items()}
+        parts["total"] = total.detach().float()
         return total, parts
 
     def rescale_center_grad(self) -> None:

@@ -61,18 +61,27 @@ def cpu_has_native_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True when the CUDA ``device`` computes bf16 in hardware: compute capability 8.0 (Ampere) or later.
+
+    ``torch.cuda.is_bf16_supported()`` is not used: it also counts emulated bf16 as support, and on compute
+    capability 7.x (V100, T4) cuDNN has no bf16 convolutions, so bf16 autocast there is slow.
+    """
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Map ``"auto"`` to the fastest safe precision for ``device``.
 
-    CUDA: bf16 where supported, else fp16. CPU: bf16 only where the CPU has native bf16
-    (:func:`cpu_has_native_bf16`), else fp32.
+    CUDA: bf16 on compute capability >= 8.0 (:func:`cuda_has_native_bf16`), else fp16 (trained with a GradScaler).
+    CPU: bf16 only where the CPU has native bf16 (:func:`cpu_has_native_bf16`), else fp32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_has_native_bf16(device) else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
@@ -98,19 +107,23 @@ def to_memory_format(x: torch.Tensor | torch.nn.Module, channels_last: bool):
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (CPU and CUDA). ``deterministic`` also asks torch for deterministic
-    kernels; otherwise, on CUDA, cuDNN benchmarks its kernels once per input shape (``cudnn.benchmark``)."""
+    """Seed python, numpy and torch (CPU and CUDA) and set torch's determinism switches both ways.
+
+    ``deterministic=True``: ``torch.use_deterministic_algorithms(True, warn_only=True)``,
+    ``cudnn.deterministic = True``, ``cudnn.benchmark = False`` (and ``CUBLAS_WORKSPACE_CONFIG`` if unset).
+    ``deterministic=False``: all three switched off again (a deterministic call earlier in the process does not
+    leak into this one), and where CUDA is available ``cudnn.benchmark = True``: the batches have a fixed size,
+    so cuDNN times its kernels once per input shape and keeps the fastest.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
+    torch.use_deterministic_algorithms(deterministic, warn_only=deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic and torch.cuda.is_available()
 
 
 def rng_state() -> dict:
@@ -125,6 +138,6 @@ def set_rng_state(state: dict) -> None:
     """Restore states captured by :func:`rng_state`."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # generator states are CPU byte tensors, wherever they were loaded
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

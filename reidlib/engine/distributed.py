@@ -1,11 +1,13 @@
 """Thin helpers over ``torch.distributed`` for multi-process data-parallel training (DDP).
 
 Launch with ``torchrun --nproc_per_node=N -m reidlib.train ...``: torchrun sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK`` and ``MASTER_ADDR/PORT``; :func:`init_distributed` reads them and joins the group
-(gloo on CPU, nccl on CUDA). Every helper also works, as a no-op, in a single process.
+``LOCAL_RANK`` and ``MASTER_ADDR/PORT``; :func:`init_distributed` reads them and joins the group with the
+backend of the device the run trains on (:func:`backend_for`: gloo for a CPU run, nccl for a CUDA run) and a
+collective timeout (:data:`DEFAULT_TIMEOUT_MINUTES`). Every helper also works, as a no-op, in a single process.
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -31,11 +33,34 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(backend: str | None = None) -> DistInfo:
+DEFAULT_TIMEOUT_MINUTES = 60.0
+"""How long a collective waits for the other ranks before the run is aborted (torch's default for nccl is 10
+minutes). Rank 0 evaluates alone while the others wait in a collective, so this must exceed the longest
+selection or test evaluation."""
+
+
+def backend_for(device: str | torch.device | None) -> str:
+    """The ``torch.distributed`` backend for a run on ``device``: ``"gloo"`` for CPU, ``"nccl"`` for CUDA.
+
+    ``None``/``"auto"`` mean CUDA when it is available (as :func:`reidlib.runtime.resolve_device`), so a CPU run on
+    a GPU machine (``device="cpu"``) still gets gloo: nccl has no CPU tensors.
+    """
+    if device is None or str(device) == "auto":
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"no distributed backend for device {str(device)!r}: use 'cpu' (gloo) or 'cuda' (nccl)")
+    return "nccl" if kind == "cuda" else "gloo"
+
+
+def init_distributed(backend: str | None = None, device: str | torch.device | None = None,
+                     timeout_minutes: float | None = None) -> DistInfo:
     """Join the process group described by torchrun's environment, if any; return this process's place.
 
-    ``backend=None`` picks ``"nccl"`` when CUDA is available, else ``"gloo"``. Without ``WORLD_SIZE > 1`` in
-    the environment (and no group already initialised) nothing happens and a single-process info is returned.
+    ``backend=None`` takes :func:`backend_for` ``(device)``; ``device`` is the run's ``TrainConfig.device``.
+    ``timeout_minutes`` (default :data:`DEFAULT_TIMEOUT_MINUTES`) bounds every collective wait. With nccl the
+    process uses GPU ``LOCAL_RANK`` (an error when the node has fewer GPUs). Without ``WORLD_SIZE > 1`` in the
+    environment (and no group already initialised) nothing happens and a single-process info is returned.
     """
     if dist.is_available() and dist.is_initialized():
         return dist_info()
@@ -44,11 +69,18 @@ def init_distributed(backend: str | None = None) -> DistInfo:
         return DistInfo()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
+    minutes = DEFAULT_TIMEOUT_MINUTES if timeout_minutes is None else float(timeout_minutes)
+    if not minutes > 0:
+        raise ValueError(f"timeout_minutes must be > 0, got {timeout_minutes!r}")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if backend == "nccl":
+    backend = backend or backend_for(device)
+    if "nccl" in backend:
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise RuntimeError(f"LOCAL_RANK {local_rank} but this node has {count} CUDA device(s): start at most "
+                               f"{count} processes per node (torchrun --nproc_per_node), or use backend gloo")
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=minutes))
     return dist_info()
 
 
@@ -118,3 +150,16 @@ def cleanup() -> None:
     """Leave the process group if one is initialised."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def same_on_every_rank(value: Any, what: str, fix: str) -> Any:
+    """``value`` when every rank holds an equal one (``==``); else a ``RuntimeError`` listing each rank's value.
+
+    ``what`` names the value in the message, ``fix`` says how to make the ranks agree. One ``all_gather_object``
+    under DDP; a no-op in a single process.
+    """
+    values = all_gather_objects(value)
+    if any(v != values[0] for v in values[1:]):
+        listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
+        raise RuntimeError(f"the ranks disagree on {what} ({listing}); {fix}")
+    return value

@@ -5,7 +5,8 @@
 
 Every :class:`~reidlib.engine.TrainConfig` field is an option (``--num-val-ids 20``, ``--optimizer sgd``,
 ``--milestones 40 70``, ``--no-eval-flip``, ``--model-kwargs '{"feature_dim": 256}'``). Under torchrun each
-process joins the group (gloo on CPU, nccl on CUDA); rank 0 prepares the data, logs and writes the run.
+process joins the group with the backend of ``--device`` (gloo for cpu, nccl for cuda; ``--backend`` overrides)
+and a collective timeout of ``--dist-timeout`` minutes; rank 0 prepares the data, logs and writes the run.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 from reidlib.runtime import PRECISIONS
 
 from .config import DATA_PATHS, SELECT_ON, TrainConfig
+from .distributed import DEFAULT_TIMEOUT_MINUTES
 from .optim import OPTIMIZERS, SCHEDULERS
 
 _SCALARS = {"int": int, "float": float, "str": str}
@@ -54,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset-kwargs", type=json.loads, default={}, help="JSON options for build_dataset")
     parser.add_argument("--model", required=True, help="registered model name (reidlib.models.list_models())")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, history.json)")
-    parser.add_argument("--backend", default=None, help="torch.distributed backend (default: nccl on CUDA, else gloo)")
+    parser.add_argument("--backend", default=None,
+                        help="torch.distributed backend (default: gloo for --device cpu, nccl for cuda)")
+    parser.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_MINUTES, metavar="MINUTES",
+                        help="how long a rank waits in a collective before the run is aborted; must exceed the "
+                             "longest evaluation, which rank 0 runs alone (default: %(default)s)")
     _add_config_options(parser)
     return parser
 
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainConfig.from_kwargs(**options)
     except (ValueError, TypeError) as err:
         parser.error(str(err))
-    info = init_distributed(args.backend)
+    info = init_distributed(args.backend, device=options["device"], timeout_minutes=args.dist_timeout)
     try:
         if not info.is_main:
             barrier()  # rank 0 generates/validates the data first

@@ -40,9 +40,9 @@ import dataclasses
 import platform
 import time
 import warnings
-from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -60,6 +60,7 @@ from .distributed import (
     barrier,
     broadcast_object,
     dist_info,
+    same_on_every_rank,
     unwrap,
 )
 from .evaluate import evaluate_model
@@ -69,6 +70,8 @@ from .optim import build_optimizer, build_scheduler
 from .records import write_csv, write_json
 
 Item = tuple[str, int, int]
+READ_EVERY = 10
+"""Training steps between reads of the running loss sums from the device (each read waits for the GPU)."""
 
 
 def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
@@ -82,6 +85,8 @@ def fit(model: nn.Module | str, data: Any, *, out_dir: str | Path,
             name (built with ``num_classes`` = training identities and ``config.model_kwargs``). After ``fit``
             the module (also ``result.model``) holds the selected weights, the ones the test metrics come
             from, in eval mode. A classifier of another size is replaced by ``reset_classifier``.
+            ``torch.compile(model)`` trains through the compiled module (evaluation and ``result.model`` use the
+            module under it).
         data: a :class:`reidlib.data.ReIDDataset` (its train split is used for training and its query/gallery
             for the final test) or a list of training items ``(path, pid, camid)`` (no test evaluation).
         out_dir: run folder for ``last.pt``, ``best.pt``, ``metrics.csv``, ``history.json``, ``result.json``.
@@ -161,8 +166,8 @@ class _Trainer:
         self.info = dist_info()
         self.t_start = time.perf_counter()
         self.device = resolve_device(cfg.device)
-        if self.info.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.info.local_rank)
+        if self.info.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.info.local_rank)  # "cuda:K" given: every rank on GPU K
         self.precision = resolve_precision(cfg.precision, self.device)
         self.channels_last = True if cfg.channels_last is None else bool(cfg.channels_last)
         # fp32 on a CPU: glibc keeping freed memory speeds a step ~x1.2 (reidlib/engine/memory.py)
@@ -179,8 +184,14 @@ class _Trainer:
         self.meta: dict = {"runs": [], "classifier_reset": self.classifier_reset, **(meta or {})}
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        if cfg.resume and (self.out / ckpt.LAST).is_file():
-            self._resume()
+        last = self.out / ckpt.LAST
+        state = (ckpt.load_checkpoint(last, map_location="cpu", require=ckpt.RESUME_KEYS)
+                 if cfg.resume and last.is_file() else None)
+        same_on_every_rank(None if state is None else int(state["epoch"]), f"the epoch {last} resumes from",
+                           "out_dir must be one folder that every rank reads and writes (several nodes: a shared "
+                           "filesystem, mounted at the same path); give such an out_dir, or resume=False")
+        if state is not None:
+            self._resume(state)
         elif self.info.is_main:  # a fresh run: nothing of an earlier one may pass for this one's
             if (self.out / ckpt.LAST).is_file():
                 warnings.warn(f"resume=False: starting afresh and overwriting the run in {self.out}", stacklevel=3)
@@ -252,6 +263,7 @@ class _Trainer:
         else:
             self.model_spec = getattr(unwrap(model), "build_spec", None)
         raw = unwrap(model)
+        self.compiled = _compiled_around(model, raw)  # torch.compile(model) given: train through it
         head = getattr(raw, "classifier", None)
         self.classifier_reset = None
         if isinstance(head, nn.Linear) and head.out_features != self.num_classes:
@@ -268,7 +280,7 @@ class _Trainer:
         self.raw = to_memory_format(raw.to(self.device), self.channels_last)
         self.trainable = {n: p.requires_grad for n, p in self.raw.named_parameters()}
         self._head_only: bool | None = None
-        self.net: nn.Module = self.raw
+        self.net: nn.Module = self.raw if self.compiled is None else self.compiled
 
     def _setup_optim(self) -> None:
         cfg = self.cfg
@@ -295,8 +307,9 @@ class _Trainer:
             "select_on": self.select_on, "world_size": self.info.world_size, "meta": ckpt.to_builtin(self.meta),
         }
 
-    def _resume(self) -> None:
-        state = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location=self.device, require=ckpt.RESUME_KEYS)
+    def _resume(self, state: dict) -> None:
+        """Continue from ``state`` (``last.pt`` loaded on the CPU: ``load_state_dict`` moves each tensor to where
+        its model/optimizer lives, the RNG states stay CPU tensors and Adam's ``step`` counters stay on the CPU)."""
         old = {**LEGACY_VALUES, **state["config"]}
         if "freeze_backbone_epochs" in old:  # the field's name before it became head_only_epochs
             old["head_only_epochs"] = old.pop("freeze_backbone_epochs")
@@ -355,9 +368,11 @@ class _Trainer:
             self.net = self.raw  # drop the old wrapper (and its hooks) before building the next
             find_unused = self.cfg.ddp_find_unused_parameters
             if find_unused is None:
-                find_unused = bool(_unused_parameters(self.raw, self.cfg.height, self.cfg.width, self.device))
+                find_unused = bool(_unused_parameters(self.raw, self.criterion, self.num_classes, self.cfg.height,
+                                                      self.cfg.width, self.device))
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.raw, device_ids=ids, find_unused_parameters=find_unused)
+            module = self.raw if self.compiled is None else self.compiled
+            self.net = nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
     def _train_mode(self) -> None:
         self.net.train()
@@ -374,36 +389,38 @@ class _Trainer:
         diag = BatchDiagnostics(cfg.loss_kwargs.get("metric", "euclidean"), dev)
         self.loader.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
-        sums: dict[str, float] = defaultdict(float)
-        correct = torch.zeros((), device=dev)
+        # on the device, float64: loss terms x batch size, then correct predictions (read back every READ_EVERY steps)
+        keys: list[str] = []
+        sums = torch.zeros(0, dtype=torch.float64, device=dev)
         n_local = 0
         show = cfg.progress and self.info.is_main and bars_enabled()
-        bar = progress_bar(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=show)
+        bar = progress_bar(prefetch(self.loader, dev), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           total=len(self.loader), enabled=show)
         t0 = time.perf_counter()
-        for it, (img, pid, _cam, _path) in enumerate(bar):
-            img = img.to(dev, non_blocking=True)  # the cached path yields channels_last batches already
+        for it, (img, target, _cam, _path) in enumerate(bar):  # img, target already on dev
             img = to_memory_format(img, True) if self.channels_last else img.contiguous()
-            target = pid.to(dev, non_blocking=True)
             with autocast(dev, self.precision):
                 logits, feat = self.net(img)
-            total, parts = self.criterion(logits.float(), feat.float(), target)
+            total, parts = self.criterion.terms(logits.float(), feat.float(), target)
             diag.update(feat, target)
             self._step(total)
             bs = target.numel()
             n_local += bs
-            sums["loss"] += float(total.detach()) * bs
-            for k, v in parts.items():
-                if k != "total":
-                    sums[f"loss_{k}"] += float(v) * bs
-            correct += (logits.detach().argmax(1) == target).sum()
-            if show and (it % 10 == 0 or it == len(self.loader) - 1):
-                dt = time.perf_counter() - t0
-                post = {k: f"{v / n_local:.3f}" for k, v in sums.items()}
-                bar.set_postfix(**post, lr=f"{lr:.2e}", img_s=f"{n_local * self.info.world_size / dt:.1f}")
+            if not keys:
+                keys = ["loss"] + [f"loss_{k}" for k in parts if k != "total"]
+                sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=dev)
+            values = torch.stack([parts["total"]] + [v for k, v in parts.items() if k != "total"])
+            sums[:-1] += values.double() * bs
+            sums[-1] += (logits.detach().argmax(1) == target).sum()
+            if (it + 1) % READ_EVERY == 0 or it == len(self.loader) - 1:
+                self.last_read = dict(zip(keys, (sums[:-1] / n_local).tolist()))  # the loop's one device read
+                if show:
+                    dt = time.perf_counter() - t0
+                    post = {k: f"{v:.3f}" for k, v in self.last_read.items()}
+                    bar.set_postfix(**post, lr=f"{lr:.2e}", img_s=f"{n_local * self.info.world_size / dt:.1f}")
         train_s = time.perf_counter() - t0
-        keys = list(sums)
-        local = [sums[k] for k in keys] + [float(correct.item()), float(n_local)]
-        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=dev)).tolist()
+        local = torch.cat([sums, sums.new_tensor([float(n_local)])])
+        totals = all_reduce_sum(local).tolist()
         n = totals[-1]
         row = {"epoch": epoch + 1, "lr": lr, "head_only": bool(self._head_only)}
         row.update({k: totals[i] / n for i, k in enumerate(keys)})
@@ -503,7 +520,7 @@ class _Trainer:
         test = None
         run_test = cfg.evaluate_test and self.test is not None and not (stopped or "").startswith("stop_after")
         if selected != self.out / ckpt.LAST and selected.is_file():
-            self.raw.load_state_dict(ckpt.load_checkpoint(selected, map_location=self.device)["model"])
+            self.raw.load_state_dict(ckpt.load_checkpoint(selected, map_location="cpu")["model"])
         self.raw.eval()
         if run_test and self.info.is_main and done > 0:
             test = self._evaluate(self.test[:2], self.test[2])
@@ -524,25 +541,76 @@ class _Trainer:
         return result
 
 
-def _unused_parameters(model: nn.Module, height: int, width: int, device: torch.device) -> list[str]:
-    """Trainable parameters that get no gradient from a train-mode forward of 2 blank images.
+def _unused_parameters(model: nn.Module, criterion: nn.Module, num_classes: int, height: int, width: int,
+                       device: torch.device) -> list[str]:
+    """Trainable parameters that get no gradient from the training loss of a train-mode forward of 4 blank images.
 
-    RNG, BatchNorm statistics and gradients are restored, so the probe leaves no trace on the run.
+    The loss is ``criterion`` (the run's, with its weights: with ``id_weight=0`` the classifier is unused), on
+    targets ``[0, 0, 1, 1]`` (mod ``num_classes``). RNG, BatchNorm statistics and gradients (the model's and the
+    criterion's) are restored, so the probe leaves no trace on the run.
     """
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     was_training = model.training
+    target = torch.tensor([0, 0, 1, 1], device=device) % num_classes
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model.train()
-        out = model(torch.zeros(2, 3, height, width, device=device))
-        sum(o.float().sum() for o in (out if isinstance(out, (tuple, list)) else [out])).backward()
+        logits, feat = model(torch.zeros(4, 3, height, width, device=device))
+        criterion.terms(logits.float(), feat.float(), target)[0].backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    for p in model.parameters():
+    for p in [*model.parameters(), *criterion.parameters()]:
         p.grad = None
     with torch.no_grad():
         for k, v in model.named_buffers():
             v.copy_(buffers[k])
     model.train(was_training)
     return unused
+
+
+def _compiled_around(model: nn.Module, raw: nn.Module) -> nn.Module | None:
+    """The ``torch.compile`` wrapper of ``raw`` in ``model`` (kept, so ``fit`` trains compiled), or None.
+
+    ``raw.compile()`` (in place) needs nothing: ``raw`` itself runs compiled. A compile wrapper around DDP or
+    DataParallel is refused: ``fit`` adds DDP itself.
+    """
+    while model is not raw:
+        if hasattr(model, "_orig_mod"):
+            if model._orig_mod is raw:
+                return model
+            raise ValueError("fit got torch.compile() of a DDP/DataParallel wrapper: pass torch.compile(model) of "
+                             "the bare model (fit wraps it in DDP itself under torchrun)")
+        model = model.module
+    return None
+
+
+def prefetch(batches: Iterable[tuple], device: torch.device) -> Iterator[tuple]:
+    """Batches ``(img, pid, *rest)`` with ``img`` and ``pid`` on ``device``, fetched one batch ahead.
+
+    CPU: the batches pass through untouched (nothing to overlap; the global RNG sees the same order of draws).
+    Elsewhere batch ``i + 1`` is fetched, and its copy issued, before batch ``i`` is handed out; on CUDA the copy
+    runs on a side stream that the training stream waits for, so loading and copying overlap the step.
+    """
+    if device.type == "cpu":
+        yield from batches
+        return
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def load(batch: tuple) -> tuple:
+        with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            return (batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True), *batch[2:])
+
+    it = iter(batches)
+    ahead = next(it, None)
+    ahead = None if ahead is None else load(ahead)
+    while ahead is not None:
+        current = ahead
+        if stream is not None:
+            main = torch.cuda.current_stream(device)
+            main.wait_stream(stream)
+            for t in current[:2]:
+                t.record_stream(main)  # the allocator must not reuse them before the step is done
+        nxt = next(it, None)
+        ahead = None if nxt is None else load(nxt)
+        yield current
 
 
 _SPLIT_WORDS = {"val": "held-out", "test": "test"}
