@@ -27,7 +27,8 @@ synthetic dataset generated under ``--work`` (``--synthetic`` forces it). ``--qu
 4 x 4, 2 batches, a tiny synthetic set unless CUHK03-NP is there), for trying the script on a CPU (well under
 2 minutes). On CUDA ``torch.backends.cudnn.benchmark`` is set. Writes ``gpu_throughput.md`` and ``.json`` atomically
 to ``--out`` (default ``results/benchmarks`` on CUDA, ``work/gpu_throughput`` otherwise, so CPU numbers never pass
-for GPU ones).
+for GPU ones) after every measurement, so a run cut short (a time limit) keeps what it measured: ``"complete":
+false`` in the JSON and a "partial" line in the markdown until the last one is in.
 """
 from __future__ import annotations
 
@@ -248,6 +249,9 @@ def markdown(rep: dict) -> str:
     dev, cfg = rep["device"], rep["config"]
     lines = ["# Training and extraction throughput: reidlib models and torchreid (peer)", "",
              f"Command: `{rep['command']}`", ""]
+    if not rep.get("complete", True):
+        lines += ["**Partial**: the run stopped (or is still running) before every measurement was taken; the tables "
+                  "hold the ones done so far.", ""]
     if rep["quick"] or dev["type"] != "cuda":
         lines += [f"**Not GPU numbers**: measured on {dev['name']}" + (" with `--quick` (tiny sizes)" if rep["quick"]
                   else "") + "; this run only shows the script works.", ""]
@@ -356,7 +360,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device}, {label}; {len(train_items)} training images, {len(extract_items)} to extract; "
           f"compile: {compile_note}", flush=True)
 
+    command = "HF_HUB_OFFLINE=1 python benchmarks/gpu_throughput.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     train_rows, extract_rows = [], []
+    report = {"command": command.strip(), "quick": args.quick, "complete": False, "device": _device_info(device),
+              "versions": _versions(device), "compile": compile_note,
+              "config": {"height": args.height, "width": args.width, "batch_size": args.batch_size,
+                         "num_instances": args.num_instances, "precision": args.precision,
+                         "precision_resolved": resolve_precision(args.precision, device), "workers": args.workers,
+                         "extract_batch": args.extract_batch, "epochs": 2, "timed_epoch": 2,
+                         "channels_last": True, "data_path": "cached"},
+              "data": {"label": label, "train_images": len(train_items),
+                       "train_ids": len({pid for _, pid, _ in train_items}), "extract_images": len(extract_items)},
+              "models": models, "train": train_rows, "extract": extract_rows, "peer": None, "ratios": {}}
+    out = Path(args.out) if args.out else (
+        ROOT / "results" / "benchmarks" if device.type == "cuda" and not args.quick else work)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every measurement: a run cut short keeps its numbers
+        write_json(out / "gpu_throughput.json", report)
+        write_atomic(out / "gpu_throughput.md", markdown(report))
+
+    save()
     for name in models:
         recipes = ["paper", "peer"] if name == "osnet_x0_25" else ["paper"]
         for compiled in compile_modes:
@@ -364,21 +389,22 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure_train(name, train_items, args, device, work, recipe, compiled)
                 model = row.pop("model_obj")
                 train_rows.append(row)
+                save()
                 print(f"train   {name:>14} {recipe:>5}{' compiled' if compiled else ''}: "
                       f"{row['img_per_s']:.1f} img/s ({row['precision']}; first epoch "
                       f"{row['first_epoch_img_per_s']:.1f})", flush=True)
             for source in ("loader", "memory"):
                 row = measure_extract(name, model, extract_items, args, device, source, compiled)
                 extract_rows.append(row)
+                save()
                 print(f"extract {name:>14} {source:>6}{' compiled' if compiled else ''}: "
                       f"{row['img_per_s']:.1f} img/s", flush=True)
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    peer, ratios = None, {}
     if not args.no_peer:
-        peer = run_peer(args, device, train_items, extract_items, work, torch.get_num_threads())
+        peer = report["peer"] = run_peer(args, device, train_items, extract_items, work, torch.get_num_threads())
         if "error" not in peer:
             def ours(rows, **match):
                 got = [r for r in rows if all(r[k] == v for k, v in match.items())]
@@ -389,26 +415,10 @@ def main(argv: list[str] | None = None) -> int:
                      "extract": ("extraction from files (ours with loader workers, peer's FeatureExtractor)",
                                  peer["extract"]["img_per_s"],
                                  ours(extract_rows, model="osnet_x0_25", source="loader", compiled=False))}
-            ratios = {k: {"what": w, "peer": p, "ours": o, "ratio": o / p}
-                      for k, (w, p, o) in pairs.items() if o is not None}
-
-    command = "HF_HUB_OFFLINE=1 python benchmarks/gpu_throughput.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    report = {"command": command.strip(), "quick": args.quick, "device": _device_info(device),
-              "versions": _versions(device), "compile": compile_note,
-              "config": {"height": args.height, "width": args.width, "batch_size": args.batch_size,
-                         "num_instances": args.num_instances, "precision": args.precision,
-                         "precision_resolved": resolve_precision(args.precision, device), "workers": args.workers,
-                         "extract_batch": args.extract_batch, "epochs": 2, "timed_epoch": 2,
-                         "channels_last": True, "data_path": "cached"},
-              "data": {"label": label, "train_images": len(train_items),
-                       "train_ids": len({pid for _, pid, _ in train_items}), "extract_images": len(extract_items)},
-              "models": models, "train": train_rows, "extract": extract_rows, "peer": peer, "ratios": ratios}
-    out = Path(args.out) if args.out else (
-        ROOT / "results" / "benchmarks" if device.type == "cuda" and not args.quick else work)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "gpu_throughput.json", report)
-    write_atomic(out / "gpu_throughput.md", markdown(report))
+            report["ratios"] = {k: {"what": w, "peer": p, "ours": o, "ratio": o / p}
+                                for k, (w, p, o) in pairs.items() if o is not None}
+    report["complete"] = True
+    save()
     print(f"report: {out / 'gpu_throughput.md'}", flush=True)
     return 0
 
