@@ -318,6 +318,23 @@ def test_records_name_work_files_by_the_work_root_and_resolve_through_it(tmp_pat
     assert read_metrics(out / "metrics.json")["checkpoint"] == str(REPO / "work/p/10_train/r/best.pt")
 
 
+def test_a_relative_work_root_is_taken_from_the_callers_folder(tmp_path, monkeypatch, capsys):
+    from reidlib.pipeline.execute import kernel_env
+
+    monkeypatch.setenv("REIDLIB_CALLER_CWD", str(tmp_path))
+    monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv("REIDLIB_WORK_ROOT", raising=False)
+    path = _profile(tmp_path, "rel", work=False)
+    assert pipeline.main(["run", str(path), "--work-root", "scratch", "--dry-run"]) == 0
+    assert "REIDLIB_WORK_ROOT" not in os.environ  # the command's setting ends with it
+    (tmp_path / "afile").write_text("x")
+    assert pipeline.main(["run", str(path), "--work-root", "afile", "--dry-run"]) == 1
+    assert f"work root {tmp_path / 'afile'} is a file" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REIDLIB_WORK_ROOT", "scratch")
+    assert kernel_env()["REIDLIB_WORK_ROOT"] == str(tmp_path / "scratch")  # the kernel runs in notebooks/
+
+
 @pytest.mark.slow
 def test_a_terminated_run_resumes_from_its_last_epoch_under_a_moved_work_root(tmp_path):
     """SIGTERM mid-training, then the work root moved (as a fresh checkout given the same scratch folder would see

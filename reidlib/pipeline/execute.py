@@ -108,6 +108,8 @@ def kernel_env() -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = env.get("HF_HUB_OFFLINE", "1")
     env.pop("MPLBACKEND", None)
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # the debugger's frozen-modules note is noise in a stored notebook
+    if env.get("REIDLIB_WORK_ROOT"):  # absolute: the kernel runs in notebooks/
+        env["REIDLIB_WORK_ROOT"] = str(work_root())
     return env
 
 
