@@ -151,10 +151,11 @@ def _outer_labels(axes: Sequence[Axes], xlabel: str, ylabel: str) -> None:
 
 
 def _bordered(path: str | Path, colour: tuple[int, int, int], width: int, height: int, border: int) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as img:
-        img = img.convert("RGB").resize((width, height))
+    from reidlib.data.images import read_image
+
+    img = read_image(path).resize((width, height))
     return np.asarray(ImageOps.expand(img, border=border, fill=colour))
 
 

@@ -283,3 +283,18 @@ def test_stage_figures_use_the_model_colour_and_one_grid(study_runs):
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["euclidean", "cosine"]
     assert "CUHK03-NP (detected)" in fig._suptitle.get_text()
     assert plot_roc_by_dataset({}) is None
+
+
+def test_ranked_list_tiles_show_16_bit_images_at_their_real_brightness(tmp_path):
+    """A 16-bit grey PNG of mid value is drawn mid grey, not clipped to white as PIL's convert("RGB") does."""
+    from PIL import Image
+
+    from reidlib.plots import _bordered
+
+    path = tmp_path / "0001_c1_000001.png"
+    Image.fromarray(np.full((16, 8), 32768, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    tile = _bordered(path, (0, 255, 0), width=8, height=16, border=2)
+    assert tile.shape == (20, 12, 3)
+    assert abs(int(tile[10, 6, 0]) - 128) <= 1  # the image itself, inside the green border
+    assert tuple(tile[0, 0]) == (0, 255, 0)

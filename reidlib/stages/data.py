@@ -81,7 +81,8 @@ def check_images(loaded: dict, cache_dir: str | Path | None = None) -> pd.DataFr
 def sample_grid(dataset, num_ids: int = 6, per_id: int = 6, seed: int = 0):
     """A figure with one row per identity (query + gallery images), for a first look at a dataset."""
     from matplotlib.figure import Figure
-    from PIL import Image
+
+    from reidlib.data.images import read_image
 
     by_pid: dict[int, list] = {}
     for path, pid, cam in list(dataset.query) + list(dataset.gallery):
@@ -98,8 +99,7 @@ def sample_grid(dataset, num_ids: int = 6, per_id: int = 6, seed: int = 0):
             ax = axes[r][c]
             ax.axis("off")
             if c < len(items):
-                with Image.open(items[c][0]) as img:
-                    ax.imshow(img.convert("RGB"))
+                ax.imshow(read_image(items[c][0]))
                 ax.set_title(f"id {pid} c{items[c][1] + 1}", fontsize=6)
     fig.tight_layout()
     return fig
