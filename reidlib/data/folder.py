@@ -59,10 +59,12 @@ def read_market_split(folder: Path) -> list[Item]:
             nothing but junk.
     """
     if not folder.is_dir():
-        raise DatasetLayoutError(f"expected the split folder {folder}, but {listing(folder.parent)}.\n{MARKET_LAYOUT_HELP}")
+        raise DatasetLayoutError(
+            f"expected the split folder {folder}, but {listing(folder.parent)}.\n{MARKET_LAYOUT_HELP}")
     files = image_files(folder)
     if not files:
-        raise DatasetLayoutError(f"no images (jpg/jpeg/png/bmp) in split folder {folder}: {listing(folder)}.\n{MARKET_LAYOUT_HELP}")
+        raise DatasetLayoutError(
+            f"no images (jpg/jpeg/png/bmp) in split folder {folder}: {listing(folder)}.\n{MARKET_LAYOUT_HELP}")
     items, bad = [], []
     for path in files:
         parsed = parse_market_name(path.name)
@@ -82,7 +84,8 @@ def read_market_split(folder: Path) -> list[Item]:
             f"e.g. {', '.join(bad[:5])}.{hint}\n{MARKET_LAYOUT_HELP}"
         )
     if not items:
-        raise DatasetLayoutError(f"split folder {folder} holds only junk images (pid -1), nothing to use.\n{MARKET_LAYOUT_HELP}")
+        raise DatasetLayoutError(
+            f"split folder {folder} holds only junk images (pid -1), nothing to use.\n{MARKET_LAYOUT_HELP}")
     return items
 
 
@@ -99,9 +102,11 @@ def resolve_dataset_dir(root: str | Path, required: Sequence[str], aliases: Sequ
     tried = ", ".join(f"{a}/" for a in aliases)
     hint = ""
     if (root / "train").is_dir() and (root / "gallery").is_dir() and "train" not in required:
-        hint = "\nThis looks like the paper code's restructured copy (train/ gallery/); point at the raw download instead."
+        hint = ("\nThis looks like the paper code's restructured copy (train/ gallery/); "
+                "point at the raw download instead.")
     raise DatasetLayoutError(
-        f"expected {', '.join(s + '/' for s in required)} in {root}" + (f" or in one of its sub-folders {tried}" if tried else "")
+        f"expected {', '.join(s + '/' for s in required)} in {root}"
+        + (f" or in one of its sub-folders {tried}" if tried else "")
         + f", but {listing(root)}.{hint}\n{layout_help}"
     )
 

@@ -44,7 +44,10 @@ def read_last_split(folder: Path, per_pid_folders: bool, first_camid: int = 0) -
     Raises:
         DatasetLayoutError: no images where they were expected, or a file name without a leading integer pid.
     """
-    files = sorted(p for d in folder.iterdir() if d.is_dir() for p in image_files(d)) if per_pid_folders else image_files(folder)
+    if per_pid_folders:
+        files = sorted(p for d in folder.iterdir() if d.is_dir() for p in image_files(d))
+    else:
+        files = image_files(folder)
     where = f"{folder}/<pid>/" if per_pid_folders else f"{folder}/"
     if not files:
         raise DatasetLayoutError(f"no images in {where}: {listing(folder)}.\n{LAST_LAYOUT_HELP}")
@@ -73,7 +76,8 @@ def last(root: str | Path, split: str = "val", check_counts: bool = True) -> ReI
     train = relabel(read_last_split(folder / "train", per_pid_folders=True))
     query = read_last_split(folder / split / "query", per_pid_folders=False)
     gallery = read_last_split(folder / split / "gallery", per_pid_folders=True, first_camid=len(query))
-    dataset = ReIDDataset("last", folder, train, query, gallery, protocol="last", expected_counts=EXPECTED_COUNTS[split])
+    dataset = ReIDDataset("last", folder, train, query, gallery, protocol="last",
+                          expected_counts=EXPECTED_COUNTS[split])
     if check_counts:
         dataset.warn_on_count_mismatch()
     return dataset

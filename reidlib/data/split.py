@@ -9,7 +9,8 @@ import numpy as np
 from .base import Item, relabel
 
 
-def make_val_split(train_items: Sequence[Item], num_val_ids: int, seed: int = 0) -> tuple[list[Item], list[Item], list[Item]]:
+def make_val_split(train_items: Sequence[Item], num_val_ids: int,
+                   seed: int = 0) -> tuple[list[Item], list[Item], list[Item]]:
     """Hold out ``num_val_ids`` training identities as a small query/gallery set.
 
     Only identities seen by at least two cameras qualify. For each held-out identity one image (from a randomly

@@ -29,7 +29,8 @@ class Pose:
     pan: int           # x offset of the background window in the camera panorama
 
 
-def sample_pose(rng: np.random.Generator, identity: IdentityStyle, camera: CameraStyle, width: int, misaligned: bool = False) -> Pose:
+def sample_pose(rng: np.random.Generator, identity: IdentityStyle, camera: CameraStyle, width: int,
+                misaligned: bool = False) -> Pose:
     """Draw a pose; ``misaligned`` gives the bad detections of junk/distractor images (zoomed or half out)."""
     scale = camera.scale * identity.height * rng.uniform(0.93, 1.07)
     dx, dy = camera.shift + rng.normal(0.0, 0.05), rng.normal(0.0, 0.025)
@@ -117,14 +118,17 @@ def _paint_person(label: np.ndarray, v: np.ndarray, x: np.ndarray, ident: Identi
     # head: face from the front, hair from the back, half and half from the side
     head = ((v - head_v) / head_ry) ** 2 + (x / head_rx) ** 2 < 1.0
     label[head] = SKIN
-    hair_line = {"short": head_v - 0.35 * head_ry, "long": head_v - 0.2 * head_ry, "none": head_v - 0.8 * head_ry}[ident.hair_style]
+    hair_line = {"short": head_v - 0.35 * head_ry, "long": head_v - 0.2 * head_ry,
+                 "none": head_v - 0.8 * head_ry}[ident.hair_style]
     if back and ident.hair_style != "none":
         label[head & (v < head_v + 0.6 * head_ry)] = HAIR
     else:
         label[head & ((v < hair_line) | ((x < -0.2 * head_rx) if side else False))] = HAIR
     if ident.hat is not None:
         label[_box(v, x, 0.0, head_v - 0.3 * head_ry, -head_rx * 1.1, head_rx * 1.1)] = HAT
-        label[_box(v, x, head_v - 0.45 * head_ry, head_v - 0.3 * head_ry, -head_rx * 1.1, head_rx * (2.0 if side else 1.4))] = HAT
+        brim = _box(v, x, head_v - 0.45 * head_ry, head_v - 0.3 * head_ry, -head_rx * 1.1,
+                    head_rx * (2.0 if side else 1.4))
+        label[brim] = HAT
     if ident.bag is not None and not (side and ident.bag_side < 0):
         bag_side = 0.0 if side else ident.bag_side * (-1 if back else 1)
         bx = bag_side * (sw + 0.05 * b) + (0.04 if side else 0.0)
@@ -164,7 +168,9 @@ def render_image(
     img = camera.background[:, (pose.pan if pose else int(rng.integers(0, 2 * width + 1))):][:, :width].copy()
     for _ in range(int(rng.integers(0, 3))):  # clutter: objects and passers-by in the background
         y0, x0 = int(rng.integers(0, height - 8)), int(rng.integers(-width // 4, width))
-        img[y0:y0 + int(rng.integers(8, height // 2)), max(x0, 0):x0 + int(rng.integers(4, width // 3))] = rng.uniform(0.05, 0.95, 3)
+        colour = rng.uniform(0.05, 0.95, 3)  # drawn before the extent, as the generator always has
+        y1, x1 = y0 + int(rng.integers(8, height // 2)), x0 + int(rng.integers(4, width // 3))
+        img[y0:y1, max(x0, 0):x1] = colour
     if identity is not None:
         ph = pose.scale * height
         v = ((np.arange(height, dtype=np.float32) + 0.5 - (height - ph) / 2 - pose.dy * height) / ph)[:, None]

@@ -167,7 +167,8 @@ def _panorama(rng: np.random.Generator, domain: int, height: int, width: int) ->
 
 def sample_camera(rng: np.random.Generator, domain: int, height: int, width: int) -> CameraStyle:
     """Draw one camera: domain 0 is outdoor-bright and sharp, domain 1 indoor-dark, warm and blurry."""
-    cast = np.exp(rng.normal(0.0, 0.1 if domain == 0 else 0.16, 3)) * ((1.0, 1.0, 1.0) if domain == 0 else (1.12, 1.0, 0.85))
+    cast = np.exp(rng.normal(0.0, 0.1 if domain == 0 else 0.16, 3))
+    cast = cast * ((1.0, 1.0, 1.0) if domain == 0 else (1.12, 1.0, 0.85))
     return CameraStyle(
         background=_panorama(rng, domain, height, width),
         gain=float(rng.uniform(0.75, 1.25) if domain == 0 else rng.uniform(0.55, 1.0)),
