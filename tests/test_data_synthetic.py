@@ -137,3 +137,14 @@ def test_identity_signal_is_there_to_learn(difficulty_set):
     raw = _rank1(q.reshape(len(q), -1), g.reshape(len(g), -1), ds.query, ds.gallery)
     hist = _rank1(_colour_histograms(q), _colour_histograms(g), ds.query, ds.gallery)
     assert hist > raw + 0.25 and hist > 0.4
+
+
+def test_overwrite_replaces_a_generated_dataset_but_never_a_users_files(tiny_params, tmp_path):
+    root = generate_synthetic(tmp_path / "syn", **tiny_params)
+    (root / "NOTES.md").write_text("my notes")
+    with pytest.raises(FileExistsError, match="NOTES.md.*move them elsewhere"):
+        generate_synthetic(root, overwrite=True, **{**tiny_params, "seed": 3})
+    assert (root / "NOTES.md").read_text() == "my notes"
+    (root / "NOTES.md").unlink()
+    generate_synthetic(root, overwrite=True, **{**tiny_params, "seed": 3})
+    assert json.loads((root / "meta.json").read_text())["params"]["seed"] == 3

@@ -90,7 +90,8 @@ def _write_images(folder: Path, params: dict) -> int:
         _rng(seed, domain, _PLAN), layout, params["num_ids"], params["num_test_ids"], params["num_cams"],
         params["images_per_id_per_cam"], params["num_distractors"], params["num_junk"],
     )
-    cameras: list[CameraStyle] = [sample_camera(_rng(seed, domain, _CAMERA, c), domain, height, width) for c in range(params["num_cams"])]
+    cameras: list[CameraStyle] = [sample_camera(_rng(seed, domain, _CAMERA, c), domain, height, width)
+                                  for c in range(params["num_cams"])]
     identities: dict[int, IdentityStyle] = {}
     for shot in shots:
         identity = None
@@ -124,7 +125,8 @@ def _readme(params: dict, counts: dict, num_files: int) -> str:
     return (
         f"Synthetic person re-ID dataset written by reidlib.data.synthetic (generator version {GENERATOR_VERSION}).\n\n"
         "It validates the pipeline (readers, training, evaluation); it is NOT a benchmark, and numbers measured\n"
-        "on it say nothing about the paper's results. Regenerate it with reidlib.data.generate_synthetic(root, **params)\n"
+        "on it say nothing about the paper's results. Regenerate it with "
+        "reidlib.data.generate_synthetic(root, **params)\n"
         "or build_dataset('synthetic', root, **params); never commit it.\n\n"
         f"Parameters: {json.dumps(params, sort_keys=True)}\n"
         f"Files: {num_files} JPEG images in the {params['layout']} layout.\n"
@@ -138,12 +140,25 @@ def read_meta(root: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _files_not_generated(root: Path, meta: dict) -> list[str]:
+    """Files under a generated dataset ``root`` that are not its images, ``meta.json`` or ``README.txt``
+    (relative paths, sorted); every file when the image count differs from the one ``meta`` recorded."""
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    own = {"meta.json", "README.txt"}
+    images = [f for f in files if f not in own and Path(f).suffix.lower() in (".jpg", ".png")]
+    others = [f for f in files if f not in own and f not in images]
+    if len(images) != meta.get("num_files"):
+        return others + [f"{len(images)} images where {meta.get('num_files')} were generated"]
+    return others
+
+
 def generate_synthetic(root: str | Path, overwrite: bool = False, **kwargs) -> Path:
     """Write a synthetic re-ID dataset into the folder ``root`` and return it.
 
     Args:
         root: the dataset folder to create (it must not exist, be empty, or hold an earlier generated dataset).
-        overwrite: replace an earlier *generated* dataset at ``root`` whose parameters differ.
+        overwrite: replace an earlier *generated* dataset at ``root`` whose parameters differ (refused when the
+            folder also holds files the generator did not write).
         num_ids: identities in total (default 250); ``num_test_ids`` of them (default 2/5, i.e. 100) are
             test identities (query + gallery), the rest training identities.
         num_cams: cameras, 2..9 (default 4); each identity is seen by a random 2..num_cams of them.
@@ -163,7 +178,8 @@ def generate_synthetic(root: str | Path, overwrite: bool = False, **kwargs) -> P
     Raises:
         ValueError: invalid parameters, or ``root`` holds a generated dataset with other parameters
             (delete it, choose another root, or pass ``overwrite=True``).
-        FileExistsError: ``root`` exists, is not empty and was not written by this generator.
+        FileExistsError: ``root`` exists, is not empty and was not written by this generator, or (with
+            ``overwrite``) holds files besides the generated ones.
     """
     params = synthetic_params(**kwargs)
     root = Path(root).expanduser()
@@ -173,12 +189,20 @@ def generate_synthetic(root: str | Path, overwrite: bool = False, **kwargs) -> P
             return root
         if not overwrite:
             raise ValueError(
-                f"{root} already holds a synthetic dataset generated with other parameters:\n  on disk:   {meta['params']}\n"
+                f"{root} already holds a synthetic dataset generated with other parameters:\n"
+                f"  on disk:   {meta['params']}\n"
                 f"  requested: {params}\ndelete the folder, choose another root, or pass overwrite=True"
+            )
+        foreign = _files_not_generated(root, meta)
+        if foreign:
+            raise FileExistsError(
+                f"{root} holds files the generator did not write ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}); move them elsewhere before overwriting the dataset"
             )
         shutil.rmtree(root)
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{root} exists and is not a generated synthetic dataset (no meta.json); choose an empty or new folder")
+        raise FileExistsError(f"{root} exists and is not a generated synthetic dataset (no meta.json); "
+                              "choose an empty or new folder")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
