@@ -30,6 +30,7 @@ import argparse
 import base64
 import html
 import io
+import itertools
 import json
 import os
 import sys
@@ -69,14 +70,15 @@ class Embedded:
 def embed_files(model: nn.Module, paths: Sequence[str | Path], height: int, width: int, batch_size: int = 64,
                 flip: bool = True, precision: str = "fp32", progress: bool = False,
                 desc: str = "embedding") -> Embedded:
-    """Embed image files with ``model`` (eval mode, CPU), skipping the unreadable ones.
+    """Embed image files with ``model`` (eval mode, CPU, :func:`reidlib.evaluation.extract_features` without
+    channels_last), skipping the unreadable ones.
 
     Args:
         model: (B, 3, height, width) normalised batch -> (B, D) embeddings in eval mode.
         paths: image files; each is decoded with :func:`reidlib.data.read_image`, resized to height x width
             pixels and normalised as :func:`reidlib.data.build_transforms` does at test time.
         batch_size: images per forward pass.
-        flip: average each embedding with its horizontal mirror's (as ``extract_features(flip=True)``).
+        flip: average each embedding with its horizontal mirror's.
         precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (see :func:`reidlib.runtime.resolve_precision`).
         progress: a tqdm bar on stderr.
 
@@ -86,46 +88,40 @@ def embed_files(model: nn.Module, paths: Sequence[str | Path], height: int, widt
     from tqdm.auto import tqdm
 
     from reidlib.data import ImageReadError, build_transforms, read_image
-    from reidlib.runtime import autocast
+    from reidlib.evaluation import extract_features
 
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 image, got {batch_size}")
-    device = torch.device("cpu")
     tf = build_transforms(int(height), int(width), is_train=False)
-    was_training = model.training
-    model.eval()
-    feats: list[np.ndarray] = []
     kept: list[int] = []
     errors: list[tuple[str, str]] = []
+
+    def batches():  # (imgs, pids, camids, indices) of the readable images, batch_size paths at a time
+        for start in range(0, len(paths), int(batch_size)):
+            imgs, idx = [], []
+            for i in range(start, min(start + int(batch_size), len(paths))):
+                try:
+                    imgs.append(tf(read_image(paths[i])))
+                    idx.append(i)
+                except ImageReadError as err:
+                    errors.append((str(paths[i]), str(err.__cause__ or err)))
+            bar.update(min(int(batch_size), len(paths) - start))
+            if imgs:
+                kept.extend(idx)
+                yield torch.stack(imgs), [-1] * len(idx), [-1] * len(idx), [str(i) for i in idx]
+
     bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, file=sys.stderr, leave=False)
     try:
-        with torch.inference_mode():
-            for start in range(0, len(paths), int(batch_size)):
-                imgs, idx = [], []
-                for i in range(start, min(start + int(batch_size), len(paths))):
-                    try:
-                        imgs.append(tf(read_image(paths[i])))
-                        idx.append(i)
-                    except ImageReadError as err:
-                        errors.append((str(paths[i]), str(err.__cause__ or err)))
-                bar.update(min(int(batch_size), len(paths) - start))
-                if not imgs:
-                    continue
-                x = torch.stack(imgs)
-                with autocast(device, precision):
-                    f = model(x).float()
-                    if flip:
-                        f = (f + model(x.flip(dims=[3])).float()) / 2
-                if f.dim() != 2 or f.shape[0] != x.shape[0]:
-                    raise TypeError(f"the model must return (B, D) embeddings in eval mode, got {tuple(f.shape)}")
-                feats.append(torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float32))
-                kept.extend(idx)
+        readable = batches()
+        first = next(readable, None)
+        if first is None:
+            return Embedded(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), errors)
+        fs = extract_features(model, itertools.chain([first], readable), flip=flip, device="cpu",
+                              channels_last=False, precision=precision, progress=False)
     finally:
         bar.close()
-        model.train(was_training)
-    dim = feats[0].shape[1] if feats else 0
-    return Embedded(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32),
-                    np.asarray(kept, dtype=np.int64), errors)
+    feats = torch.nn.functional.normalize(fs.feats, dim=1).numpy().astype(np.float32)
+    return Embedded(feats, np.asarray(kept, dtype=np.int64), errors)
 
 
 def topk_cosine(queries: np.ndarray, gallery: np.ndarray, k: int, gallery_chunk: int = GALLERY_CHUNK,

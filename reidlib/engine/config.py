@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reidlib.evaluation.embed_rank import EvalSettings
+
 from .optim import OPTIMIZERS, SCHEDULERS
 
 SELECT_ON = ("val", "test", "last")
@@ -34,7 +36,11 @@ RESUME_FREE = frozenset({"resume", "progress", "max_minutes", "stop_after", "num
                          "evaluate_test", "device", "cache_dir"})
 DATA_PATHS = ("cached", "pil")
 # what a checkpoint written before a field existed ran with (compared on resume instead of the new default)
-LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None, "metric_warmup_epochs": 0}
+LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None, "metric_warmup_epochs": 0,
+                                 "eval_normalize": True, "eval_max_rank": 50, "eval_rerank": None}
+# the fields that carry the selection's EvalSettings, by EvalSettings attribute
+EVAL_FIELDS = {"metric": "metric", "normalize": "eval_normalize", "flip": "eval_flip", "batch_size": "test_batch_size",
+               "max_rank": "eval_max_rank", "rerank": "eval_rerank"}
 
 
 @dataclass
@@ -48,6 +54,11 @@ class TrainConfig:
     freezing the high-resolution stem of a pretrained network roughly halves the cost of a step (no backward through
     the largest feature maps); ``benchmarks/README.md`` has the measurement.
     ``ddp_find_unused_parameters=None`` probes the model once (a 2-image train-mode pass, states restored).
+
+    Model selection (and ``evaluate_test``) evaluates under :attr:`evaluation`, the
+    :class:`reidlib.evaluation.EvalSettings` made of ``metric``, ``eval_normalize``, ``eval_flip``,
+    ``test_batch_size``, ``eval_max_rank`` and ``eval_rerank`` (:data:`EVAL_FIELDS`); ``from_kwargs`` and ``fit``
+    also take ``evaluation=`` (an ``EvalSettings`` or a profile's ``evaluation:`` mapping) for those fields.
 
     ``data_path``: ``"cached"`` (default) decodes every training image once, resized to ``height x width``, into an
     :class:`reidlib.data.ImageCache` (in memory, or a memory-mapped file under ``cache_dir`` reused by later runs
@@ -99,6 +110,9 @@ class TrainConfig:
     eval_every: int = 1
     eval_flip: bool = True
     metric: str = "euclidean"
+    eval_normalize: bool = True
+    eval_max_rank: int = 50
+    eval_rerank: dict | None = None  # None, or {"method": "k-reciprocal" | "aqe", **kwargs}
     evaluate_test: bool = True
     # runtime
     device: str | None = None
@@ -150,14 +164,38 @@ class TrainConfig:
             raise ValueError(f"stop_after must be >= 1 epoch, got {self.stop_after}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+        self.eval_rerank = self.evaluation.rerank  # checks every evaluation field; rerank in its one form
+
+    @property
+    def evaluation(self) -> EvalSettings:
+        """The :class:`reidlib.evaluation.EvalSettings` that model selection and the test evaluation run under."""
+        return EvalSettings(**{attr: getattr(self, name) for attr, name in EVAL_FIELDS.items()})
+
+    @staticmethod
+    def evaluation_fields(settings: Any) -> dict[str, Any]:
+        """The TrainConfig keywords that carry ``settings`` (an ``EvalSettings`` or a mapping of its fields); its
+        bootstrap options (``ci``, ``n_boot``, ``boot_seed``, ``per_query``) are not used by selection."""
+        settings = EvalSettings.from_mapping(settings)
+        return {name: getattr(settings, attr) for attr, name in EVAL_FIELDS.items()}
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":
-        """Build from keywords, naming every unknown one in the error."""
+        """Build from keywords, naming every unknown one in the error.
+
+        ``evaluation=`` (an ``EvalSettings`` or a mapping of its fields) sets the :data:`EVAL_FIELDS`; giving one
+        of them as well with another value is an error.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
+        unknown = sorted(set(kwargs) - names - {"evaluation"})
         if unknown:
-            raise TypeError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+            raise TypeError(f"unknown training option(s) {unknown}; valid: {sorted(names | {'evaluation'})}")
+        if "evaluation" in kwargs:
+            fields = cls.evaluation_fields(kwargs.pop("evaluation"))
+            clash = {k: (kwargs[k], v) for k, v in fields.items() if k in kwargs and kwargs[k] != v}
+            if clash:
+                raise ValueError(f"evaluation= and the option(s) {sorted(clash)} disagree (given, evaluation): "
+                                 f"{clash}; set them in one place")
+            kwargs.update(fields)
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

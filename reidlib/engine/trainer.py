@@ -445,11 +445,12 @@ class _Trainer:
 
     # ---- selection and the whole run --------------------------------------------------------------------
     def _evaluate(self, items: tuple, protocol: str) -> dict:
+        """Selection and test metrics of ``items`` = (query, gallery) under ``cfg.evaluation``."""
         cfg = self.cfg
-        return evaluate_model(self.raw, items[0], items[1], protocol=protocol, height=cfg.height, width=cfg.width,
-                              batch_size=cfg.test_batch_size, num_workers=cfg.num_workers, flip=cfg.eval_flip,
-                              metric=cfg.metric, device=self.device, precision=self.precision,
-                              channels_last=self.channels_last, progress=False, transform=self.test_tf)
+        return evaluate_model(self.raw, items[0], items[1], cfg.evaluation, protocol=protocol, height=cfg.height,
+                              width=cfg.width, num_workers=cfg.num_workers, device=self.device,
+                              precision=self.precision, channels_last=self.channels_last, progress=False,
+                              transform=self.test_tf)
 
     def _select(self, epoch: int, row: dict) -> bool:
         """Evaluate the selection split on rank 0 when due; return whether this epoch is the new best."""

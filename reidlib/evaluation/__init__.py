@@ -8,6 +8,7 @@ pair verification (ROC AUC, EER, TAR@FAR), identity-bootstrap intervals and pair
 """
 from reidlib.evaluation.bootstrap import bootstrap_ci, paired_difference
 from reidlib.evaluation.distances import METRICS, GalleryDistance, distance
+from reidlib.evaluation.embed_rank import EvalSettings, Ranked, embed_and_rank, embed_items
 from reidlib.evaluation.evaluator import RERANK_METHODS, evaluate_features
 from reidlib.evaluation.features import FeatureSet, extract_features
 from reidlib.evaluation.pair_head import PairHead, compare_with_cosine, train_pair_head
@@ -26,17 +27,21 @@ from reidlib.evaluation.verification import (
 
 __all__ = [
     "AP_FORMS",
+    "EvalSettings",
     "METRICS",
     "PROTOCOLS",
     "RERANK_METHODS",
     "FeatureSet",
     "PairHead",
     "PairSet",
+    "Ranked",
     "GalleryDistance",
     "bootstrap_ci",
     "chance_rank1",
     "compare_with_cosine",
     "distance",
+    "embed_and_rank",
+    "embed_items",
     "evaluate",
     "evaluate_features",
     "evaluate_verification",

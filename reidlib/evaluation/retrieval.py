@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 import torch
 
 from reidlib.evaluation.distances import GalleryDistance
-from reidlib.evaluation.features import FeatureSet, extract_features
+from reidlib.evaluation.embed_rank import embed_items
+from reidlib.evaluation.features import FeatureSet
 from reidlib.evaluation.rank import stable_topk
 
 GalleryInput = str | Path | Sequence[str | Path | tuple] | FeatureSet
@@ -46,16 +47,15 @@ def _items(gallery: str | Path | Sequence[str | Path | tuple]) -> list[tuple[str
 def embed_images(model: torch.nn.Module, images: GalleryInput, transform: Callable | None = None,
                  batch_size: int = 64, flip: bool = True, device: str | torch.device | None = None,
                  precision: str = "auto", progress: bool = False) -> FeatureSet:
-    """Embed a folder or list of images (a :class:`FeatureSet` is returned unchanged).
+    """Embed a folder or list of images with :func:`reidlib.evaluation.embed_items` (a :class:`FeatureSet` is
+    returned unchanged).
 
     ``transform`` defaults to the test transform of :func:`reidlib.data.build_transforms` (256 x 128).
     """
     if isinstance(images, FeatureSet):
         return images
-    from reidlib.data import build_transforms, make_test_loader
-
-    loader = make_test_loader(_items(images), transform or build_transforms(is_train=False), batch_size=batch_size)
-    return extract_features(model, loader, flip=flip, device=device, precision=precision, progress=progress)
+    return embed_items(model, _items(images), transform, flip=flip, batch_size=batch_size, device=device,
+                       precision=precision, progress=progress)
 
 
 def search(model: torch.nn.Module, query_image_path: str | Path, gallery_folder_or_items: GalleryInput,

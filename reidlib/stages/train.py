@@ -5,7 +5,6 @@ selected checkpoint; query/gallery features are stored in the run's work directo
 """
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,48 +48,41 @@ def test_transform(image_size):
     return build_transforms(int(image_size[0]), int(image_size[1]), is_train=False)
 
 
-def evaluate_split(model, ds, test_tf, evaluation: dict, device, precision, num_workers: int, role: str,
-                    label: str, feature_dir: Path | None, key: str) -> tuple[dict, dict]:
-    """Extract query/gallery features of ``ds`` and evaluate them; return (evaluation record, feature paths).
+def evaluate_split(model, ds, test_tf, evaluation, device, precision, num_workers: int, role: str,
+                   label: str, feature_dir: Path | None, key: str) -> tuple[dict, dict]:
+    """Embed and rank the query/gallery of ``ds`` (:func:`reidlib.evaluation.embed_and_rank`) under the profile's
+    ``evaluation`` block (a mapping or :class:`reidlib.evaluation.EvalSettings`); return (evaluation record,
+    feature paths).
 
     The record holds percentages, the CMC (fractions), a 95 % identity-bootstrap interval (``ci95``), the
     per-query values a paired comparison needs (``per_query``) and the chance rank-1 of the split (``chance_R1``),
     see :mod:`reidlib.stages.uncertainty`.
     """
-    from reidlib.data import make_test_loader
-    from reidlib.evaluation import chance_rank1, evaluate_features, extract_features
+    from reidlib.evaluation import EvalSettings, chance_rank1, embed_and_rank
 
     from .uncertainty import eval_kwargs, record_extras
 
-    t0 = time.time()
-    feats = {}
-    for split in ("query", "gallery"):
-        loader = make_test_loader(getattr(ds, split), test_tf, batch_size=evaluation.get("batch_size", 128),
-                                  num_workers=num_workers)
-        feats[split] = extract_features(model, loader, flip=evaluation.get("flip", True), device=device,
-                                        precision=precision, progress=False)
-    extract_s = time.time() - t0
-    qf, gf = feats["query"], feats["gallery"]
-    result = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids,
-                               metric=evaluation.get("metric", "euclidean"),
-                               normalize=evaluation.get("normalize", True),
-                               max_rank=evaluation.get("max_rank", 50), protocol=ds.protocol,
-                               rerank=evaluation.get("rerank") or None, **eval_kwargs())
+    boot = eval_kwargs()
+    settings = EvalSettings.from_mapping(evaluation, ci=boot["ci"], n_boot=boot["n_boot"], boot_seed=boot["seed"],
+                                         per_query=boot["return_per_query"])
+    ranked = embed_and_rank(model, ds.query, ds.gallery, settings, transform=test_tf, protocol=ds.protocol,
+                            device=device, precision=precision, num_workers=num_workers, keep_features=True)
+    result, qf, gf = ranked.result, ranked.query, ranked.gallery
     paths = {}
     if feature_dir is not None:
         feature_dir.mkdir(parents=True, exist_ok=True)
-        for split, fs in feats.items():
+        for split, fs in (("query", qf), ("gallery", gf)):
             p = feature_dir / f"{key}_{split}.npz"
             fs.save(p)
             paths[split] = str(p)
         paths["protocol"] = ds.protocol
-    n_img = len(qf.pids) + len(gf.pids)
     record = {"label": label, "role": role, **summarize(result), "cmc": np.asarray(result["cmc"]).tolist(),
               "num_query": len(qf.pids), "num_gallery": len(gf.pids),
               "num_valid_queries": int(result["num_valid_queries"]),
-              "metric": evaluation.get("metric", "euclidean"), "normalize": bool(evaluation.get("normalize", True)),
-              "flip": bool(evaluation.get("flip", True)), "rerank": bool(evaluation.get("rerank") or False),
-              "extract_images_per_s": n_img * (2 if evaluation.get("flip", True) else 1) / max(extract_s, 1e-9),
+              "metric": settings.metric, "normalize": settings.normalize, "flip": settings.flip,
+              "rerank": settings.rerank is not None,
+              "extract_images_per_s": ranked.num_images * (2 if settings.flip else 1)
+              / max(ranked.extract_seconds, 1e-9),
               "chance_R1": 100.0 * chance_rank1(qf.pids, gf.pids, qf.camids, gf.camids, ds.protocol),
               **record_extras(result)}
     return record, paths
@@ -160,10 +152,26 @@ def prepare_work_dir(work_dir: str | Path, run_key: str | None) -> Path:
     return work
 
 
-def fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int) -> dict:
-    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours)."""
+def fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_workers: int,
+               evaluation=None) -> dict:
+    """Map a profile's ``training`` block onto :func:`reidlib.engine.fit` keywords (test evaluation is ours).
+
+    ``evaluation``: the profile's ``evaluation`` block (mapping or :class:`reidlib.evaluation.EvalSettings`);
+    model selection then runs under the settings the test uses (the ``TrainConfig`` fields of
+    :meth:`reidlib.engine.TrainConfig.evaluation_fields`). A training block that sets one of those fields to
+    another value is refused.
+    """
+    from reidlib.engine import TrainConfig
+
     kwargs = {k: v for k, v in train.items() if k != "transforms"}
     kwargs.update(train.get("transforms") or {})
+    if evaluation is not None:
+        fields = TrainConfig.evaluation_fields(evaluation)
+        clash = sorted(k for k, v in fields.items() if k in kwargs and kwargs[k] != v)
+        if clash:
+            raise ValueError(f"the training block sets {clash}, which the evaluation block decides (model "
+                             f"selection runs under the test's settings): remove them from the training block")
+        kwargs.update(fields)
     kwargs.update(height=int(image_size[0]), width=int(image_size[1]), device=str(device), precision=precision,
                   seed=seed, num_workers=num_workers, evaluate_test=False)
     return kwargs
@@ -206,7 +214,7 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
             if pretrained:
                 warnings.filterwarnings("ignore", message="classifier has .* fresh head")
             res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
-                      **fit_kwargs(train, image_size, dev, precision, seed, num_workers))
+                      **fit_kwargs(train, image_size, dev, precision, seed, num_workers, evaluation))
         model, history, checkpoint = res.model, res.history, str(res.checkpoint)
         info = train_info(res, image_size, dev, seed)
     else:
