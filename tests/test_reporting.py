@@ -1,4 +1,5 @@
-"""The report's own statistics and tables: chance level, what-differs lines, the side-by-side table."""
+"""The report's own statistics, tables and text: chance level, what-differs lines, the side-by-side table, the
+published ranking read from the references file, the claims."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,13 @@ import numpy as np
 import pytest
 
 from reidlib.evaluation import evaluate
-from reidlib.stages.report import PAPER_TABLE_I, chance_rank1, comparison_table, differences, hardware_of, loss_terms
+from reidlib.pipeline.references import read_references
+from reidlib.stages.report_learning import chance_rank1
+from reidlib.stages.report_runs import hardware_of, loss_terms
+from reidlib.stages.report_tables import comparison_table, differences
+
+PAPER = {"key": "paper-table-i", **read_references()["paper-table-i"]}  # the shipped entry of the paper's Table I
+PAPER_ROWS = sum(len(m["results"]) for m in PAPER["models"].values())
 
 
 def test_chance_rank1_by_hand_drops_same_camera_positives():
@@ -29,11 +36,13 @@ def test_chance_rank1_matches_the_evaluator_on_random_rankings():
 
 def test_differences_name_only_what_differs():
     paper_like = {"init": "ImageNet", "epochs": 120, "input": "256x128", "hardware": "GPU"}
-    assert differences(paper_like, "Market-1501") == "same setting"
+    paper = (PAPER["setting"], "Market-1501")
+    assert differences(paper_like, "Market-1501", *paper) == "same setting"
     cpu = dict(paper_like, epochs=6, hardware="AMD EPYC, 2 cores", train_min=21.5)
-    assert differences(cpu, "CUHK03-NP") == "differs in data, epochs, hardware; 21.5 min of training"
+    assert differences(cpu, "CUHK03-NP", *paper) == "differs in data, epochs, hardware; 21.5 min of training"
     ce_frozen = dict(paper_like, losses="CE", frozen="conv1, conv2")
-    assert differences(ce_frozen, "Market-1501") == "same setting; losses: CE; frozen: conv1, conv2"
+    assert differences(ce_frozen, "Market-1501", *paper) == "same setting; losses: CE; frozen: conv1, conv2"
+    assert differences(dict(paper_like, losses="CE + triplet + center"), "Market-1501", *paper) == "same setting"
 
 
 def test_loss_terms_read_the_recipe():
@@ -61,12 +70,16 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
            "run_info": {"environment": {"cpu": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "cuda": None}}}
     ref = {"source": "peer", "model": "OSNet x0.25", "data": "CUHK03-NP", "init": "osnet_x0_25_msmt17",
            "epochs": 20, "input": "256x128", "hardware": "2-core CPU", "R1": 43.0, "mAP": 41.0, "differs": "no center"}
-    table = comparison_table({"10_train/cuhk03-osnet": run}, [ref])
-    assert len(table) == sum(len(v) for v in PAPER_TABLE_I.values()) + 2
+    table = comparison_table({"10_train/cuhk03-osnet": run}, [ref], paper=PAPER)
+    assert PAPER_ROWS == 9 and len(table) == PAPER_ROWS + 2
+    assert list(table["source"][:PAPER_ROWS]) == ["paper, Table I"] * PAPER_ROWS
+    bot = table[(table["model"] == "BoT ResNet50 (baseline)") & (table["data"] == "Market-1501")].iloc[0]
+    assert bot["R1 / mAP (%) [95% CI]"] == "89.4 / 75.5" and bot["epochs"] == 120  # as published, Table I
     ours = table[table["run"] == "`10_train/cuhk03-osnet`"].iloc[0]
     assert ours["R1 / mAP (%) [95% CI]"] == "50.0 [n/a] / 45.0 [n/a]"  # a record made before intervals
-    assert len(comparison_table({"10_train/cuhk03-osnet": run})) == sum(len(v) for v in PAPER_TABLE_I.values()) + 1
-    assert list(comparison_table({}, [ref], paper=False)["source"]) == ["peer"]
+    assert len(comparison_table({"10_train/cuhk03-osnet": run}, paper=PAPER)) == PAPER_ROWS + 1
+    assert list(comparison_table({}, [ref])["source"]) == ["peer"]
+    assert "what differs from the paper" not in comparison_table({"10_train/cuhk03-osnet": run}, [ref])  # no paper
     assert ours["init"] == "osnet_x0_25_msmt17" and ours["hardware"] == "AMD EPYC, 2 cores, 2 threads"
     assert ours["what differs from the paper"] == "differs in data, init, epochs, hardware; 20.0 min of training"
     peer = table[table["source"] == "peer"].iloc[0]
@@ -74,7 +87,7 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
 
 
 def test_feature_spread_is_zero_for_collapsed_features_and_known_for_simple_sets():
-    from reidlib.stages.report import feature_spread
+    from reidlib.stages.report_learning import feature_spread
 
     assert feature_spread(np.tile([[3.0, 4.0]], (5, 1))) == pytest.approx(0.0, abs=1e-12)
     assert feature_spread(np.array([[2.0, 0.0], [-5.0, 0.0]])) == pytest.approx(1.0)  # opposite: mean at 0
@@ -95,7 +108,7 @@ def _trained_run(tmp_path, r1, feats):
 
 
 def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
-    from reidlib.stages.report import learning_check
+    from reidlib.stages.report_learning import learning_check
 
     runs = {"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
             "10_train/collapsed": _trained_run(tmp_path, 0.1, np.ones((4, 3))),
@@ -118,7 +131,7 @@ def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
 
 
 def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
-    from reidlib.stages.report import head_to_head
+    from reidlib.stages.report_tables import head_to_head
 
     run = {"model_label": "OSNet", "evaluations": {"test": {"label": "D", "role": "test", "R1": 44.0, "mAP": 40.5}},
            "train": {"epochs_completed": 10, "train_seconds": 1320.0, "image_size": [256, 128]}, "run_info": {}}
@@ -150,13 +163,13 @@ def test_report_warns_about_stale_runs(tmp_path):
 
 
 def test_imagenet_init_is_the_papers_init():
-    from reidlib.stages.report import _setting
+    from reidlib.stages.report_runs import run_setting
 
     m = {"train": {"init": "imagenet", "image_size": [256, 128], "epochs": 120, "epochs_completed": 120},
          "run_info": {"environment": {"cuda": "NVIDIA H200"}}}
-    setting = _setting(m)
-    assert setting["init"] == "ImageNet"
-    assert "init" not in differences(setting, "Market-1501")
+    setting = run_setting(m)
+    assert setting["init"] == "ImageNet" and setting["losses"] is None  # a record without its recipe
+    assert "init" not in differences(setting, "Market-1501", PAPER["setting"], PAPER["main_data"])
 
 
 def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
@@ -215,9 +228,9 @@ def _three(resnet_map: float, osnet_map: float, mnv3_map: float, spread: float |
                          "mAP points (paper: ResNet50 ahead; reversed)"),
 ])
 def test_ranking_paragraph_judges_the_papers_ranking_from_the_numbers(maps, verdict):
-    from reidlib.stages.report import ranking_paragraph
+    from reidlib.stages.findings import ranking_paragraph
 
-    text = ranking_paragraph(_three(*maps), ["10_train/r", "10_train/o", "10_train/m"])
+    text = ranking_paragraph(_three(*maps), ["10_train/r", "10_train/o", "10_train/m"], paper=PAPER)
     assert verdict in text
     best_first = sorted(zip(maps, ("ResNet50", "OSNet", "MNV3")), reverse=True)
     positions = [text.index(f"{name} ") for _, name in best_first]
@@ -226,17 +239,31 @@ def test_ranking_paragraph_judges_the_papers_ranking_from_the_numbers(maps, verd
 
 
 def test_ranking_paragraph_says_what_is_missing():
-    from reidlib.stages.report import ranking_paragraph
+    from reidlib.stages.findings import ranking_paragraph
 
     runs = _three(30.0, 20.0, 19.0)
     del runs["10_train/m"]
-    text = ranking_paragraph(runs, ["10_train/r", "10_train/o", "10_train/m"])
+    text = ranking_paragraph(runs, ["10_train/r", "10_train/o", "10_train/m"], paper=PAPER)
     assert "cannot be judged yet: no results for `10_train/m`" in text
-    assert "No run of the ranking" in ranking_paragraph({}, ["10_train/x"])
+    assert "No run of the ranking" in ranking_paragraph({}, ["10_train/x"], paper=PAPER)
+    unnamed = ranking_paragraph(_three(30.0, 20.0, 19.0), ["10_train/r", "10_train/o", "10_train/m"])
+    assert "names no published table (report.reproduces), so there is no ranking to judge" in unnamed
+    assert "It holds" not in unnamed
+
+
+def test_the_published_ranking_is_read_from_the_table_and_ties_are_named_close():
+    from reidlib.stages.findings import published_ranking
+
+    assert published_ranking(PAPER) == ("The paper's ranking on Market-1501 by mAP (%): BoT ResNet50 (baseline) 75.5, "
+                                        "ahead of OSNet x0.25 56.3 and MobileNetV3 siamese (custom) 56.3 (close).")
+    other = {"main_data": "D", "models": {"a": {"label": "A", "results": {"D": [1.0, 10.0]}},
+                                          "b": {"label": "B", "results": {"D": [1.0, 30.0]}},
+                                          "c": {"label": "C", "results": {"D": [1.0, 20.0]}}}}
+    assert published_ranking(other) == "The paper's ranking on D by mAP (%): B 30.0, ahead of C 20.0, ahead of A 10.0."
 
 
 def test_variant_table_gives_the_fix_in_points_and_how_each_was_selected():
-    from reidlib.stages.report import variant_table
+    from reidlib.stages.report_tables import variant_table
 
     runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5),
             "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test")}
@@ -292,18 +319,18 @@ def test_learning_curves_keep_one_colour_per_run_and_cut_the_triplet_axis_near_t
 
 
 def test_ranking_paragraph_works_for_any_set_of_runs_and_leaves_out_failed_ones():
-    from reidlib.stages.report import ranking_paragraph
+    from reidlib.stages.findings import ranking_paragraph
 
     two = {k: v for k, v in _three(30.0, 20.0, 19.0).items() if k != "10_train/m"}
-    text = ranking_paragraph(two, ["10_train/r", "10_train/o"])
+    text = ranking_paragraph(two, ["10_train/r", "10_train/o"], paper=PAPER)
     assert "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0]" in text
     four = dict(_three(30.0, 20.0, 19.0), **{"10_train/v": _scratch_run("mnv3_siamese", "MNV3 v", 5.0, 0.5,
                                                                           spread=0.0)})
     ids = ["10_train/r", "10_train/o", "10_train/m", "10_train/v"]
-    assert "It holds" in ranking_paragraph(four, ids, failed={"10_train/v": "near chance"})
-    left = ranking_paragraph(four, ids, failed={"10_train/v": "near chance", "10_train/o": "collapsed"})
+    assert "It holds" in ranking_paragraph(four, ids, failed={"10_train/v": "near chance"}, paper=PAPER)
+    left = ranking_paragraph(four, ids, failed={"10_train/v": "near chance", "10_train/o": "collapsed"}, paper=PAPER)
     assert "OSNet is left out of the judgement: collapsed." in left and "minus OSNet" not in left
-    old = ranking_paragraph(_three(30.0, 20.0, 19.0, spread=None), ids[:3])
+    old = ranking_paragraph(_three(30.0, 20.0, 19.0, spread=None), ids[:3], paper=PAPER)
     assert "no interval and no ranking verdict" in old and "It holds" not in old
 
 
@@ -327,8 +354,7 @@ def test_at_a_glance_names_a_best_model_only_beyond_noise_and_says_what_it_rests
 
 
 def test_learning_check_verdicts_exclude_near_chance_and_collapsed_runs(tmp_path):
-    from reidlib.stages.findings import failed_runs, learning_verdict
-    from reidlib.stages.report import learning_check
+    from reidlib.stages.report_learning import failed_runs, learning_check, learning_verdict
 
     assert learning_verdict(1.1, 0.07, 1.0) == "near chance"  # 1.0 point above chance
     assert learning_verdict(3.4, 0.07, 0.85) == "learned"
@@ -352,14 +378,14 @@ def test_report_opens_with_at_a_glance_and_says_once_how_to_get_intervals(tmp_pa
     assert text.count("`./run_all.sh p` regenerates them") == 1
     assert "30.0 [n/a] / 30.0 [n/a]" in text
     new = write_report(_three(30.0, 20.0, 19.0), tmp_path, profile="p", description="d", profile_path="p.yaml",
-                       report={"ranking": ["10_train/r", "10_train/o", "10_train/m"]})
+                       report={"ranking": ["10_train/r", "10_train/o", "10_train/m"], "reproduces": PAPER})
     assert "regenerates them" not in new and "[n/a]" not in new
     assert " / 30.0 [30.0, 30.0]" in new  # mAP constant per query: a degenerate interval
     assert "the best model is **ResNet50**" in new and "It holds here" in new
 
 
 def test_variant_and_finetune_gains_carry_paired_intervals():
-    from reidlib.stages.report import finetune_table, variant_table
+    from reidlib.stages.report_tables import finetune_table, variant_table
 
     runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5, spread=0.0),
             "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test",

@@ -143,12 +143,13 @@ def plan(cfg: dict) -> list[Run]:
         runs.append(Run("30_distance_study", "all", params, depends_on=[r.id for r in train_runs]))
 
     named = list((cfg.get("report") or {}).get("ranking") or [])
+    named += [ref["compare_with"] for ref in (cfg.get("report") or {}).get("references") or [] if "compare_with" in ref]
     for v in (cfg.get("report") or {}).get("variants") or []:
         named += [v["fixed"], v["variant"]]
     unknown = sorted({rid for rid in named if rid not in {r.id for r in runs}})
     if unknown:
-        raise ProfileError(f"report.ranking/variants name {unknown}, which this profile does not run; its training "
-                           f"runs are {[r.id for r in runs if r.stage == '10_train']}")
+        raise ProfileError(f"report.ranking/variants/references name {unknown}, which this profile does not run; "
+                           f"its training runs are {[r.id for r in runs if r.stage == '10_train']}")
     upstream = [r for r in runs if r.stage != "00_data"]
     report = {
         **_common(cfg),

@@ -1,89 +1,55 @@
-"""What the report claims: which runs learned, which model is best and by how much, whether the paper's ranking holds.
+"""What the report claims: which model is best and by how much, and whether a published ranking holds.
 
 Every claim rests on paired 95 % identity-bootstrap intervals (:mod:`reidlib.stages.uncertainty`): a model is
 named best only where the interval of its lead over the runner-up excludes zero, and a run that failed the
-"did it learn?" check is left out of every ranking claim. All numbers are percentages or percentage points.
+"did it learn?" check (:mod:`reidlib.stages.report_learning`) is left out of every ranking claim. The published
+ranking comes from the table the profile reproduces (``report.reproduces``, an entry of
+``params/_references.yaml``). All numbers are percentages or percentage points.
 """
 from __future__ import annotations
 
 from itertools import combinations
 
-import pandas as pd
-
+from .ids import TRAIN_STAGE, in_stage
+from .report_runs import on_test, precision_of, run_setting
 from .uncertainty import fmt_interval, fmt_value, has_intervals, paired
 
-NEAR_CHANCE_POINTS = 2.0  # a test rank-1 less than this many points above chance counts as near chance
-MIN_SPREAD = 0.1  # feature spread below this: every image mapped to nearly the same feature (collapse)
-PAPER_TIE_POINTS = 1.0  # two paper mAPs closer than this count as "close" in the paper's ranking
+PAPER_TIE_POINTS = 1.0  # two published mAPs closer than this count as "close" in the published ranking
 
 
-def learning_verdict(r1: float, chance: float | None, spread: float | None) -> str:
-    """``"learned"``, ``"near chance"`` (test rank-1 < chance + 2 points; chance 0 where unknown) or
-    ``"collapsed"`` (feature spread < 0.1)."""
-    if spread is not None and spread < MIN_SPREAD:
-        return "collapsed"
-    if r1 - (chance or 0.0) < NEAR_CHANCE_POINTS:
-        return "near chance"
-    return "learned"
+def _published_map(paper: dict, m: dict) -> float | None:
+    """The published mAP (%) on the paper's main dataset of the model a run builds, None if the paper lacks it."""
+    entry = paper["models"].get(m.get("model_name", "")) if paper else None
+    return None if entry is None else float(entry["results"][paper["main_data"]][1])
 
 
-def failed_runs(learned: pd.DataFrame) -> dict[str, str]:
-    """Run id -> reason, for the rows of a learning-check table whose verdict is not "learned"."""
-    if learned is None or learned.empty or "verdict" not in learned.columns:
-        return {}
-    out = {}
-    for row in learned.to_dict("records"):
-        if row["verdict"] != "learned":
-            chance = row.get("chance R1")
-            where = f"chance {chance:.2f} %" if chance is not None else "chance unknown, taken as 0"
-            reason = ("its test features have collapsed (spread {:.2f})".format(row["feature spread"])
-                      if row["verdict"] == "collapsed" else
-                      f"its test rank-1 ({row['test R1']:.1f} %) is within {NEAR_CHANCE_POINTS:g} points of "
-                      f"chance ({where})")
-            out[str(row["run"]).strip("`")] = reason
-    return out
-
-
-def _test(m: dict) -> dict:
-    return m["evaluations"]["test"]
-
-
-def _paper_model(m: dict) -> str | None:
-    from .report import PAPER_MODEL_OF
-
-    return PAPER_MODEL_OF.get(m.get("model_name", ""))
-
-
-def _paper_map(model: str) -> float:
-    """The paper's Market-1501 mAP (%) of one of its models (Table I)."""
-    from .report import PAPER_TABLE_I
-
-    return PAPER_TABLE_I[model]["Market-1501"][1]
+def published_ranking(paper: dict) -> str:
+    """The paper's ranking of its models in words: by mAP on its main dataset, best first; models whose mAPs
+    differ by less than 1 point are named together as close."""
+    data = paper["main_data"]
+    order = sorted(paper["models"].values(), key=lambda e: -float(e["results"][data][1]))
+    tiers: list[list[dict]] = []
+    for entry in order:
+        if tiers and float(tiers[-1][-1]["results"][data][1]) - float(entry["results"][data][1]) < PAPER_TIE_POINTS:
+            tiers[-1].append(entry)
+        else:
+            tiers.append([entry])
+    words = [" and ".join(f"{e['label']} {float(e['results'][data][1]):.1f}" for e in tier)
+             + (" (close)" if len(tier) > 1 else "") for tier in tiers]
+    return f"The paper's ranking on {data} by mAP (%): " + ", ahead of ".join(words) + "."
 
 
 def _setting_line(runs: dict, ids: list[str]) -> str:
     """data, init, epochs, input, hardware, precision and seeds of the runs ``ids``, each value once."""
-    from .report import _setting
-
     def values(get) -> str:
         seen = list(dict.fromkeys(str(get(runs[r])) for r in ids))
         return seen[0] if len(seen) == 1 else " / ".join(seen)
 
-    return (f"{values(lambda m: _test(m)['label'])} test split, init {values(lambda m: _setting(m)['init'])}, "
-            f"{values(lambda m: _setting(m)['epochs'])} epochs, input {values(lambda m: _setting(m)['input'])}, "
-            f"{values(lambda m: _setting(m)['hardware'])}, precision {values(_precision)}, seed "
-            f"{values(lambda m: m['train'].get('seed', '-'))} (one training run per model)")
-
-
-def _precision(m: dict) -> str:
-    """The training precision: the recipe's, with ``auto`` resolved on a CPU whose run.json says whether it has
-    native bf16 (bf16 autocast there, fp32 otherwise)."""
-    chosen = str((m.get("train", {}).get("recipe") or {}).get("precision", "auto"))
-    env = (m.get("run_info") or {}).get("environment") or {}
-    if chosen != "auto" or str(m.get("train", {}).get("device", "")).startswith("cuda"):
-        return chosen
-    bf16 = env.get("cpu_native_bf16")
-    return "auto" if bf16 is None else "bf16 autocast" if bf16 else "fp32"
+    return (f"{values(lambda m: on_test(m)['label'])} test split, init {values(lambda m: run_setting(m)['init'])}, "
+            f"{values(lambda m: run_setting(m)['epochs'])} epochs, input "
+            f"{values(lambda m: run_setting(m)['input'])}, {values(lambda m: run_setting(m)['hardware'])}, "
+            f"precision {values(precision_of)}, seed {values(lambda m: m['train'].get('seed', '-'))} (one training "
+            "run per model)")
 
 
 def _name(m: dict) -> str:
@@ -96,11 +62,11 @@ def leader(runs: dict, ids: list[str]) -> dict:
     Returns ``{"best", "runner_up", "lead"}`` (run ids; ``lead`` from :func:`reidlib.stages.uncertainty.paired`
     on mAP, None without per-query data or with one run).
     """
-    order = sorted(ids, key=lambda r: -float(_test(runs[r])["mAP"]))
+    order = sorted(ids, key=lambda r: -float(on_test(runs[r])["mAP"]))
     if not order:
         return {"best": None, "runner_up": None, "lead": None}
     second = order[1] if len(order) > 1 else None
-    lead = paired(_test(runs[order[0]]), _test(runs[second]), "mAP") if second else None
+    lead = paired(on_test(runs[order[0]]), on_test(runs[second]), "mAP") if second else None
     return {"best": order[0], "runner_up": second, "lead": lead}
 
 
@@ -122,48 +88,48 @@ def _pair_status(paper_gap: float, diff: dict | None, leads_lo: float | None) ->
     return "within noise"
 
 
-def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | None = None) -> str:
-    """Does the paper's ranking of its models (Table I, Market-1501 mAP) hold for the runs ``run_ids``?
+def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | None = None,
+                      paper: dict | None = None) -> str:
+    """Does the ranking of ``paper`` (a resolved table entry: its models' mAP on its main dataset) hold for the
+    runs ``run_ids``?
 
-    Works for any set of runs: runs in ``failed`` (run id -> reason, from :func:`failed_runs`) are listed but
-    left out of the judgement; for every pair of the others whose models are in the paper, the paired mAP
-    difference is compared with the paper's order (ahead when the paper's mAPs differ by 1 point or more, "close"
-    otherwise; close pairs agree where their interval includes zero or lies within the leader's smallest lead).
-    "It holds here" needs every pair to agree, "does not hold" any pair in the reverse order beyond noise, else
-    "only in part".
-    Records without per-query data get no verdict.
+    Works for any set of runs: runs in ``failed`` (run id -> reason, from
+    :func:`reidlib.stages.report_learning.failed_runs`) are listed but left out of the judgement; for every pair of
+    the others whose models are in the paper, the paired mAP difference is compared with the paper's order (ahead
+    when the paper's mAPs differ by 1 point or more, "close" otherwise; close pairs agree where their interval
+    includes zero or lies within the leader's smallest lead). "It holds here" needs every pair to agree, "does not
+    hold" any pair in the reverse order beyond noise, else "only in part". Records without per-query data get no
+    verdict; without a ``paper`` there is no ranking to judge.
     """
     failed = failed or {}
     present = [rid for rid in run_ids if rid in runs]
     missing = [rid for rid in run_ids if rid not in runs]
     if not present:
         return "No run of the ranking has results yet (" + ", ".join(f"`{r}`" for r in run_ids) + ")."
-    from .report import _setting
-
-    rows = sorted(present, key=lambda r: -float(_test(runs[r])["mAP"]))
-    data = _test(runs[rows[0]])["label"]
+    rows = sorted(present, key=lambda r: -float(on_test(runs[r])["mAP"]))
+    data = on_test(runs[rows[0]])["label"]
     listed = "; ".join(
-        f"{_name(runs[r])} {fmt_value(_test(runs[r]), 'R1')} / {fmt_value(_test(runs[r]), 'mAP')} "
+        f"{_name(runs[r])} {fmt_value(on_test(runs[r]), 'R1')} / {fmt_value(on_test(runs[r]), 'mAP')} "
         f"({runs[r]['train'].get('epochs_completed')} epochs, "
-        f"{float(runs[r]['train'].get('train_seconds', 0.0) or 0.0) / 60:.0f} min, {_setting(runs[r])['input']})"
+        f"{float(runs[r]['train'].get('train_seconds', 0.0) or 0.0) / 60:.0f} min, {run_setting(runs[r])['input']})"
         for r in rows)
-    head = (f"On {data}, rank-1 / mAP (%) [95 % CI] on the test split, best mAP first: {listed}. The paper's ranking "
-            f"on Market-1501 puts BoT ResNet50 ahead ({_paper_map('BoT ResNet50 (baseline)')} mAP) and OSNet "
-            f"x0.25 and the MobileNetV3 model close behind ({_paper_map('OSNet x0.25')} and "
-            f"{_paper_map('MobileNetV3 siamese (custom)')}).")
+    head = f"On {data}, rank-1 / mAP (%) [95 % CI] on the test split, best mAP first: {listed}."
+    if not paper:
+        return head + " The profile names no published table (report.reproduces), so there is no ranking to judge."
+    head += " " + published_ranking(paper)
     if missing:
         return head + " The ranking cannot be judged yet: no results for " + ", ".join(f"`{r}`" for r in missing) + "."
     left_out = [r for r in rows if r in failed]
     note = "".join(f" {_name(runs[r])} is left out of the judgement: {failed[r]}." for r in left_out)
-    judged = [r for r in rows if r not in failed and _paper_model(runs[r])]
+    judged = [r for r in rows if r not in failed and _published_map(paper, runs[r]) is not None]
     if len(judged) < 2:
         return head + note + " Fewer than two runs of the paper's models remain, so its ranking cannot be judged."
     pairs = []
     for a, b in combinations(judged, 2):
-        gap = _paper_map(_paper_model(runs[a])) - _paper_map(_paper_model(runs[b]))
-        if gap < 0 or (abs(gap) < PAPER_TIE_POINTS and float(_test(runs[a])["mAP"]) < float(_test(runs[b])["mAP"])):
+        gap = _published_map(paper, runs[a]) - _published_map(paper, runs[b])
+        if gap < 0 or (abs(gap) < PAPER_TIE_POINTS and float(on_test(runs[a])["mAP"]) < float(on_test(runs[b])["mAP"])):
             a, b, gap = b, a, -gap  # a is the paper's leader of the pair (or, when close, ours)
-        pairs.append((a, b, gap, paired(_test(runs[a]), _test(runs[b]), "mAP")))
+        pairs.append((a, b, gap, paired(on_test(runs[a]), on_test(runs[b]), "mAP")))
     if any(d is None for *_, d in pairs):
         return (head + note + " These records carry no per-query results, so no interval and no ranking verdict: "
                 "the differences above are point estimates only.")
@@ -187,8 +153,8 @@ def _candidates(runs: dict, report: dict) -> list[list[str]]:
         return [[r for r in report["ranking"] if r in runs]]
     groups: dict[str, list[str]] = {}
     for rid, m in sorted(runs.items()):
-        if rid.startswith("10_train/") and (m.get("evaluations") or {}).get("test"):
-            groups.setdefault(_test(m)["label"], []).append(rid)
+        if in_stage(rid, TRAIN_STAGE) and (m.get("evaluations") or {}).get("test"):
+            groups.setdefault(on_test(m)["label"], []).append(rid)
     return [g for g in sorted(groups.values(), key=len, reverse=True) if len(g) >= 2][:2]
 
 
@@ -203,14 +169,14 @@ def at_a_glance(runs: dict, report: dict | None, failed: dict[str, str], profile
     sentences, basis, any_old = [], [], False
     for group in groups:
         keep = [r for r in group if r not in failed]
-        data = _test(runs[group[0]])["label"]
-        any_old |= not all(has_intervals(_test(runs[r])) for r in group)
+        data = on_test(runs[group[0]])["label"]
+        any_old |= not all(has_intervals(on_test(runs[r])) for r in group)
         win = leader(runs, keep)
         best = win["best"]
         if best is None:
             sentences.append(f"On {data} no model passed the \"did it learn?\" check, so none is named best.")
             continue
-        ev = _test(runs[best])
+        ev = on_test(runs[best])
         numbers = f"rank-1 {fmt_value(ev, 'R1')} and mAP {fmt_value(ev, 'mAP')} %"
         lead, second = win["lead"], win["runner_up"]
         if second is None:

@@ -108,6 +108,17 @@ def fmt_value(ev: dict, stat: str) -> str:
     return f"{float(ev[stat]):.1f} " + (fmt_interval(ci) if ci else f"[{NA}]")
 
 
+def fmt_pair(r1: float, m_ap: float) -> str:
+    """Published rank-1 / mAP (%) without an interval: ``"43.0 / 41.0"``."""
+    return f"{r1:.1f} / {m_ap:.1f}"
+
+
+def fmt_record(ev: dict) -> str:
+    """A record's rank-1 / mAP with their intervals: ``"50.1 [47.3, 52.9] / 47.1 [44.0, 50.2]"`` (``[n/a]`` for
+    records made before intervals)."""
+    return f"{fmt_value(ev, 'R1')} / {fmt_value(ev, 'mAP')}"
+
+
 def fmt_diff(res: dict | None, stat: str = "") -> str:
     """A paired difference as ``"+2.6 [+0.9, +4.3]"`` (``n/a`` when it could not be computed)."""
     if res is None:

@@ -1,0 +1,138 @@
+"""Did each model learn? The chance level of a split, the spread of its features, and the verdict that keeps a
+run out of every ranking claim ("near chance" or "collapsed").
+
+Rank-1 values are percentages (0-100); the feature spread is a distance between unit vectors (0 to 1 for
+typical sets, 0 = collapse).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .ids import TRAIN_STAGE, in_stage
+from .uncertainty import fmt_interval
+
+NEAR_CHANCE_POINTS = 2.0  # a test rank-1 less than this many points above chance counts as near chance
+MIN_SPREAD = 0.1  # feature spread below this: every image mapped to nearly the same feature (collapse)
+
+
+def chance_rank1(q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray, g_cams: np.ndarray,
+                 protocol: str = "market") -> float:
+    """Expected rank-1 (%) of a random ranking: mean over queries with a positive of positives / ranked items.
+
+    ``protocol="market"`` drops the gallery items sharing the query's pid and camera (junk), as the evaluator
+    does; ``"last"`` keeps them as positives.
+    """
+    values = []
+    for pid, cam in zip(q_pids, q_cams):
+        same = g_pids == pid
+        junk = same & (g_cams == cam) if protocol == "market" else np.zeros_like(same)
+        positives = int((same & ~junk).sum())
+        if positives:
+            values.append(positives / int((~junk).sum()))
+    return 100.0 * float(np.mean(values)) if values else float("nan")
+
+
+def chance_levels(runs: dict) -> dict[str, float]:
+    """Random-ranking rank-1 (%) per evaluated dataset label: the records' ``chance_R1`` where they hold it, else
+    computed from the test features the training runs stored."""
+    from reidlib.evaluation import FeatureSet
+
+    out: dict[str, float] = {}
+    for run, m in runs.items():
+        if not in_stage(run, TRAIN_STAGE):
+            continue
+        for key, ev in m["evaluations"].items():
+            if ev.get("chance_R1") is not None:
+                out.setdefault(ev["label"], float(ev["chance_R1"]))
+                continue
+            feats = (m.get("features") or {}).get(key)
+            if ev["label"] in out or not feats or not Path(feats["query"]).is_file():
+                continue
+            q, g = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
+            out[ev["label"]] = chance_rank1(q.pids, q.camids, g.pids, g.camids, feats.get("protocol", "market"))
+    return out
+
+
+def feature_spread(features: np.ndarray) -> float:
+    """Mean distance of L2-normalised embeddings ``features`` (N, D) to their mean (0 to 1 for typical sets).
+
+    0 means collapse, every image mapped to the same direction; a working embedding spreads identities apart.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    f = f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None)
+    return float(np.linalg.norm(f - f.mean(axis=0), axis=1).mean())
+
+
+def learning_verdict(r1: float, chance: float | None, spread: float | None) -> str:
+    """``"learned"``, ``"near chance"`` (test rank-1 < chance + 2 points; chance 0 where unknown) or
+    ``"collapsed"`` (feature spread < 0.1)."""
+    if spread is not None and spread < MIN_SPREAD:
+        return "collapsed"
+    if r1 - (chance or 0.0) < NEAR_CHANCE_POINTS:
+        return "near chance"
+    return "learned"
+
+
+def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
+    """Did each trained run learn? One row per ``10_train`` run that trained at least one epoch.
+
+    Columns: test rank-1 (%) against the chance level of the same split (and their ratio), the last epoch's train
+    accuracy (%), the ID loss of the first and last epoch, the last triplet loss next to its margin (a triplet loss
+    stuck at the margin with identical features is the collapse) and :func:`feature_spread` of the test gallery
+    features (``None`` where the stored features are no longer on disk or the chance level is unknown), then the
+    test rank-1's 95 % interval and a ``verdict`` (:func:`learning_verdict`).
+    """
+    from reidlib.evaluation import FeatureSet
+
+    rows = []
+    for run, m in sorted(runs.items()):
+        hist, ev = m.get("history") or [], (m.get("evaluations") or {}).get("test")
+        if not in_stage(run, TRAIN_STAGE) or not hist or ev is None:
+            continue
+        level = chance.get(ev["label"])
+        feats = (m.get("features") or {}).get("test") or {}
+        spread = (round(feature_spread(FeatureSet.load(feats["gallery"]).feats.numpy()), 3)
+                  if feats.get("gallery") and Path(feats["gallery"]).is_file() else None)
+        margin = (m["train"].get("recipe") or {}).get("triplet_margin", "-")
+        rows.append({"run": f"`{run}`", "model": m["model_label"], "test R1": round(ev["R1"], 2),
+                     "chance R1": round(level, 2) if level else None,
+                     "R1 / chance": round(ev["R1"] / level, 1) if level else None,
+                     "train acc, last epoch": round(100 * hist[-1]["train_acc"], 1),
+                     "ID loss, first -> last epoch": f"{hist[0]['loss_id']:.2f} -> {hist[-1]['loss_id']:.2f}",
+                     "triplet loss, last epoch (margin)": (f"{hist[-1]['loss_triplet']:.3f} ({margin})"
+                                                           if "loss_triplet" in hist[-1] else "not trained"),
+                     "feature spread": spread,
+                     "test R1 95% CI": fmt_interval((ev.get("ci95") or {}).get("R1")),
+                     "verdict": learning_verdict(float(ev["R1"]), level, spread)})
+    table = pd.DataFrame(rows).astype(object)
+    return table.where(table.notna(), None)  # missing stays None (metrics.json refuses NaN)
+
+
+def failed_runs(learned: pd.DataFrame) -> dict[str, str]:
+    """Run id -> reason, for the rows of a learning-check table whose verdict is not "learned"."""
+    if learned is None or learned.empty or "verdict" not in learned.columns:
+        return {}
+    out = {}
+    for row in learned.to_dict("records"):
+        if row["verdict"] != "learned":
+            chance = row.get("chance R1")
+            where = f"chance {chance:.2f} %" if chance is not None else "chance unknown, taken as 0"
+            reason = ("its test features have collapsed (spread {:.2f})".format(row["feature spread"])
+                      if row["verdict"] == "collapsed" else
+                      f"its test rank-1 ({row['test R1']:.1f} %) is within {NEAR_CHANCE_POINTS:g} points of "
+                      f"chance ({where})")
+            out[str(row["run"]).strip("`")] = reason
+    return out
+
+
+def learned_view(learned: pd.DataFrame) -> pd.DataFrame:
+    """The learning-check table as printed: rank-1 and its ratio to chance at one decimal, chance at two."""
+    view = learned.copy()
+    for col, fmt in (("test R1", "{:.1f}"), ("chance R1", "{:.2f}"), ("R1 / chance", "{:.1f}"),
+                     ("train acc, last epoch", "{:.1f}"), ("feature spread", "{:.2f}")):
+        if col in view:
+            view[col] = [fmt.format(v) if v is not None else "" for v in view[col]]
+    return view

@@ -1,0 +1,199 @@
+"""The report's tables, each a DataFrame built from the run records (:mod:`.report_runs`) and the profile's
+published references (resolved entries of ``params/_references.yaml``, see :mod:`reidlib.pipeline.references`).
+
+Accuracies are percentages (0-100), differences percentage points; this study's numbers carry their 95 %
+intervals (:mod:`.uncertainty`), published ones are printed as published.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .distance import best_distances, pivot_distance_table, pivot_verification_table
+from .ids import DISTANCE_STAGE, FINETUNE_STAGE, TRAIN_STAGE, in_stage
+from .report_runs import distance_run, on_test, result_eval, run_setting
+from .uncertainty import fmt_diff, fmt_pair, fmt_record, paired
+
+SETTING_COLUMNS = ("init", "epochs", "input", "hardware")
+DIFFERS = "what differs from the paper"
+
+
+def differences(setting: dict, data: str, paper_setting: dict, main_data: str) -> str:
+    """One short line naming which of data, init, epochs, input and hardware differ from the paper's setting
+    (``paper_setting``, trained on ``main_data``; the row's own columns give the values), then the loss terms and
+    frozen layers where they differ, plus the minutes of training when known."""
+    differ = ["data"] if data != main_data else []
+    differ += [key for key in SETTING_COLUMNS if str(setting.get(key)) != str(paper_setting[key])]
+    line = ("differs in " + ", ".join(differ)) if differ else "same setting"
+    if setting.get("losses") and setting["losses"] != paper_setting["losses"]:
+        line += f"; losses: {setting['losses']}"
+    if setting.get("frozen"):
+        line += f"; frozen: {setting['frozen']}"
+    if setting.get("train_min"):
+        line += f"; {setting['train_min']:.1f} min of training"
+    return line
+
+
+def paper_rows(paper: dict) -> list[dict]:
+    """The rows of a published table entry (``reproduces``): one per model and dataset, as published."""
+    short = paper.get("short", "paper, Table I")
+    return [{"source": short, "model": model["label"], "data": data,
+             **{k: paper["setting"][k] for k in SETTING_COLUMNS},
+             "R1 / mAP (%) [95% CI]": fmt_pair(r1, m_ap), DIFFERS: "the reference"}
+            for model in paper["models"].values() for data, (r1, m_ap) in model["results"].items()]
+
+
+def comparison_table(runs: dict, references: list[dict] | None = None, paper: dict | None = None) -> pd.DataFrame:
+    """The paper's table (``paper``, a resolved table entry), this study's test rows and published reference rows
+    (``references``, resolved row entries) side by side.
+
+    Column ``R1 / mAP (%) [95% CI]``: this study's rows with their intervals (``n/a`` for records made before
+    intervals were added); the paper's and the references' rows as published (no interval). Each row says where
+    it comes from (this study's run id in ``run``) and, with a ``paper``, what differs from the paper's setting
+    (a reference's own ``differs`` note appended).
+    """
+    rows = paper_rows(paper) if paper else []
+    for run, m in sorted(runs.items()):
+        ev = result_eval(m) if in_stage(run, TRAIN_STAGE, FINETUNE_STAGE) else None
+        if ev is None:
+            continue
+        st = run_setting(m)
+        data = ev["label"] + (f" (fine-tuned from {m['source_key']})" if in_stage(run, FINETUNE_STAGE) else "")
+        rows.append({"source": "this study", "model": m["model_label"], "data": data,
+                     **{k: st[k] for k in SETTING_COLUMNS}, "R1 / mAP (%) [95% CI]": fmt_record(ev),
+                     **({DIFFERS: differences(st, data, paper["setting"], paper["main_data"])} if paper else {}),
+                     "run": f"`{run}`"})
+    return pd.DataFrame(rows + reference_rows(references, paper))
+
+
+def reference_rows(references: list[dict] | None, paper: dict | None = None) -> list[dict]:
+    """Published reference rows (resolved row entries) as printed, each with what differs from ``paper``'s setting
+    (when given) and its own ``differs`` note appended."""
+    rows = []
+    for ref in references or []:
+        row = {"source": ref.get("source", ""), "model": ref.get("model", ""), "data": ref.get("data", ""),
+               **{k: ref.get(k, "") for k in SETTING_COLUMNS}, "R1 / mAP (%) [95% CI]": fmt_pair(ref["R1"], ref["mAP"])}
+        if paper:
+            row[DIFFERS] = (differences({k: ref.get(k) for k in SETTING_COLUMNS}, ref.get("data", ""),
+                                        paper["setting"], paper["main_data"])
+                            + (f"; {ref['differs']}" if ref.get("differs") else ""))
+        rows.append(row)
+    return rows
+
+
+def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
+    """This study's runs against the references that name one of them with ``compare_with: <run id>``.
+
+    The difference columns are this run minus the reference (percentage points); a positive value means ours is
+    higher. A reference whose run is missing gets a row saying so.
+    """
+    rows = []
+    for ref in references or []:
+        run = ref.get("compare_with")
+        if not run:
+            continue
+        m = runs.get(run)
+        ev = None if m is None else result_eval(m)
+        if ev is None:
+            rows.append({"this study": f"`{run}`", "R1 / mAP": "not run", "reference": ref.get("source", "")})
+            continue
+        st = run_setting(m)
+        rows.append({"this study": f"`{run}`", "R1 / mAP": fmt_record(ev),
+                     "training": f"{st['epochs']} epochs, {st['train_min']:.1f} min, {st['hardware']}",
+                     "reference": ref.get("source", ""), "reference R1 / mAP": fmt_pair(ref["R1"], ref["mAP"]),
+                     "reference training": f"{ref.get('epochs', '-')} epochs, {ref.get('hardware', '-')}",
+                     "difference R1 / mAP": f"{ev['R1'] - ref['R1']:+.1f} / {ev['mAP'] - ref['mAP']:+.1f}"})
+    return pd.DataFrame(rows)
+
+
+def table_one(runs: dict) -> pd.DataFrame:
+    """Rank-1 / mAP (%) with 95 % intervals per model (rows) and evaluated dataset (columns), as the paper's
+    Table I."""
+    rows: dict[str, dict] = {}
+    for run, m in runs.items():
+        if not in_stage(run, TRAIN_STAGE):
+            continue
+        row = rows.setdefault(m["model_label"], {})
+        for ev in m["evaluations"].values():
+            col = f"{ev['label']}" + (" (zero-shot from " + m["dataset_label"] + ")" if ev["role"] != "test" else "")
+            row[col] = fmt_record(ev)
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "model"
+    return df.reindex(sorted(df.columns), axis=1).fillna("–") if not df.empty else df
+
+
+def finetune_table(runs: dict) -> pd.DataFrame:
+    """Zero-shot and fine-tuned rank-1 / mAP (%) [95 % CI] on the target's test split, and the fine-tuning gain in
+    mAP points with its paired interval (same queries)."""
+    rows = []
+    for run, m in runs.items():
+        if in_stage(run, FINETUNE_STAGE):
+            zero, tuned = m["evaluations"]["zero-shot"], m["evaluations"]["fine-tuned"]
+            rows.append({"model": m["model_label"], "source → target": f"{m['source_key']} → {m['dataset_key']}",
+                         "zero-shot R1 / mAP": fmt_record(zero), "fine-tuned R1 / mAP": fmt_record(tuned),
+                         "mAP gain (paired 95% CI)": fmt_diff(paired(tuned, zero, "mAP")),
+                         "epochs": m["train"].get("epochs_completed")})
+    return pd.DataFrame(rows)
+
+
+def distance_table(runs: dict) -> pd.DataFrame:
+    """Rank-1 / mAP per model x dataset x distance from the distance study (empty where it did not run)."""
+    for run, m in runs.items():
+        if in_stage(run, DISTANCE_STAGE):
+            return pivot_distance_table(pd.DataFrame(m["rows"]))
+    return pd.DataFrame()
+
+
+def verification_tables(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(AUC / EER / TAR per distance, learned pair head vs cosine threshold, best distance for ranking and for
+    verification) from the distance study's metrics.json; empty frames when it did not run verification."""
+    m = distance_run(runs)
+    ver, head = pd.DataFrame(m.get("verification") or []), pd.DataFrame(m.get("pair_head") or [])
+    if ver.empty:
+        return ver, head, pd.DataFrame()
+    head_view = head.set_index(["model", "dataset", "method"])[["AUC", "EER", "TAR@FAR=1e-2", "TAR@FAR=1e-3",
+                                                                 "held-out pairs"]] if not head.empty else head
+    paired_rows = pd.DataFrame(m["paired"]) if m.get("paired") else None
+    return pivot_verification_table(ver), head_view, best_distances(pd.DataFrame(m.get("rows") or []), ver,
+                                                                    paired_rows)
+
+
+def complexity_table(runs: dict) -> pd.DataFrame:
+    """Parameters and multiply-adds at 256x128 per model, and the throughput its training run measured
+    (at that run's input size and on its hardware, see "What every number rests on")."""
+    rows = {}
+    for run, m in runs.items():
+        if not in_stage(run, TRAIN_STAGE) or m["model_label"] in rows:
+            continue
+        c = m.get("complexity", {})
+        test = next(iter(m["evaluations"].values()))
+        rows[m["model_label"]] = {
+            "params (train, M)": c.get("params_trainable", float("nan")) / 1e6,
+            "params (inference, M)": c.get("params_inference", float("nan")) / 1e6,
+            "GMACs @256x128": c.get("gmacs", float("nan")),
+            "input": "x".join(str(v) for v in m["train"].get("image_size", [])),
+            "train img/s": m["train"].get("images_per_s") or float("nan"),
+            "inference img/s (flip = 2 passes)": test.get("extract_images_per_s", float("nan")),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
+
+
+def variant_table(runs: dict, variants: list[dict]) -> pd.DataFrame:
+    """What each fix is worth: a fixed run beside its paper-code variant (``variants``: ``{fixed, variant,
+    change}`` with run ids), rank-1 / mAP (%) on the test split, how each was selected, and fixed minus variant
+    in points, also with its paired 95 % interval (same queries). A variant selected on the test split is
+    optimistic, so its difference understates the fix."""
+    rows = []
+    for v in variants:
+        fixed, var = runs.get(v["fixed"]), runs.get(v["variant"])
+        if fixed is None or var is None:
+            continue
+        f_ev, v_ev = on_test(fixed), on_test(var)
+        rows.append({"change (variant = paper code)": v.get("change", ""), "fixed": fixed["model_label"],
+                     "fixed R1 / mAP": fmt_record(f_ev), "fixed selected on": fixed["train"].get("select_on", "-"),
+                     "variant": var["model_label"], "variant R1 / mAP": fmt_record(v_ev),
+                     "variant selected on": var["train"].get("select_on", "-"),
+                     "R1 gain (points)": round(float(f_ev["R1"]) - float(v_ev["R1"]), 1),
+                     "mAP gain (points)": round(float(f_ev["mAP"]) - float(v_ev["mAP"]), 1),
+                     "R1 gain, paired 95% CI": fmt_diff(paired(f_ev, v_ev, "R1")),
+                     "mAP gain, paired 95% CI": fmt_diff(paired(f_ev, v_ev, "mAP"))})
+    return pd.DataFrame(rows)
