@@ -6,6 +6,7 @@ test evaluation of the same model under the same settings.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -161,3 +162,30 @@ def test_a_checkpoint_from_before_the_evaluation_fields_resumes(synth, tmp_path)
     save_checkpoint(state, last)
     again = _fit(synth, tmp_path / "run", BASE_EVALUATION)  # resumes at epoch 1 of 1: nothing left to train
     assert again.history[0]["test_mAP"] == res.history[0]["test_mAP"]
+
+
+def test_fine_tune_selection_runs_under_the_profiles_evaluation_block(tmp_path, monkeypatch):
+    """The fine-tune stage hands its ``evaluation:`` block to the trainer, as the training stage does."""
+    import reidlib.engine
+    from reidlib.stages import finetune as stage
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_finetune(checkpoint, ds, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(stage, "read_metrics", lambda path: {"checkpoint": "src.pt", "model_name": "m"})
+    monkeypatch.setattr(stage, "load_dataset", lambda spec: SimpleNamespace(name="target"))
+    monkeypatch.setattr(stage, "evaluate_split", lambda *a, **k: ({}, {}))
+    monkeypatch.setattr(reidlib.engine, "load_model", lambda path: torch.nn.Identity())
+    monkeypatch.setattr(reidlib.engine, "finetune", fake_finetune)
+    evaluation = {"metric": "cosine", "normalize": False, "flip": False, "max_rank": 10, "batch_size": 5}
+    with pytest.raises(Stop):
+        stage.finetune_and_test(source_metrics="m.json", target={"label": "T"}, finetune={"epochs": 1},
+                                evaluation=evaluation, image_size=[32, 16], work_dir=str(tmp_path / "w"))
+    assert (seen["metric"], seen["eval_normalize"], seen["eval_flip"]) == ("cosine", False, False)
+    assert (seen["eval_max_rank"], seen["test_batch_size"]) == (10, 5)

@@ -1,7 +1,7 @@
-"""Profiles: ``params/<name>.yaml`` read, checked against the schema and resolved into absolute paths.
+"""Profiles: ``params/<name>.yaml`` read, checked against the specs and resolved into absolute paths.
 
 A profile describes one whole study (datasets, models, training recipe, fine-tune pairs, distance study,
-report). :func:`load_profile` returns it as a plain dict; every key is checked by :mod:`.schema` before anything
+report). :func:`load_profile` returns it as a plain dict; every key is checked by :mod:`.specs` before anything
 runs, so a typo fails in a second with the key's name, not an hour later inside a notebook.
 
 A profile may start with ``extends: <base>`` (a shipped name in ``params/`` or a YAML path relative to the file)
@@ -21,7 +21,7 @@ import yaml
 from reidlib.paths import DEFAULT_WORK_ROOT, PARAMS_DIR, REPO_ROOT, expand_path, shared_dir, work_root
 
 from .references import resolve_report
-from .schema import ProfileError, check_profile, with_defaults
+from .specs import ProfileError, check_profile, with_defaults
 
 __all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_name", "profile_path",
            "read_profile", "read_yaml", "resolve_work_dir", "show_profile"]
@@ -296,7 +296,7 @@ _ShowDumper.add_representer(str, _represent_str)
 
 def show_profile(profile: str | Path, data_root: str | Path | None = None, cwd: str | Path | None = None) -> str:
     """A profile fully resolved as YAML text: its ``extends:`` chain merged, checked, paths made absolute, and every
-    default the stages apply written out (:func:`reidlib.pipeline.schema.with_defaults`); each model's ``train``
+    default the stages apply written out (:func:`reidlib.pipeline.specs.with_defaults`); each model's ``train``
     block is the whole recipe that model trains with."""
     cfg = load_profile(profile, data_root, cwd=cwd)
     _, chain = read_profile(cfg["path"])

@@ -34,11 +34,12 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
         (table with one row per run x metric x normalisation, curves {run: {metric: evaluate-result}} of the
         L2-normalised settings without re-ranking)
     """
-    from reidlib.evaluation import FeatureSet, evaluate_features
+    from reidlib.evaluation import EvalSettings, FeatureSet, evaluate_features
 
     from .uncertainty import eval_kwargs, record_extras
 
     evaluation = evaluation or {}
+    max_rank = evaluation.get("max_rank", EvalSettings.max_rank)
     rows, curves = [], {}
     for path in train_metrics:
         m = read_metrics(path)
@@ -56,7 +57,7 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
         for metric, norm, rr in settings:
             t0 = time.time()
             res = evaluate_features(qf.feats, gf.feats, qf.pids, gf.pids, qf.camids, gf.camids, metric=metric,
-                                    normalize=norm, p=p, max_rank=evaluation.get("max_rank", 50),
+                                    normalize=norm, p=p, max_rank=max_rank,
                                     protocol=feats.get("protocol", "market"), rerank=bool(rr) or None,
                                     **eval_kwargs())
             rows.append({"run": run, "model": m["model_label"], "dataset": m["dataset_label"], "metric": metric,
@@ -70,8 +71,11 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
 
 def reference_setting(evaluation: dict | None) -> str:
     """The setting of the profile's test evaluation (what every test record reports), e.g. ``"euclidean (L2)"``."""
+    from reidlib.evaluation import EvalSettings
+
     evaluation = evaluation or {}
-    return setting_label(evaluation.get("metric", "euclidean"), bool(evaluation.get("normalize", True)))
+    return setting_label(evaluation.get("metric", EvalSettings.metric),
+                         bool(evaluation.get("normalize", EvalSettings.normalize)))
 
 
 def _with_pids(row: dict, pids) -> dict:

@@ -29,7 +29,7 @@ def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, eval
     zero, _ = evaluate_split(source_model, ds, test_tf, evaluation, dev, precision, num_workers, "zero-shot",
                               target.get("label", ds.name), None, "target")
     del source_model
-    kwargs = fit_kwargs(finetune, image_size, dev, precision, seed, num_workers)
+    kwargs = fit_kwargs(finetune, image_size, dev, precision, seed, num_workers, evaluation)
     res = engine_finetune(src["checkpoint"], ds, out_dir=work, head_only_epochs=int(kwargs.pop("head_only_epochs", 0)),
                           **kwargs)
     model = res.model.eval()
