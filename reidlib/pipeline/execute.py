@@ -30,6 +30,7 @@ import yaml
 
 from reidlib.io import write_json
 from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, WORK_PREFIX, shared_dir, work_root
+from reidlib.stages.ids import REPORT_STAGE
 
 from .plan import STAGES, Run, results_dir, run_dir
 from .provenance import data_fingerprints, environment_info, git_commit, input_hash, portable
@@ -79,15 +80,15 @@ def clean_leftovers(cfg: dict, runs: list[Run]) -> list[Path]:
     touched: list[Path] = []
     root = results_dir(cfg)
     for stage in STAGES:
-        folder = root / ("report" if stage == "40_report" else stage)
-        parent = folder.parent if stage == "40_report" else folder
+        folder = root / ("report" if stage == REPORT_STAGE else stage)
+        parent = folder.parent if stage == REPORT_STAGE else folder
         if not parent.is_dir():
             continue
         names = {p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in parent.glob(".tmp-*")} | \
                 {p.name.split("-", 1)[1].rsplit("-", 1)[0] for p in parent.glob(".old-*")}
         for name in sorted(names):
             touched += remove_orphans(parent / name)
-        if stage != "40_report" and folder.is_dir() and not any(folder.iterdir()):
+        if stage != REPORT_STAGE and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
             touched.append(folder)
     failed_root = Path(cfg["work_dir"]) / "failed"

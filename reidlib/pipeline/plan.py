@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reidlib.paths import NOTEBOOKS_DIR, results_root
+from reidlib.stages.ids import DATA_STAGE, DISTANCE_STAGE, FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE
+from reidlib.stages.ids import STAGES as STAGES  # the pipeline's users import the stage ids from here
 
 from .profile import deep_merge, load_profile
 from .schema import ProfileError
-
-STAGES = ("00_data", "10_train", "20_finetune", "30_distance_study", "40_report")
 
 
 @dataclass
@@ -48,7 +48,7 @@ def results_dir(cfg: dict) -> Path:
 
 def run_dir(cfg: dict, stage: str, name: str) -> Path:
     """Where a run's executed notebook, metrics.json and figures land."""
-    if stage == "40_report":
+    if stage == REPORT_STAGE:
         return results_dir(cfg) / "report"
     return results_dir(cfg) / stage / name
 
@@ -72,8 +72,8 @@ def _common(cfg: dict) -> dict:
 def plan(cfg: dict) -> list[Run]:
     """Expand a loaded profile (:func:`load_profile`) into the ordered list of runs."""
     work = Path(cfg["work_dir"])
-    runs: list[Run] = [Run("00_data", "datasets", {**_common(cfg), "datasets": cfg["datasets"],
-                                                   "figures_dir": str(work / "figures" / "00_data"),
+    runs: list[Run] = [Run(DATA_STAGE, "datasets", {**_common(cfg), "datasets": cfg["datasets"],
+                                                   "figures_dir": str(work / "figures" / DATA_STAGE),
                                                    "cache_dir": str(work / "image-check")})]
     train_ids: dict[tuple[str, str], str] = {}
     # decoded training images are cached once per profile and shared by its runs (a memory-mapped file)
@@ -95,9 +95,9 @@ def plan(cfg: dict) -> list[Run]:
                 "zero_shot": zero_shot,
                 "train": {**cache, **model["train"]},
                 "evaluation": cfg["evaluation"],
-                "work_dir": str(work / "10_train" / name),
+                "work_dir": str(work / TRAIN_STAGE / name),
             }
-            run = Run("10_train", name, params, depends_on=["00_data/datasets"], model_name=model["name"])
+            run = Run(TRAIN_STAGE, name, params, depends_on=[f"{DATA_STAGE}/datasets"], model_name=model["name"])
             runs.append(run)
             train_ids[(model["run"], key)] = run.id
 
@@ -117,16 +117,16 @@ def plan(cfg: dict) -> list[Run]:
                 "source_key": source,
                 "target_key": target,
                 "target": cfg["datasets"][target],
-                "source_metrics": str(run_dir(cfg, "10_train", train_run_name(model_run, source)) / "metrics.json"),
+                "source_metrics": str(run_dir(cfg, TRAIN_STAGE, train_run_name(model_run, source)) / "metrics.json"),
                 "finetune": deep_merge({**cache, **model["train"]},
                                        {k: v for k, v in ft.items() if k not in ("pairs", "models")}),
                 "evaluation": cfg["evaluation"],
-                "work_dir": str(work / "20_finetune" / name),
+                "work_dir": str(work / FINETUNE_STAGE / name),
             }
-            runs.append(Run("20_finetune", name, params, depends_on=[train_ids[(model_run, source)]],
+            runs.append(Run(FINETUNE_STAGE, name, params, depends_on=[train_ids[(model_run, source)]],
                             model_name=model["name"]))
 
-    train_runs = [r for r in runs if r.stage == "10_train"]
+    train_runs = [r for r in runs if r.stage == TRAIN_STAGE]
     ds = cfg.get("distance_study") or {}
     if ds:
         params = {
@@ -140,7 +140,7 @@ def plan(cfg: dict) -> list[Run]:
             "max_impostors": ds.get("max_impostors", 1_000_000),
             "evaluation": cfg["evaluation"],
         }
-        runs.append(Run("30_distance_study", "all", params, depends_on=[r.id for r in train_runs]))
+        runs.append(Run(DISTANCE_STAGE, "all", params, depends_on=[r.id for r in train_runs]))
 
     named = list((cfg.get("report") or {}).get("ranking") or [])
     named += [ref["compare_with"] for ref in (cfg.get("report") or {}).get("references") or [] if "compare_with" in ref]
@@ -150,7 +150,7 @@ def plan(cfg: dict) -> list[Run]:
     if unknown:
         raise ProfileError(f"report.ranking/variants/references name {unknown}, which this profile does not run; "
                            f"its training runs are {[r.id for r in runs if r.stage == '10_train']}")
-    upstream = [r for r in runs if r.stage != "00_data"]
+    upstream = [r for r in runs if r.stage != DATA_STAGE]
     report = {
         **_common(cfg),
         "description": cfg["description"],
@@ -160,7 +160,8 @@ def plan(cfg: dict) -> list[Run]:
         "figures_dir": str(work / "figures" / "report"),
         "stale_runs": [r.id for r in runs],  # the runner replaces this with the runs that really are stale
     }
-    runs.append(Run("40_report", "report", report, depends_on=[r.id for r in upstream] + ["00_data/datasets"]))
+    runs.append(Run(REPORT_STAGE, "report", report,
+                    depends_on=[r.id for r in upstream] + [f"{DATA_STAGE}/datasets"]))
     return runs
 
 
@@ -179,4 +180,4 @@ def metrics_files(profile: str, stage: str | None = None) -> dict[str, str] | li
 def train_metrics_path(profile: str, model_run: str, dataset_key: str) -> str:
     """The metrics.json of ``model_run`` trained on ``dataset_key`` in ``profile``."""
     cfg = load_profile(profile)
-    return str(run_dir(cfg, "10_train", train_run_name(model_run, dataset_key)) / "metrics.json")
+    return str(run_dir(cfg, TRAIN_STAGE, train_run_name(model_run, dataset_key)) / "metrics.json")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from reidlib.paths import DEFAULT_WORK_ROOT, REPO_ROOT, repo_path, shared_dir, work_root
+from reidlib.stages.ids import REPORT_STAGE
 
 from .codehash import library_hash
 from .fingerprint import dataset_fingerprint, run_datasets
@@ -191,14 +192,14 @@ def stale_runs(runs: list[Run], cfg: dict) -> list[str]:
     The report is given this list: with ``--only 40_report`` it may gather results that the current code or
     parameters would no longer produce, and it says so beside them.
     """
-    return [r.id for r in runs if r.stage != "40_report" and not is_current(r, cfg)]
+    return [r.id for r in runs if r.stage != REPORT_STAGE and not is_current(r, cfg)]
 
 
 def with_stale_runs(runs: list[Run], cfg: dict) -> list[Run]:
     """``runs`` with the report's ``stale_runs`` parameter set from what is in ``results/`` now."""
     stale = stale_runs(runs, cfg)
     for run in runs:
-        if run.stage == "40_report":
+        if run.stage == REPORT_STAGE:
             run.parameters["stale_runs"] = stale
     return runs
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reidlib.paths import PARAMS_DIR
+from reidlib.stages.ids import REPORT_STAGE
 
 from .execute import clean_leftovers, execute, interrupted_message, print_flush, profile_file
 from .lock import profile_lock
@@ -109,7 +110,7 @@ def check_work_dir(cfg: dict) -> None:
 
 
 def _needed_downstream(run: Run, runs: list[Run]) -> bool:
-    return any(run.id in other.depends_on for other in runs if other.stage != "40_report")
+    return any(run.id in other.depends_on for other in runs if other.stage != REPORT_STAGE)
 
 
 def run_study(profile: str, data_root: str | None = None, only: list[str] | None = None, force: bool = False,
@@ -161,7 +162,7 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
     total = time.time()
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.id}"
-        if run.stage == "40_report":  # the runs executed above are up to date now
+        if run.stage == REPORT_STAGE:  # the runs executed above are up to date now
             with_stale_runs(everything, cfg)
         fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
         if not force and fresh:

@@ -14,6 +14,8 @@ import numpy as np
 from reidlib.io import write_json
 from reidlib.paths import repo_path
 
+from .ids import REPORT_STAGE
+
 RANKS = (1, 5, 10, 20)
 
 
@@ -35,7 +37,7 @@ def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
 def _regenerate_command(path: Path, metrics: dict) -> str:
     """``./run_all.sh <profile> --only <run id> --force`` for a record at ``results/<profile>/<stage>/<run>/``."""
     if path.parent.name == "report":
-        run_id, profile = "40_report", path.parent.parent.name
+        run_id, profile = REPORT_STAGE, path.parent.parent.name
     else:
         run_id, profile = f"{path.parent.parent.name}/{path.parent.name}", path.parent.parent.parent.name
     return f"./run_all.sh {metrics.get('profile') or profile} --only {run_id} --force"

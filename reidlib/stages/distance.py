@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .common import read_metrics, require_file, summarize
+from .ids import TRAIN_STAGE, run_id
 
 
 def setting_label(metric: str, normalized: bool, rerank: str | None = None) -> str:
@@ -46,7 +47,7 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
         feats = m.get("features", {}).get("test")
         if not feats:
             continue
-        hint = f"10_train/{m['dataset_key']}-{m['model_run']}"
+        hint = run_id(TRAIN_STAGE, f"{m['dataset_key']}-{m['model_run']}")
         qf = FeatureSet.load(require_file(feats["query"], hint))
         gf = FeatureSet.load(require_file(feats["gallery"], hint))
         run = f"{m['dataset_key']}-{m['model_run']}"
@@ -213,7 +214,7 @@ def _test_split(m: dict):
     from reidlib.evaluation import FeatureSet
 
     feats = m["features"]["test"]
-    hint = f"10_train/{m['dataset_key']}-{m['model_run']}"
+    hint = run_id(TRAIN_STAGE, f"{m['dataset_key']}-{m['model_run']}")
     qf = FeatureSet.load(require_file(feats["query"], hint))
     gf = FeatureSet.load(require_file(feats["gallery"], hint))
     return (np.concatenate([qf.feats, gf.feats]), np.concatenate([qf.pids, gf.pids]),

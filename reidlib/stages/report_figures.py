@@ -12,12 +12,10 @@ from reidlib.plots import save_figure
 
 from .common import as_eval
 from .distance import plot_roc_by_dataset
+from .ids import FINETUNE_STAGE, TRAIN_STAGE, in_stage
+from .report_runs import distance_run
 
 _KIND_ORDER = {"test": 0, "zero-shot": 1, "fine-tuned": 2}
-
-
-def _distance_run(runs: dict) -> dict:
-    return next((m for run_id, m in runs.items() if run_id.startswith("30_distance_study/")), {})
 
 
 def _style_of(run_id: str, m: dict) -> dict:
@@ -42,10 +40,10 @@ def cmc_panels(runs: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     keyed: dict[tuple, dict] = {}
     styles: dict[str, dict] = {}
     for run_id, m in sorted(runs.items()):
-        if run_id.startswith("10_train/"):
+        if in_stage(run_id, TRAIN_STAGE):
             evs = [(ev, "test" if ev["role"] == "test" else "zero-shot") for ev in m["evaluations"].values()]
             source = m["dataset_label"]
-        elif run_id.startswith("20_finetune/") and "fine-tuned" in m["evaluations"]:
+        elif in_stage(run_id, FINETUNE_STAGE) and "fine-tuned" in m["evaluations"]:
             evs = [(m["evaluations"]["fine-tuned"], "fine-tuned")]
             source = labels.get(m.get("source_key", ""), m.get("source_key", ""))
         else:
@@ -68,9 +66,9 @@ def learning_curve_groups(runs: dict) -> dict[str, dict]:
     for run_id, m in sorted(runs.items()):
         if not m.get("history"):
             continue
-        if run_id.startswith("10_train/"):
+        if in_stage(run_id, TRAIN_STAGE):
             key = (0, f"Training on {m['dataset_label']}")
-        elif run_id.startswith("20_finetune/"):
+        elif in_stage(run_id, FINETUNE_STAGE):
             source = labels.get(m.get("source_key", ""), m.get("source_key", ""))
             key = (1, f"Fine-tuning on {m['dataset_label']} from {source}")
         else:
@@ -92,7 +90,7 @@ def report_figures(runs: dict, fig_dir: Path) -> list[Path]:
         caption = "CMC curves: every model on each evaluated split"
         fig = plot_cmc_grid(panels, styles=styles, title=caption)
         written.append(save_figure(fig, fig_dir / "cmc.png", metadata={"Title": caption}))
-    roc = plot_roc_by_dataset(_distance_run(runs).get("roc") or {})
+    roc = plot_roc_by_dataset(distance_run(runs).get("roc") or {})
     if roc is not None:
         caption = "Verification ROC: every model on each test split (cosine distance)"
         written.append(save_figure(roc, fig_dir / "roc.png", metadata={"Title": caption}))
@@ -115,7 +113,7 @@ def ranked_list_examples(runs: dict, out_dir: str | Path, num_queries: int = 4, 
 
     written: list[Path] = []
     for run_id, m in sorted(runs.items()):
-        feats = m.get("features", {}).get("test") if run_id.startswith("10_train/") else None
+        feats = m.get("features", {}).get("test") if in_stage(run_id, TRAIN_STAGE) else None
         if not feats or not Path(feats["query"]).is_file():
             continue
         qf, gf = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
