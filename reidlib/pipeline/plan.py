@@ -2,12 +2,16 @@
 
     00_data             one run: dataset statistics, image check (and sample grids for synthetic data)
     10_train            one run per (model, training dataset): train, select on held-out ids, test once, zero-shot
+                        (and per variant and seed: ids ``<dataset>-<model>@<variant>-seed<s>``, see :mod:`.variants`)
     20_finetune         one run per (model, source -> target): fine-tune a trained model on the other domain
+                        (per variant, from the first seed's training run)
     30_distance_study   one run: the five distances (and re-ranking) on the trained models' features
     40_report           one run: tables and figures of the whole study into ``results/<profile>/report``
 
 :func:`plan` is pure: it reads nothing but the profile dict (the report's list of stale runs is added by the
-runner, which looks at ``results/``).
+runner, which looks at ``results/``). A profile without ``variants`` and ``seeds`` plans the same runs, with the
+same parameters, as before those keys existed; the distance study and the report's main tables read the profile's
+own runs of its first seed, and the report gets the variant and seed runs as ``run_groups``.
 """
 from __future__ import annotations
 
@@ -53,8 +57,14 @@ def run_dir(cfg: dict, stage: str, name: str) -> Path:
     return results_dir(cfg) / stage / name
 
 
-def train_run_name(model_run: str, dataset_key: str) -> str:
-    return f"{dataset_key}-{model_run}"
+def train_run_name(model_run: str, dataset_key: str, variant: str | None = None, seed: int | None = None) -> str:
+    """``<dataset>-<model run>``, then ``@<variant>`` for a variant's run and ``-seed<s>`` for a seed other than the
+    profile's first."""
+    return f"{dataset_key}-{model_run}" + (f"@{variant}" if variant else "") + ("" if seed is None else f"-seed{seed}")
+
+
+def finetune_run_name(model_run: str, source: str, target: str, variant: str | None = None) -> str:
+    return f"{source}-to-{target}-{model_run}" + (f"@{variant}" if variant else "")
 
 
 def _common(cfg: dict) -> dict:
@@ -75,58 +85,35 @@ def plan(cfg: dict) -> list[Run]:
     runs: list[Run] = [Run(DATA_STAGE, "datasets", {**_common(cfg), "datasets": cfg["datasets"],
                                                    "figures_dir": str(work / "figures" / DATA_STAGE),
                                                    "cache_dir": str(work / "image-check")})]
-    train_ids: dict[tuple[str, str], str] = {}
-    # decoded training images are cached once per profile and shared by its runs (a memory-mapped file)
-    cache = {"cache_dir": str(work / "image-cache")}
-    for model in cfg["models"]:
-        for key in model["train_on"]:
-            name = train_run_name(model["run"], key)
-            zero_shot = {k: cfg["datasets"][k] for k in cfg["zero_shot"] if k != key}
-            params = {
-                **_common(cfg),
-                "image_size": model["image_size"],
-                "model_name": model["name"],
-                "model_run": model["run"],
-                "model_label": model["label"],
-                "model_kwargs": model["kwargs"],
-                "pretrained": model["pretrained"],
-                "dataset_key": key,
-                "dataset": cfg["datasets"][key],
-                "zero_shot": zero_shot,
-                "train": {**cache, **model["train"]},
-                "evaluation": cfg["evaluation"],
-                "work_dir": str(work / TRAIN_STAGE / name),
-            }
-            run = Run(TRAIN_STAGE, name, params, depends_on=[f"{DATA_STAGE}/datasets"], model_name=model["name"])
+    seeds = cfg.get("seeds") or [cfg["seed"]]
+    studies = [(None, cfg), *(cfg.get("variant_profiles") or {}).items()]
+    groups: list[dict] = []  # per (variant, model, dataset): its runs, one per seed (the report's run_groups)
+    for variant, study in studies:
+        train_ids: dict[tuple[str, str], str] = {}
+        for model in study["models"]:
+            for key in model["train_on"]:
+                group = {"stage": TRAIN_STAGE, "variant": variant, "model_run": model["run"], "dataset_key": key,
+                         "seeds": seeds, "runs": []}
+                for i, seed in enumerate(seeds):
+                    run = _train_run(cfg, study, model, key, variant, None if i == 0 else seed)
+                    runs.append(run)
+                    group["runs"].append(run.id)
+                train_ids[(model["run"], key)] = group["runs"][0]
+                groups.append(group)
+        for run in _finetune_runs(cfg, study, variant, train_ids):
             runs.append(run)
-            train_ids[(model["run"], key)] = run.id
+            groups.append({"stage": FINETUNE_STAGE, "variant": variant, "model_run": run.parameters["model_run"],
+                           "dataset_key": run.parameters["target_key"], "source_key": run.parameters["source_key"],
+                           "seeds": seeds[:1], "runs": [run.id]})
 
-    ft = cfg.get("finetune") or {}
-    for model_run in ft.get("models", []):
-        model = next(m for m in cfg["models"] if m["run"] == model_run)
-        for source, target in ft.get("pairs", []):
-            if (model_run, source) not in train_ids:
-                raise ProfileError(f"finetune {source}->{target} for {model_run!r} needs that model trained on "
-                                   f"{source!r}; add it to the model's train_on")
-            name = f"{source}-to-{target}-{model_run}"
-            params = {
-                **_common(cfg),
-                "image_size": model["image_size"],
-                "model_run": model_run,
-                "model_label": model["label"],
-                "source_key": source,
-                "target_key": target,
-                "target": cfg["datasets"][target],
-                "source_metrics": str(run_dir(cfg, TRAIN_STAGE, train_run_name(model_run, source)) / "metrics.json"),
-                "finetune": deep_merge({**cache, **model["train"]},
-                                       {k: v for k, v in ft.items() if k not in ("pairs", "models")}),
-                "evaluation": cfg["evaluation"],
-                "work_dir": str(work / FINETUNE_STAGE / name),
-            }
-            runs.append(Run(FINETUNE_STAGE, name, params, depends_on=[train_ids[(model_run, source)]],
-                            model_name=model["name"]))
-
-    train_runs = [r for r in runs if r.stage == TRAIN_STAGE]
+    # the profile's own runs of its first seed: what the distance study and the report's main tables read
+    base_runs = {g["runs"][0] for g in groups if g["variant"] is None}
+    ids = [r.id for r in runs]
+    twice = sorted({rid for rid in ids if ids.count(rid) > 1})
+    if twice:
+        raise ProfileError(f"run ids {twice} would be planned twice: give the variants or model runs names whose "
+                           f"runs differ (a variant name ending in -seed<N> can clash with a seed's run)")
+    train_runs = [r for r in runs if r.stage == TRAIN_STAGE and r.id in base_runs]
     ds = cfg.get("distance_study") or {}
     if ds:
         params = {
@@ -151,27 +138,106 @@ def plan(cfg: dict) -> list[Run]:
         raise ProfileError(f"report.ranking/variants/references name {unknown}, which this profile does not run; "
                            f"its training runs are {[r.id for r in runs if r.stage == '10_train']}")
     upstream = [r for r in runs if r.stage != DATA_STAGE]
+    extra = {r.id for r in runs if r.stage in (TRAIN_STAGE, FINETUNE_STAGE) and r.id not in base_runs}
     report = {
         **_common(cfg),
         "description": cfg["description"],
         "profile_path": cfg["path"],
-        "metrics_files": {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs},
+        "metrics_files": {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs
+                          if r.id not in extra},
         "report": cfg.get("report") or {},
         "figures_dir": str(work / "figures" / "report"),
         "stale_runs": [r.id for r in runs],  # the runner replaces this with the runs that really are stale
     }
+    report.update(_report_extras(cfg, groups, runs))
     runs.append(Run(REPORT_STAGE, "report", report,
                     depends_on=[r.id for r in upstream] + [f"{DATA_STAGE}/datasets"]))
     return runs
 
 
+def _train_run(cfg: dict, study: dict, model: dict, key: str, variant: str | None, seed: int | None) -> Run:
+    """The ``10_train`` run of ``model`` on dataset ``key`` in ``study`` (the profile, or one of its variants);
+    ``seed`` None: the profile's first seed (the parameters a profile without ``seeds`` gives)."""
+    work = Path(cfg["work_dir"])
+    name = train_run_name(model["run"], key, variant, seed)
+    params = {
+        **_common(study),
+        "image_size": model["image_size"],
+        "model_name": model["name"],
+        "model_run": model["run"],
+        "model_label": model["label"],
+        "model_kwargs": model["kwargs"],
+        "pretrained": model["pretrained"],
+        "dataset_key": key,
+        "dataset": study["datasets"][key],
+        "zero_shot": {k: study["datasets"][k] for k in study["zero_shot"] if k != key},
+        # decoded training images are cached once per profile and shared by its runs (a memory-mapped file)
+        "train": {"cache_dir": str(work / "image-cache"), **model["train"]},
+        "evaluation": study["evaluation"],
+        "work_dir": str(work / TRAIN_STAGE / name),
+    }
+    if seed is not None:
+        params["seed"] = seed
+    if not study.get("test_split", True):
+        params["test_split"] = False
+    return Run(TRAIN_STAGE, name, params, depends_on=[f"{DATA_STAGE}/datasets"], model_name=model["name"])
+
+
+def _finetune_runs(cfg: dict, study: dict, variant: str | None, train_ids: dict[tuple[str, str], str]) -> list[Run]:
+    """The ``20_finetune`` runs of ``study`` (the profile or a variant), each from the first seed's training run
+    (``train_ids``: (model run, dataset) -> its run id)."""
+    work = Path(cfg["work_dir"])
+    ft = study.get("finetune") or {}
+    runs = []
+    for model_run in ft.get("models", []):
+        model = next(m for m in study["models"] if m["run"] == model_run)
+        for source, target in ft.get("pairs", []):
+            if (model_run, source) not in train_ids:
+                raise ProfileError(f"finetune {source}->{target} for {model_run!r} needs that model trained on "
+                                   f"{source!r}; add it to the model's train_on")
+            name = finetune_run_name(model_run, source, target, variant)
+            source_run = train_ids[(model_run, source)].split("/", 1)[1]
+            params = {
+                **_common(study),
+                "image_size": model["image_size"],
+                "model_run": model_run,
+                "model_label": model["label"],
+                "source_key": source,
+                "target_key": target,
+                "target": study["datasets"][target],
+                "source_metrics": str(run_dir(cfg, TRAIN_STAGE, source_run) / "metrics.json"),
+                "finetune": deep_merge({"cache_dir": str(work / "image-cache"), **model["train"]},
+                                       {k: v for k, v in ft.items() if k not in ("pairs", "models")}),
+                "evaluation": study["evaluation"],
+                "work_dir": str(work / FINETUNE_STAGE / name),
+            }
+            runs.append(Run(FINETUNE_STAGE, name, params, depends_on=[train_ids[(model_run, source)]],
+                            model_name=model["name"]))
+    return runs
+
+
+def _report_extras(cfg: dict, groups: list[dict], runs: list[Run]) -> dict:
+    """The report's parameters for variants, seeds and held-out-only profiles (none for a profile without them,
+    so its report's inputs stay what they were): ``run_groups`` (each group's runs, one per seed, with their
+    ``metrics.json``), ``variant_overrides`` (what each variant changes, as written) and ``test_split``."""
+    out: dict = {}
+    if cfg.get("seeds") or cfg.get("variant_profiles"):
+        where = {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs}
+        out["run_groups"] = [{**g, "metrics": [where[rid] for rid in g["runs"]]} for g in groups]
+        out["variant_overrides"] = cfg.get("variants") or {}
+    if not cfg.get("test_split", True):
+        out["test_split"] = False
+    return out
+
+
 def metrics_files(profile: str, stage: str | None = None) -> dict[str, str] | list[str]:
-    """``{run id: metrics.json path}`` of a profile's planned runs (a list of paths when ``stage`` is given).
+    """``{run id: metrics.json path}`` of the runs a profile's report gathers: every planned run but the report,
+    variants and seeds after the first left out (a list of paths when ``stage`` is given).
 
     For notebooks opened by hand, without the parameters the pipeline injects.
     """
     cfg = load_profile(profile)
-    files = {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in plan(cfg)}
+    files = next(r for r in plan(cfg) if r.stage == REPORT_STAGE).parameters["metrics_files"]
     if stage is None:
         return files
     return [path for run_id, path in files.items() if run_id.startswith(stage + "/")]

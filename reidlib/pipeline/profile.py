@@ -22,6 +22,7 @@ from reidlib.paths import DEFAULT_WORK_ROOT, PARAMS_DIR, REPO_ROOT, expand_path,
 
 from .references import resolve_report
 from .specs import ProfileError, check_profile, with_defaults
+from .variants import check_study_keys, variant_raws
 
 __all__ = ["ProfileError", "deep_merge", "expand", "list_profiles", "load_profile", "profile_name", "profile_path",
            "read_profile", "read_yaml", "resolve_work_dir", "show_profile"]
@@ -169,7 +170,8 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
         The profile as a dict with ``name`` (its ``name:`` key or the file's stem, :func:`profile_name`), ``path``,
         absolute ``data_root`` and ``work_dir`` (:func:`resolve_work_dir`), placeholders expanded,
         defaults filled in, ``models`` given unique ``run`` names and ``training`` merged into each model's own
-        ``train`` block.
+        ``train`` block; ``seeds`` (a list or None) and ``test_split`` settled, and, for a profile with ``variants:``,
+        ``variant_profiles``: each variant resolved the same way, by name (:mod:`.variants`).
 
     Raises:
         ProfileError: the file (or a base it extends) is missing, is not YAML, holds a key twice, or breaks the
@@ -183,6 +185,18 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
     source = str(path) + (f" (extends {', which extends '.join(map(str, chain[1:]))})" if chain[1:] else "")
     raw = dict(raw) if isinstance(raw, dict) else raw
     name = profile_name(raw.pop("name", None) if isinstance(raw, dict) else None, path)
+    cfg = _resolve(raw, source, name, path, data_root, cwd)
+    variants = {variant: _resolve(merged, f"{source}, variant {variant!r}", name, path, data_root, cwd)
+                for variant, merged in variant_raws(raw, source).items()}
+    if variants:
+        cfg["variant_profiles"] = variants
+    return cfg
+
+
+def _resolve(raw: Any, source: str, name: str, path: Path, data_root: str | Path | None,
+             cwd: str | Path | None) -> dict:
+    """One profile mapping (a file's, or a variant's merged one) checked and resolved as :func:`load_profile`
+    describes, without its variants."""
     cfg = check_profile(raw or {}, source)
     if cfg.get("report") is not None:
         cfg["report"] = resolve_report(cfg["report"], source)  # reference keys -> the cited numbers
@@ -207,17 +221,28 @@ def load_profile(profile: str | Path, data_root: str | Path | None = None, cwd: 
         spec["train"] = deep_merge(cfg["training"], spec.get("train") or {})
         models.append(spec)
     cfg["models"] = models
-    return cfg
+    return check_study_keys(cfg, raw, source)
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+# folders of results/ that tools other than the pipeline write: no profile may take their names
+RESERVED_NAMES = ("benchmarks", "complexity", "shared-weights", "sweeps")
+
+
 def profile_name(value: Any, path: Path) -> str:
     """A profile's name, which names its ``results/<name>/`` and default work folder: its ``name:`` key, else the
-    file's stem. A name is letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit."""
+    file's stem. A name is letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, and not one of
+    :data:`RESERVED_NAMES` (the tools' own results folders)."""
+    if value is None and path.stem in RESERVED_NAMES:
+        raise ProfileError(f"{path}: results/{path.stem}/ holds the output of the benchmark tools, so no profile may "
+                           f"be called {path.stem!r}; rename the file or add name: my-{path.stem}")
     if value is None:
         return path.stem
+    if value in RESERVED_NAMES:
+        raise ProfileError(f"{path}: name: {value} would write into results/{value}/, which holds the output of the "
+                           f"benchmark tools ({', '.join(RESERVED_NAMES)}); choose another name, e.g. my-{value}")
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ProfileError(f"{path}: name: must be a folder name of letters, digits, '.', '_' and '-' (starting "
                            f"with a letter or digit), e.g. name: my-copy; got {value!r}")
@@ -297,11 +322,12 @@ _ShowDumper.add_representer(str, _represent_str)
 def show_profile(profile: str | Path, data_root: str | Path | None = None, cwd: str | Path | None = None) -> str:
     """A profile fully resolved as YAML text: its ``extends:`` chain merged, checked, paths made absolute, and every
     default the stages apply written out (:func:`reidlib.pipeline.specs.with_defaults`); each model's ``train``
-    block is the whole recipe that model trains with."""
+    block is the whole recipe that model trains with. ``variants`` are shown as written (the overrides)."""
     cfg = load_profile(profile, data_root, cwd=cwd)
     _, chain = read_profile(cfg["path"])
     head = [f"# {cfg['path']}" + "".join(f"\n#   extends {p}" for p in chain[1:]),
             "# resolved: bases merged, paths absolute, every default filled in"]
-    body = yaml.dump(with_defaults(cfg), Dumper=_ShowDumper, sort_keys=False, allow_unicode=True, width=120,
+    shown = {k: v for k, v in with_defaults(cfg).items() if k != "variant_profiles"}
+    body = yaml.dump(shown, Dumper=_ShowDumper, sort_keys=False, allow_unicode=True, width=120,
                      default_flow_style=None)
     return "\n".join(head) + "\n" + body

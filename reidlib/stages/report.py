@@ -32,7 +32,8 @@ __all__ = ["load_runs", "ranked_list_examples", "report_figures", "show_ranked_l
 
 def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
                  report: dict | None = None, stale_runs: list[str] | None = None,
-                 figures: list[Path] | None = None) -> str:
+                 figures: list[Path] | None = None, run_groups: list[dict] | None = None,
+                 variant_overrides: dict | None = None, test_split: bool = True) -> str:
     """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown.
 
     ``report`` is the profile's resolved ``report`` block (:func:`reidlib.pipeline.references.resolve_report`):
@@ -40,13 +41,23 @@ def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, p
     (published rows, each optionally with ``compare_with``: a run id set beside it), ``ranking`` and ``variants``
     (run ids) and ``notes`` (lines printed under "Notes"). ``stale_runs``: ids of runs whose inputs changed after
     they ran (the pipeline's list); the report warns about them at the top and marks them in "What every number
-    rests on". ``figures``: image files inside ``out_dir`` linked under "Figures".
+    rests on". ``figures``: image files inside ``out_dir`` linked under "Figures". ``run_groups``,
+    ``variant_overrides``: the variants' and seeds' runs (the "Variants" and "Seeds" sections, :mod:`.seeds`);
+    ``test_split=False``: a profile that compared recipes on held-out identities only gets the held-out report
+    (:func:`reidlib.stages.seeds.write_held_out_report`).
     """
     from reidlib.io import write_atomic
 
+    from . import seeds
+
     out_dir = Path(out_dir)
+    if not test_split:
+        return seeds.write_held_out_report(seeds.load_groups(run_groups), variant_overrides, out_dir, profile=profile,
+                                           description=description, profile_path=profile_path,
+                                           stale_runs=stale_runs, figures=figures)
     text, record = compose_report(runs, out_dir, profile=profile, description=description, profile_path=profile_path,
                                   report=report, stale_runs=stale_runs, figures=figures)
+    text, record = seeds.add_sections(text, record, run_groups, variant_overrides)
     write_atomic(out_dir / "report.md", text)
     write_metrics(out_dir, record)
     return text

@@ -188,12 +188,17 @@ def train_info(res, image_size, device, seed: int) -> dict:
 
 def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | None, dataset: dict, zero_shot: dict,
                    train: dict, evaluation: dict, image_size, work_dir: str, seed: int = 0, device: str = "auto",
-                   precision: str = "auto", num_workers: int = 0, run_key: str | None = None) -> Outcome:
+                   precision: str = "auto", num_workers: int = 0, run_key: str | None = None,
+                   test_split: bool = True) -> Outcome:
     """Train ``model_name`` on ``dataset`` with the profile's recipe, select on held-out ids, test once.
 
     ``train["epochs"] == 0`` skips training (a reference row: pretrained weights evaluated as they are).
     Then the selected model is evaluated on the test split and zero-shot on each dataset in ``zero_shot``;
     the test features are stored in ``work_dir/features`` for the distance study.
+
+    ``test_split=False`` (a profile comparing recipes): the trainer gets the training split's items only, and the
+    selected model is evaluated on the held-out identities instead (record ``"held-out"``, role ``held-out``, no
+    stored features); no test or zero-shot evaluation.
     """
     from reidlib.engine import fit
     from reidlib.models import build_model
@@ -213,7 +218,7 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
             # re-ID weights from another dataset always get a fresh classifier for this one: expected, not news
             if pretrained:
                 warnings.filterwarnings("ignore", message="classifier has .* fresh head")
-            res = fit(model_name, ds, out_dir=work, model_kwargs=kwargs,
+            res = fit(model_name, ds if test_split else list(ds.train), out_dir=work, model_kwargs=kwargs,
                       **fit_kwargs(train, image_size, dev, precision, seed, num_workers, evaluation))
         model, history, checkpoint = res.model, res.history, str(res.checkpoint)
         info = train_info(res, image_size, dev, seed)
@@ -224,6 +229,12 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     info["init"] = pretrained or "random"
     model.eval()
     evaluations, features = {}, {}
+    if not test_split:
+        evaluations["held-out"] = _evaluate_held_out(model, ds, train, test_tf, evaluation, dev, precision,
+                                                     num_workers, seed, dataset.get("label", ds.name))
+        complexity = _complexity(model_name, model_kwargs, max(ds.num_train_pids, 1))
+        return Outcome(model_name, dataset.get("label", ds.name), history, evaluations, info, checkpoint, {},
+                       complexity)
     evaluations["test"], features["test"] = evaluate_split(
         model, ds, test_tf, evaluation, dev, precision, num_workers, "test", dataset.get("label", ds.name),
         work / "features", "test")
@@ -235,6 +246,22 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
     complexity = _complexity(model_name, model_kwargs, max(ds.num_train_pids, 1))
     return Outcome(model_name, dataset.get("label", ds.name), history, evaluations, info, checkpoint, features,
                    complexity)
+
+
+def _evaluate_held_out(model, ds, train: dict, test_tf, evaluation, device, precision, num_workers: int, seed: int,
+                       label: str) -> dict:
+    """The evaluation record of ``model`` on the identities the trainer held out of ``ds``'s training split
+    (the same ``num_val_ids`` and ``seed``, so the same query/gallery items it selected on; market protocol)."""
+    from types import SimpleNamespace
+
+    from reidlib.data import make_val_split
+
+    n = int(train["num_val_ids"])
+    _, query, gallery = make_val_split(list(ds.train), n, seed=seed)
+    held_out = SimpleNamespace(query=query, gallery=gallery, protocol="market")
+    record, _ = evaluate_split(model, held_out, test_tf, evaluation, device, precision, num_workers, "held-out",
+                               f"{label}, {n} held-out identities", None, "held-out")
+    return record
 
 
 def _threads() -> int:

@@ -1,0 +1,282 @@
+"""Runs repeated per seed and variants of a study, gathered for the report (all accuracies in %).
+
+The plan hands the report ``run_groups``: one group per (variant, model, dataset) with its runs, one per seed
+(``seeds``), and their ``metrics.json`` files; the first seed's run is the one the rest of the report shows.
+This module reads them and writes:
+
+- the seeds table: per group with more than one seed, the first seed's rank-1 / mAP with its 95 % bootstrap
+  interval (which people were sampled) beside the mean ± sd across seeds (sample sd: what a rerun with another
+  seed moves);
+- the variants table: per group, what the variant changes and its numbers, with its paired difference to the
+  profile's own run on the same queries where both were evaluated on the same identities;
+- for a profile with ``test_split: false``, the whole report (:func:`write_held_out_report`): the held-out
+  numbers at the selected and at the last evaluated epoch, and their curves per epoch.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .common import read_metrics, write_metrics
+from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE
+from .uncertainty import fmt_diff, fmt_record, paired
+
+BASE = "(profile)"  # how the profile's own runs are named in the variants table
+
+
+def load_groups(run_groups: list[dict] | None) -> list[dict]:
+    """``run_groups`` with ``records``: each seed's metrics dict, or None where that run has not run yet."""
+    out = []
+    for group in run_groups or []:
+        records = [read_metrics(p) if Path(p).is_file() else None for p in group["metrics"]]
+        out.append({**group, "records": records})
+    return out
+
+
+def evaluation_of(m: dict | None, test_split: bool = True) -> dict | None:
+    """The record a group compares: test (fine-tuned for a fine-tune run), or held-out with ``test_split`` off."""
+    if not m:
+        return None
+    evs = m.get("evaluations") or {}
+    if not test_split:
+        return evs.get("held-out")
+    return evs.get("test") or evs.get("fine-tuned")
+
+
+def mean_sd(values: list[float]) -> str:
+    """``"41.2 ± 1.3"`` (sample sd, ddof 1) of at least two values; ``"-"`` with fewer."""
+    vals = [float(v) for v in values if v is not None]
+    if len(vals) < 2:
+        return "-"
+    return f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}"
+
+
+def _label(group: dict, first: dict | None) -> str:
+    model = (first or {}).get("model_label", group["model_run"])
+    return model
+
+
+def _data(group: dict, first: dict | None) -> str:
+    data = (first or {}).get("dataset_label", group["dataset_key"])
+    if group["stage"] == FINETUNE_STAGE:
+        data += f" (fine-tuned from {group.get('source_key')})"
+    return data
+
+
+def seed_table(groups: list[dict], test_split: bool = True) -> pd.DataFrame:
+    """One row per group run with more than one seed: the first seed's rank-1 / mAP [95 % CI] and the mean ± sd
+    of rank-1 and mAP over the seeds that have run (``runs``: how many of the planned seeds)."""
+    rows = []
+    for g in groups:
+        if len(g["seeds"]) < 2:
+            continue
+        evs = [evaluation_of(m, test_split) for m in g["records"]]
+        done = [ev for ev in evs if ev is not None]
+        first = g["records"][0]
+        rows.append({"model": _label(g, first), "data": _data(g, first), "variant": g["variant"] or BASE,
+                     f"R1 / mAP [95% CI], seed {g['seeds'][0]}": fmt_record(evs[0]) if evs[0] else "not run",
+                     "R1 mean ± sd": mean_sd([ev["R1"] for ev in done]),
+                     "mAP mean ± sd": mean_sd([ev["mAP"] for ev in done]),
+                     "seeds": ", ".join(str(s) for s in g["seeds"]), "runs": f"{len(done)} of {len(evs)}"})
+    return pd.DataFrame(rows)
+
+
+def _changes(overrides: dict | None) -> str:
+    """A variant's overrides as ``key.sub: value`` items (``-`` for the profile's own runs)."""
+    if not overrides:
+        return "-"
+
+    def flat(prefix: str, value) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else str(k), v)]
+        return [f"{prefix}: {json.dumps(value, default=str)}"]
+
+    return "; ".join(flat("", overrides))
+
+
+def _last_held_out(history: list[dict]) -> tuple[int, float, float] | None:
+    """(epoch, rank-1 %, mAP %) of the last epoch that evaluated the held-out identities."""
+    rows = [h for h in history or [] if h.get("val_rank1") is not None]
+    if not rows:
+        return None
+    h = rows[-1]
+    return int(h["epoch"]), 100.0 * float(h["val_rank1"]), 100.0 * float(h["val_mAP"])
+
+
+def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True) -> pd.DataFrame:
+    """One row per (variant, model, dataset), the profile's own runs first: what the variant changes, the first
+    seed's rank-1 / mAP [95 % CI] (held-out identities at the selected epoch when ``test_split`` is off, with the
+    last evaluated epoch beside it), the mean ± sd over seeds where there are several, and rank-1 / mAP minus the
+    profile's own run with a paired 95 % interval (``n/a`` where the two were not evaluated on the same queries)."""
+    base = {(g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")): g for g in groups
+            if g["variant"] is None}
+    rows = []
+    for g in sorted(groups, key=lambda g: (g["variant"] is not None, g["variant"] or "", g["stage"])):
+        first = g["records"][0]
+        ev = evaluation_of(first, test_split)
+        row = {"variant": g["variant"] or BASE, "changes": _changes((overrides or {}).get(g["variant"])),
+               "model": _label(g, first), "data": _data(g, first)}
+        what = "R1 / mAP [95% CI]" + ("" if test_split else ", held-out, selected epoch")
+        row[what] = fmt_record(ev) if ev else "not run"
+        if not test_split:
+            tr = (first or {}).get("train") or {}
+            last = _last_held_out((first or {}).get("history") or [])
+            row["selected epoch"] = tr.get("best_epoch", "-")
+            row["R1 / mAP, last evaluated epoch"] = f"{last[1]:.1f} / {last[2]:.1f} (epoch {last[0]})" if last else "-"
+        if len(g["seeds"]) > 1:
+            done = [e for e in (evaluation_of(m, test_split) for m in g["records"]) if e is not None]
+            row["R1 / mAP mean ± sd over seeds"] = (f"{mean_sd([e['R1'] for e in done])} / "
+                                                    f"{mean_sd([e['mAP'] for e in done])}")
+        ref = base.get((g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")))
+        ref_ev = evaluation_of(ref["records"][0], test_split) if ref is not None and g["variant"] else None
+        if g["variant"] is None or ref_ev is None or ev is None:
+            row["R1 / mAP minus the profile's run, paired 95% CI"] = "-"
+        else:
+            row["R1 / mAP minus the profile's run, paired 95% CI"] = (
+                f"{fmt_diff(paired(ev, ref_ev, 'R1'))} / {fmt_diff(paired(ev, ref_ev, 'mAP'))}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_held_out_curves(groups: list[dict]):
+    """Held-out rank-1 and mAP (%) per evaluated epoch, one line per training group's first seed (two panels,
+    the legend under them)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for g in groups:
+        first = g["records"][0]
+        if g["stage"] != TRAIN_STAGE or not first:
+            continue
+        rows = [h for h in first.get("history") or [] if h.get("val_rank1") is not None]
+        if not rows:
+            continue
+        name = f"{first.get('model_label', g['model_run'])}, {g['variant'] or 'profile'}"
+        epochs = [h["epoch"] for h in rows]
+        for ax, key in zip(axes, ("val_rank1", "val_mAP")):
+            ax.plot(epochs, [100.0 * h[key] for h in rows], marker="o", markersize=3, label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, title in zip(axes, ("rank-1 (%)", "mAP (%)")):
+        ax.set_title(f"Held-out identities: {title}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(handles) - 1) // 3), 1, 1))
+    return fig
+
+
+def report_lines(groups: list[dict], overrides: dict | None, test_split: bool = True) -> list[str]:
+    """The report's "Variants" and "Seeds" sections as markdown lines (none where the profile has neither)."""
+    from reidlib.plots import to_markdown
+
+    lines: list[str] = []
+    if overrides:
+        table = variant_table(groups, overrides, test_split)
+        split = "the test split" if test_split else "the identities held out of the training split"
+        lines += ["## Variants", "",
+                  (f"Each variant is the profile with the listed keys changed, trained as its own runs and evaluated "
+                   f"on {split} (%). The difference to the profile's own run is paired over the same queries."), "",
+                  to_markdown(table), ""]
+    seeds = seed_table(groups, test_split)
+    if not seeds.empty:
+        lines += ["## Seeds", "",
+                  ("Each run repeated with other seeds (initialisation, batch order, augmentation and the held-out "
+                   "identities change with the seed): the first seed's numbers with their 95 % interval over "
+                   "which people were sampled, beside the mean ± sd across seeds, which is what a rerun with "
+                   "another seed moves. The rest of the report shows the first seed's runs."), "",
+                  to_markdown(seeds), ""]
+    return lines
+
+
+def _glance(groups: list[dict]) -> str:
+    """The held-out report's opening: the best group by held-out rank-1 at the selected epoch, and its caveat."""
+    scored = [(evaluation_of(g["records"][0], False), g) for g in groups if g["stage"] == TRAIN_STAGE]
+    scored = [(ev, g) for ev, g in scored if ev is not None]
+    if not scored:
+        return "No training run has finished yet."
+    ev, g = max(scored, key=lambda x: (x[0]["R1"], x[0]["mAP"]))
+    text = (f"Recipes compared on identities held out of the training split; no test split was read. Highest "
+            f"held-out rank-1 at the selected epoch: {g['variant'] or 'the profile itself'} "
+            f"({g['records'][0].get('model_label', g['model_run'])}, {fmt_record(ev)}).")
+    others = [(e, o) for e, o in scored if o is not g]
+    if others:
+        ev2, g2 = max(others, key=lambda x: (x[0]["R1"], x[0]["mAP"]))
+        diff = paired(ev, ev2, "R1")
+        text += (f" Its lead over the next ({g2['variant'] or 'the profile itself'}) in rank-1: {fmt_diff(diff)}"
+                 + (" points, within noise." if diff is not None and not diff["excludes_zero"] else " points."))
+    return text + (" Held-out sets are small, so their intervals are wide; the selected epoch was chosen on the same "
+                   "identities, so its numbers are optimistic next to the last epoch's.")
+
+
+def write_held_out_report(groups: list[dict], overrides: dict | None, out_dir: Path, *, profile: str,
+                          description: str, profile_path: str, stale_runs: list[str] | None = None,
+                          figures: list[Path] | None = None) -> str:
+    """``report.md`` and the report's ``metrics.json`` of a profile with ``test_split: false``: what each recipe
+    reached on the held-out identities, the curves per epoch, the seeds table; return the markdown."""
+    from reidlib.io import write_atomic
+    from reidlib.paths import REPO_ROOT
+    from reidlib.plots import to_markdown
+
+    from .common import show_figure
+
+    out_dir = Path(out_dir)
+    curves = show_figure(plot_held_out_curves(groups), out_dir / "figures" / "held_out_curves.png", inline=False)
+    figures = [curves] + [f for f in figures or [] if Path(f).name != "cmc.png"]  # its CMC panels are test-split ones
+    table = variant_table(groups, overrides, test_split=False)
+    all_runs = [rid for g in groups for rid in g["runs"]]
+    shown_path = Path(profile_path)
+    if shown_path.is_absolute() and shown_path.is_relative_to(REPO_ROOT):
+        shown_path = shown_path.relative_to(REPO_ROOT)
+    stale = sorted(set(stale_runs or []) & set(all_runs))
+    lines = [f"# reidlib study report: profile `{profile}`", "", "## At a glance", "", _glance(groups), "",
+             description.strip(), "",
+             (f"Regenerate: `./run_all.sh {shown_path}` (the executed notebook, parameters and `run.json` of every "
+              "number sit in the stage folders beside this report)."), ""]
+    if stale:
+        lines += [f"**{len(stale)} runs are stale** (their inputs changed after they ran): "
+                  + ", ".join(f"`{r}`" for r in stale) + ".", ""]
+    lines += ["## Held-out identities: rank-1 / mAP (%)", "",
+              ("Every run trained on the training split minus its held-out identities, selected its checkpoint on "
+               "them and was evaluated on them once more from that checkpoint ([95% CI]: a bootstrap over the "
+               "held-out identities); the last evaluated epoch shows what selection added. The test split was "
+               "never read."), "", to_markdown(table), ""]
+    lines += [line for line in report_lines(groups, None, test_split=False)]
+    lines += ["## Figures", ""]
+    for path in figures:
+        lines += [f"![{Path(path).stem.replace('_', ' ')}]({Path(path).relative_to(out_dir).as_posix()})", ""]
+    text = "\n".join(lines) + "\n"
+    write_atomic(out_dir / "report.md", text)
+    write_metrics(out_dir, {"stage": REPORT_STAGE, "profile": profile, "test_split": False,
+                            "at_a_glance": _glance(groups), "variants": table.to_dict("records"),
+                            "stale_runs": stale, "runs": sorted(all_runs)})
+    return text
+
+
+def add_sections(text: str, record: dict, run_groups: list[dict] | None, overrides: dict | None
+                 ) -> tuple[str, dict]:
+    """The report's markdown and metrics record with the "Variants" and "Seeds" sections (:func:`report_lines`)
+    placed before its figures (or at its end); both unchanged for a profile without variants or seeds."""
+    groups = load_groups(run_groups)
+    lines = report_lines(groups, overrides)
+    if not lines:
+        return text, record
+    block = "\n".join(lines) + "\n"
+    for heading in ("## Figures\n", "## Notes\n", "## What every number rests on\n"):
+        at = text.find("\n" + heading)
+        if at >= 0:
+            text = text[:at + 1] + block + text[at + 1:]
+            break
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    record = {**record, "variants_of_study": variant_table(groups, overrides).to_dict("records") if overrides else [],
+              "seeds": seed_table(groups).to_dict("records")}
+    return text, record
