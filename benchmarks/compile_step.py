@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 def child(mode: str, steps: int, threads: int, precision: str) -> dict:
     import torch
-    from complexity import train_step
+    from benchlib import train_step
 
     from reidlib.models import build_model
     from reidlib.runtime import resolve_precision
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.threads, args.precision)))
         return 0
-    from complexity import command_line, write_results
+    from benchlib import command_line, write_results
 
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 

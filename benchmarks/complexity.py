@@ -16,54 +16,17 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from benchlib import NUM_CLASSES, ROOT, SIZE, git_commit, throughput, write_atomic  # noqa: E402
 
-from reidlib.losses import make_loss  # noqa: E402
 from reidlib.models import build_model, count_flops, count_parameters, inference_parameter_count, list_models  # noqa: E402
-from reidlib.runtime import autocast, cpu_flags, cpu_has_native_bf16, cpu_name, to_memory_format  # noqa: E402
+from reidlib.runtime import cpu_flags, cpu_has_native_bf16, cpu_name  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "complexity"
-SIZE = (256, 128)
-NUM_CLASSES = 751
-
-
-def _best_seconds(fn, iters: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation, allocator)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def throughput(
-    model: torch.nn.Module, batch: int, iters: int, train: bool, precision: str, channels_last: bool
-) -> float:
-    """Images per second of eval inference or of one training step, on CPU."""
-    device = torch.device("cpu")
-    model = to_memory_format(model, channels_last)
-    x = to_memory_format(torch.randn(batch, 3, *SIZE), channels_last)
-    if not train:
-        model.eval()
-
-        def step() -> None:
-            with torch.inference_mode(), autocast(device, precision):
-                model(x)
-    else:
-        model.train()
-        step = train_step(model, model, batch, precision, NUM_CLASSES, channels_last=channels_last,
-                          optimizer=lambda params: torch.optim.SGD(params, lr=1e-4, momentum=0.9))
-
-    return batch / _best_seconds(step, iters)
 
 
 def measure(name: str, paper_code: bool, args: argparse.Namespace) -> dict:
@@ -84,17 +47,6 @@ def measure(name: str, paper_code: bool, args: argparse.Namespace) -> dict:
         row["train_img_s"] = round(throughput(model, args.batch, args.iters, True, args.precision, channels_last), 1)
     print(row, flush=True)
     return row
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "reidlib", "benchmarks"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return f"{head} + uncommitted changes" if dirty else head
-    except OSError:
-        return "unknown"
 
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
@@ -153,56 +105,6 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it (:func:`reidlib.io.write_atomic`)."""
-    from reidlib.io import write_atomic as _write
-
-    _write(path, text)
-
-
-def train_step(net: torch.nn.Module, model: torch.nn.Module, batch: int, precision: str, num_classes: int, *,
-               center_weight: float = 5e-4, channels_last: bool = True, optimizer=None):
-    """One training step on a fixed random batch, as a function to call and time.
-
-    ``net`` is what runs the forward (``model`` itself, or a DDP / compiled wrapper of it); ``model`` holds the
-    parameters and ``feat_dim``. The batch is ``batch`` 256x128 images in P x K groups of 4 (channels_last unless
-    told otherwise); forward under autocast(``precision``) on the CPU, LS-CE + batch-hard triplet (+ center) loss
-    in fp32, backward, an optimizer step: ``optimizer(trainable parameters)``, by default the peer's amsgrad 1.5e-3.
-    """
-    device = torch.device("cpu")
-    criterion = make_loss(num_classes=num_classes, feat_dim=model.feat_dim, center_weight=center_weight)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = optimizer(params) if optimizer else torch.optim.Adam(params, lr=1.5e-3, amsgrad=True)
-    x = to_memory_format(torch.randn(batch, 3, *SIZE), channels_last)
-    y = torch.arange(batch // 4).repeat_interleave(4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            logits, feat = net(x)
-        total, _ = criterion(logits.float(), feat.float(), y)
-        total.backward()
-        opt.step()
-
-    return step
-
-
-def command_line(script: str, argv: list[str] | None) -> str:
-    """The command that reruns benchmark ``script`` (its file) with these arguments, as the reports print it."""
-    args = argv if argv is not None else sys.argv[1:]
-    return f"HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/{Path(script).name} " + " ".join(args)
-
-
-def write_results(out_dir: str | Path, stem: str, payload: dict, lines: list[str]) -> None:
-    """``<out_dir>/<stem>.json`` (``payload``) and ``<stem>.md`` (``lines``), each through a temporary file."""
-    from reidlib.engine.records import write_json
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"{stem}.json", payload)
-    write_atomic(out / f"{stem}.md", "\n".join(lines) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
@@ -228,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         "native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "batch": args.batch,

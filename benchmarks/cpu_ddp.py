@@ -31,7 +31,7 @@ def child(args: argparse.Namespace) -> None:
     """Time the step in this process (one rank when torchrun's environment is set)."""
     import torch
     import torch.distributed as dist
-    from complexity import train_step
+    from benchlib import train_step
 
     from reidlib.models import build_model
     from reidlib.runtime import resolve_precision, to_memory_format
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     single = run(me + ["--threads", "2"])
     ddp = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                *me[1:], "--threads", "1"])
-    from complexity import command_line, write_results
+    from benchlib import command_line, write_results
 
     from reidlib.runtime import cpu_name
 

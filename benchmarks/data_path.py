@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = ap.parse_args(argv)
     import torch
-    from complexity import command_line, write_results
+    from benchlib import command_line, write_results
 
     from reidlib.data import (
         BatchAugment,

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
-from complexity import NUM_CLASSES, throughput, write_atomic  # noqa: E402
+from benchlib import NUM_CLASSES, throughput, write_atomic  # noqa: E402
 
 from reidlib.engine.records import write_json  # noqa: E402
 from reidlib.engine.trainer import freeze_layers  # noqa: E402

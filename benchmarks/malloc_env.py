@@ -36,7 +36,7 @@ SETTINGS = {"glibc default": {}, "keep freed memory": KEEP_MEMORY}
 
 def child(args: argparse.Namespace) -> None:
     import torch
-    from complexity import NUM_CLASSES, throughput
+    from benchlib import NUM_CLASSES, throughput
 
     from reidlib.models import build_model
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
 
-    from complexity import write_atomic
+    from benchlib import write_atomic
 
     from reidlib.engine.records import write_json
     from reidlib.runtime import cpu_has_native_bf16, cpu_name

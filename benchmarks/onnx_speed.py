@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from complexity import command_line, write_results  # noqa: E402
+from benchlib import command_line, write_results  # noqa: E402
 
 from reidlib.data import build_dataset, build_transforms, read_image  # noqa: E402
 from reidlib.evaluation import evaluate_features  # noqa: E402

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.threads)))
         return 0
-    from complexity import command_line, write_results
+    from benchlib import command_line, write_results
 
     from reidlib.runtime import cpu_has_native_bf16, cpu_name
 

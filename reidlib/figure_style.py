@@ -8,7 +8,7 @@ colours by a stable hash of its name, and a run ending in ``_paper_code`` gets i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
@@ -110,11 +110,3 @@ def legend_beside(ax: Axes, handles: Sequence[Any] | None = None) -> Legend:
     kwargs = {"handles": list(handles)} if handles is not None else {}
     return ax.legend(**kwargs, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
                      fontsize=LEGEND_FONTSIZE, frameon=False)
-
-
-def unique_handles(handles: Iterable[Line2D]) -> list[Line2D]:
-    """Legend entries with repeated labels dropped (first kept)."""
-    seen: dict[str, Line2D] = {}
-    for h in handles:
-        seen.setdefault(h.get_label(), h)
-    return list(seen.values())

@@ -1,5 +1,5 @@
-"""The small helpers the benchmark scripts share: how a report names its command, how results are written, and how
-the step profile groups operators."""
+"""The small helpers the benchmark scripts share (benchlib): how a report names its command, how results are written,
+the timed training step; and how the step profile groups operators."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ def benchmarks_on_path():
 
 
 def test_command_line_and_results_written_together(tmp_path, benchmarks_on_path):
-    from complexity import command_line, write_results
+    from benchlib import command_line, write_results
 
     assert command_line("/any/where/step_profile.py", ["--steps", "3"]) == \
         "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_profile.py --steps 3"
@@ -29,6 +29,33 @@ def test_command_line_and_results_written_together(tmp_path, benchmarks_on_path)
     assert json.loads((tmp_path / "out" / "thing.json").read_text()) == {"meta": {"x": None}, "rows": [1]}
     assert (tmp_path / "out" / "thing.md").read_text() == "# T\n\nbody\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["thing.json", "thing.md"]  # no temp files left
+
+
+def test_the_train_step_updates_only_trainable_parameters_and_best_seconds_skips_the_warm_up(benchmarks_on_path):
+    import torch
+    from benchlib import best_seconds, train_step
+
+    class Tiny(torch.nn.Module):  # (logits, feature) like the re-ID models, on 256x128 input
+        feat_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4, 5)
+
+        def forward(self, x):
+            feat = self.stem(x).mean(dim=(2, 3))
+            return self.fc(feat), feat
+
+    torch.manual_seed(0)
+    model = Tiny()
+    model.stem.requires_grad_(False)
+    stem, fc = model.stem.weight.clone(), model.fc.weight.clone()
+    step = train_step(model, model, batch=8, precision="fp32", num_classes=5, center_weight=0.0, channels_last=False)
+    calls = []
+    best_seconds(lambda: (calls.append(1), step()), iters=2)
+    assert len(calls) == 3  # one warm-up, two timed
+    assert torch.equal(model.stem.weight, stem) and not torch.equal(model.fc.weight, fc)
 
 
 @pytest.mark.parametrize("op, group", [
