@@ -163,6 +163,37 @@ def test_a_forced_run_trains_from_epoch_0_not_from_the_finished_checkpoint(tmp_p
     assert (work / "run_key.txt").read_text() == "key"  # an interrupted forced run resumes itself next time
 
 
+
+def test_a_run_cut_short_by_its_time_guard_reports_nothing_and_continues_on_rerun(tmp_path, one_torch_thread):
+    """max_minutes guards a run; it never turns a shorter schedule into a reported number."""
+    from reidlib.stages.train import ScheduleCut, train_and_test
+
+    dataset = {"name": "synthetic", "root": str(tmp_path / "data"), "label": "S",
+               "kwargs": {"num_ids": 12, "num_cams": 2, "images_per_id_per_cam": 2, "height": 64, "width": 32}}
+    train = {"epochs": 3, "batch_size": 8, "num_instances": 2, "warmup_epochs": 0, "milestones": [5],
+             "num_val_ids": 2, "select_on": "val", "max_minutes": 1e-4, "progress": False}
+    kw = dict(model_name="osnet_x0_25", model_kwargs={"feature_dim": 16}, pretrained=None, dataset=dataset,
+              zero_shot={}, evaluation={"max_rank": 5}, image_size=[64, 32], work_dir=str(tmp_path / "run"),
+              device="cpu", precision="fp32", run_key="key")
+    with pytest.raises(ScheduleCut, match=r"after epoch 1 of the planned 3 \(max_minutes=.*rerun the same command"):
+        train_and_test(train=train, **kw)
+    out = train_and_test(train={**train, "max_minutes": 60}, **kw)  # the guard is not part of the recipe
+    starts = [r["start_epoch"] for r in json.loads((tmp_path / "run" / "result.json").read_text())["meta"]["runs"]]
+    assert starts == [0, 1] and out.train_info["epochs_completed"] == 3 and not out.train_info["stopped_early"]
+
+
+
+def test_the_time_guard_is_not_an_input_of_a_run_but_the_recipe_is(tmp_path):
+    def hashes(training: dict) -> dict[str, str]:
+        path = _profile(tmp_path, edit=lambda c: c["training"].update(training))
+        cfg = load_profile(path)
+        return {r.id: pipeline.input_hash(r, cfg) for r in pipeline.plan(cfg) if r.stage in ("10_train", "20_finetune")}
+
+    base = hashes({})
+    assert hashes({"max_minutes": 5}) == base
+    assert all(a != b for a, b in zip(base.values(), hashes({"lr": 1.0e-4}).values()))
+
+
 # ---- dangerous work folders ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("work_dir, why", [
     ("/", "the file system's root"),

@@ -58,11 +58,26 @@ def portable(value: Any) -> Any:
     return value
 
 
+# recipe keys that only guard a run (a cut-short run reports nothing and continues on rerun), so changing them
+# neither changes a result nor discards a run's checkpoints
+GUARD_KEYS = ("max_minutes",)
+
+
+def hashed_parameters(parameters: dict) -> dict:
+    """``parameters`` without the guard keys of their ``train``/``finetune`` recipe blocks."""
+    out = dict(parameters)
+    for block in ("train", "finetune"):
+        if isinstance(out.get(block), dict):
+            out[block] = {k: v for k, v in out[block].items() if k not in GUARD_KEYS}
+    return out
+
+
 def input_hash(run: Run, cfg: dict) -> str:
-    """What a run's outputs depend on: notebook, parameters, the library code it runs and upstream metrics."""
+    """What a run's outputs depend on: notebook, parameters (guards aside), the library code it runs, the data it
+    reads and upstream metrics."""
     h = hashlib.sha256()
     h.update(run.notebook.read_bytes())
-    h.update(json.dumps(portable(run.parameters), sort_keys=True, default=str).encode())
+    h.update(json.dumps(portable(hashed_parameters(run.parameters)), sort_keys=True, default=str).encode())
     h.update(library_hash(run.stage, run.model_name).encode())
     for key, record in data_fingerprints(run).items():
         h.update(f"data {key} {record['fingerprint']}\n".encode())

@@ -6,7 +6,15 @@ that, the new head can train alone first (``head_only_epochs``), and nothing is 
 from __future__ import annotations
 
 from .common import load_dataset, read_metrics
-from .train import Outcome, evaluate_split, fit_kwargs, prepare_work_dir, test_transform, train_info
+from .train import (
+    Outcome,
+    evaluate_split,
+    fit_kwargs,
+    prepare_work_dir,
+    require_full_schedule,
+    test_transform,
+    train_info,
+)
 
 
 def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, evaluation: dict, image_size,
@@ -32,6 +40,7 @@ def finetune_and_test(*, source_metrics: str, target: dict, finetune: dict, eval
     kwargs = fit_kwargs(finetune, image_size, dev, precision, seed, num_workers, evaluation)
     res = engine_finetune(src["checkpoint"], ds, out_dir=work, head_only_epochs=int(kwargs.pop("head_only_epochs", 0)),
                           **kwargs)
+    require_full_schedule(res)
     model = res.model.eval()
     tuned, paths = evaluate_split(model, ds, test_tf, evaluation, dev, precision, num_workers, "fine-tuned",
                                    target.get("label", ds.name), work / "features", "target")

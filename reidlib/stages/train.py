@@ -177,6 +177,23 @@ def fit_kwargs(train: dict, image_size, device, precision: str, seed: int, num_w
     return kwargs
 
 
+class ScheduleCut(RuntimeError):
+    """The wall-clock guard (``max_minutes``) ended a run before its planned epochs."""
+
+
+def require_full_schedule(res) -> None:
+    """Refuse to report a run the wall-clock guard cut short: its number would not be the profile's recipe.
+
+    Its checkpoints stay in the work folder, so rerunning the same command continues from the last epoch.
+    """
+    if res.stopped_early:
+        raise ScheduleCut(
+            f"training stopped after epoch {res.epochs_completed} of the planned {res.epochs_planned} "
+            f"({res.stopped_early}); nothing was reported. Its checkpoint is kept: rerun the same command to continue "
+            "from there, or raise max_minutes (a guard against runaway runs, not part of the recipe) if this machine "
+            "is slower than the profile assumes")
+
+
 def train_info(res, image_size, device, seed: int) -> dict:
     info = res.summary()
     info.update(epochs=res.epochs_planned, image_size=list(image_size), device=str(device), seed=seed,
@@ -220,6 +237,7 @@ def train_and_test(*, model_name: str, model_kwargs: dict, pretrained: str | Non
                 warnings.filterwarnings("ignore", message="classifier has .* fresh head")
             res = fit(model_name, ds if test_split else list(ds.train), out_dir=work, model_kwargs=kwargs,
                       **fit_kwargs(train, image_size, dev, precision, seed, num_workers, evaluation))
+        require_full_schedule(res)
         model, history, checkpoint = res.model, res.history, str(res.checkpoint)
         info = train_info(res, image_size, dev, seed)
     else:
