@@ -19,12 +19,9 @@ Three measurements, each side in its own subprocess with the same thread count (
   (its real query/gallery ids and cameras) and a Market-1501-size synthetic one (3,368 x 15,913). CMC and mAP must
   agree to 1e-6 (asserted). Ratio = peer seconds / our seconds (best of a few repeats).
 
-The peer env is ``.peer-venv`` (git-ignored), made once: a venv of the same Python whose ``site-packages`` holds a
-``.pth`` line pointing at the project venv's ``site-packages``, so torch, torchvision, numpy, scipy and PIL are the
-project's very files (no second 5 GB torch), plus ``pip install --no-deps torchreid==0.2.5`` and torchreid's light
-imports (opencv-python-headless, gdown, yacs, h5py, tensorboard) installed into the peer env only. reidlib never
-imports torchreid; the peer process cannot import reidlib (a plain path line does not run the project venv's own
-``.pth`` files, which is where the editable reidlib install lives). ``--rebuild-peer`` makes it afresh.
+The peer env is ``.peer-venv`` (git-ignored, made once; ``peer_env.py`` says how): torchreid with the project venv's
+own torch, numpy, scipy and PIL. reidlib never imports torchreid and the peer process cannot import reidlib.
+``--rebuild-peer`` makes it afresh.
 
 Writes ``results/benchmarks/peer_speed.md`` and ``.json`` (``--out``), each through a temporary file.
 """
@@ -33,12 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -46,44 +40,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-PEER_ENV = ROOT / ".peer-venv"
-PEER_PACKAGE = "torchreid==0.2.5"
-PEER_DEPS = ["opencv-python-headless", "gdown", "yacs", "h5py", "tensorboard"]
-PEER_WORKER = ROOT / "benchmarks" / "peer_speed_torchreid.py"
-DATA = Path(os.environ.get("REIDLIB_SHARED", ROOT.parent / "shared")) / "data"
-WEIGHTS = Path(os.environ.get("REIDLIB_SHARED", ROOT.parent / "shared")) / "weights" / "osnet_x0_25_msmt17.pth"
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-# ---- the peer env ------------------------------------------------------------------------------------------
-def ensure_peer_env(rebuild: bool = False) -> Path:
-    """Create ``.peer-venv`` once (see the module docstring) and return its python; reused while its spec holds."""
-    if sys.prefix == sys.base_prefix:
-        raise SystemExit("run this with the project venv's python (.venv/bin/python): the peer env borrows its torch")
-    project_site = sysconfig.get_paths()["purelib"]
-    spec = {"package": PEER_PACKAGE, "deps": PEER_DEPS, "project_site": project_site,
-            "python": platform.python_version()}
-    python = PEER_ENV / "bin" / "python"
-    marker = PEER_ENV / ".peer-spec.json"
-    if not rebuild and marker.is_file() and json.loads(marker.read_text()) == spec and python.exists():
-        return python
-    if PEER_ENV.exists():
-        shutil.rmtree(PEER_ENV)
-    print(f"creating the peer env {PEER_ENV} ({PEER_PACKAGE}, torch borrowed from {project_site})", flush=True)
-    subprocess.run([sys._base_executable, "-m", "venv", str(PEER_ENV)], check=True)
-    peer_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                    check=True, capture_output=True, text=True).stdout.strip())
-    (peer_site / "_reidlib_project_venv.pth").write_text(project_site + "\n")
-    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + PEER_DEPS, check=True)  # numpy, PIL... are seen through the .pth and not reinstalled
-    subprocess.run(pip + ["--no-deps", PEER_PACKAGE], check=True)
-    check = subprocess.run([str(python), "-W", "ignore", "-c",
-                            "import torch, torchreid; print(torch.__file__); print(torchreid.__version__)"],
-                           check=True, capture_output=True, text=True).stdout.split()
-    if not check[0].startswith(project_site):
-        raise SystemExit(f"the peer env imports torch from {check[0]}, not from the project venv {project_site}")
-    marker.write_text(json.dumps(spec, indent=1))
-    return python
+from peer_env import (  # noqa: E402
+    DATA,
+    PEER_EPOCHS,
+    PEER_WORKER,
+    WEIGHTS,
+    ensure_peer_env,
+    hardware,
+    peer_fit_kwargs,
+    peer_spec,
+)
+from peer_env import run_side as _run_side  # noqa: E402
 
 
 # ---- our side (runs in a subprocess of the project venv) ----------------------------------------------------
@@ -93,11 +60,9 @@ def _ours_train(spec: dict, precision: str, data_path: str) -> dict:
     items = [tuple(it) for it in json.loads(Path(spec["train_items"]).read_text())]
     t0 = time.perf_counter()
     res = fit("osnet_x0_25", items, out_dir=Path(spec["work"]) / f"train-{precision}-{data_path}", epochs=1,
-              optimizer="amsgrad", lr=spec["lr"], scheduler="cosine", warmup_epochs=0, milestones=(),
-              center_weight=0.0, flip_p=0.5, pad=0, erasing_p=0.0, batch_size=spec["batch_size"],
-              num_instances=spec["num_instances"], height=spec["height"], width=spec["width"], precision=precision,
-              data_path=data_path, num_workers=0, select_on="last", evaluate_test=False, progress=False,
-              resume=False, device="cpu", model_kwargs={"pretrained": spec["weights"]})
+              **peer_fit_kwargs(spec), precision=precision, data_path=data_path, num_workers=0, select_on="last",
+              evaluate_test=False, progress=False, resume=False, device="cpu",
+              model_kwargs={"pretrained": spec["weights"]})
     wall = time.perf_counter() - t0
     row, run = res.history[0], res.meta["runs"][-1]
     return {"images": row["images"], "seconds": row["train_seconds"], "img_per_s": row["images_per_s"],
@@ -207,8 +172,8 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
     cases["market"] = {"file": str(work / "eval-market.npz"), "repeats": 1 if not args.quick else 2, "max_rank": 50,
                        "label": f"Market-1501 size, synthetic ({nq} x {ng}, {ids} ids, 6 cameras)"}
     spec = {"train_items": str(work / "train_items.json"), "extract_paths": str(work / "extract_paths.json"),
-            "eval_cases": cases, "weights": str(WEIGHTS), "height": 256, "width": 128, "batch_size": 64,
-            "num_instances": 4, "lr": 1.5e-3, "epochs": 20, "workers": 2, "threads": args.threads,
+            "eval_cases": cases, "weights": str(WEIGHTS), **peer_spec(), "epochs": PEER_EPOCHS, "workers": 2,
+            "threads": args.threads,
             "extract_batch": 128, "work": str(work), "peer_features": str(work / "peer-features.npy"),
             "train_images": len(train), "train_ids": len({pid for _, pid, _ in train}), "extract_images": len(paths)}
     (work / "spec.json").write_text(json.dumps(spec, indent=1))
@@ -216,36 +181,11 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
 
 
 def run_side(python: Path, script: Path, task: str, work: Path, threads: int, label: str) -> dict:
-    """Run one measurement in its own process and return its JSON (plus the load average around it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.update({k: str(threads) for k in THREAD_ENV}, HF_HUB_OFFLINE="1", REIDLIB_PROGRESS="off",
-               PYTHONWARNINGS="ignore")
-    out = work / f"result-{label}.json"
-    out.unlink(missing_ok=True)
-    load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(python), str(script), *(["--child"] if script == Path(__file__) else []), task,
-                           str(work / "spec.json"), str(out)], env=env, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    res = json.loads(out.read_text())
-    res.update(process_seconds=time.perf_counter() - t0, load_before=load0, load_after=os.getloadavg()[0])
-    print(f"{label:>22}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                         for k, v in res.items() if k in ("img_per_s", "seconds", "precision",
-                                                                           "data_path", "images")), flush=True)
-    return res
+    """One measurement in its own process (:func:`peer_env.run_side`); our side is this file with ``--child``."""
+    return _run_side(python, script, task, work, threads, label, child_flag=script == Path(__file__))
 
 
 # ---- report ---------------------------------------------------------------------------------------------------
-def _hardware(threads: int) -> dict:
-    from reidlib.runtime import cpu_flags, cpu_has_native_bf16, cpu_name
-
-    flags = cpu_flags()
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads, "native_bf16": cpu_has_native_bf16(),
-            "amx": bool(flags & {"amx_bf16", "amx_tile"}), "avx512_bf16": "avx512_bf16" in flags,
-            "python": platform.python_version(), "host": platform.node()}
-
-
 def _markdown(report: dict) -> str:
     hw, tr, ex, ev = report["hardware"], report["train"], report["extract"], report["eval"]
     la = report["load_average"]
@@ -311,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         child(*rest)
         return 0
     import numpy as np
-    from complexity import write_atomic
+    from benchlib import write_atomic
 
     from reidlib.engine.records import write_json
 
@@ -400,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                        "ours_all_seconds": o["all_seconds"]}
     evaluation = {"ratio": min(c["ratio"] for c in cases.values()), "identical": True, "cases": cases}
 
-    native = _hardware(t)["native_bf16"]
+    native = hardware(t)["native_bf16"]
     targets = [{"what": f"training, {'native bf16' if native else 'fp32'} (our default precision here)",
                 "got": train["ratio"], "need": 3.0 if native else 2.0},
                {"what": "training, fp32 against fp32", "got": train["ratio_fp32"], "need": 2.0},
@@ -411,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/peer_speed.py"
               + (" --quick" if args.quick else "") + (f" --threads {t}" if t != 2 else "")
               + (f" --rounds {args.rounds}" if args.rounds != 2 else ""),
-              "rounds": args.rounds, "quick": args.quick, "hardware": _hardware(t),
+              "rounds": args.rounds, "quick": args.quick, "hardware": hardware(t),
               "versions": r["peer_extract"]["versions"],
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
               "train": train, "extract": extract, "eval": evaluation, "targets": targets, "raw": r}

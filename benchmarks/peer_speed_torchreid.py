@@ -1,16 +1,25 @@
-"""The torchreid side of ``benchmarks/peer_speed.py``; runs only in the peer env ``.peer-venv`` (never imports reidlib).
+"""The torchreid side of ``benchmarks/peer_speed.py`` and ``benchmarks/time_to_accuracy.py``; runs only in the peer
+env ``.peer-venv`` (never imports reidlib).
 
-    .peer-venv/bin/python benchmarks/peer_speed_torchreid.py {train,extract,eval} SPEC.json OUT.json
+    .peer-venv/bin/python benchmarks/peer_speed_torchreid.py {train,extract,eval,curve} SPEC.json OUT.json
 
-``SPEC.json`` (written by peer_speed.py or gpu_throughput.py) names the inputs: the training items, the images to
-embed, the distance matrices. Each task writes its timings (seconds, images/s) and outputs to ``OUT.json``. torchreid
-is used through its public API as its documentation shows: ``ImageDataManager`` + ``ImageTripletEngine``,
-``FeatureExtractor``, ``metrics.evaluate_rank``.
+``SPEC.json`` (written by peer_speed.py, gpu_throughput.py or time_to_accuracy.py) names the inputs: the training
+items, the images to embed, the distance matrices. Each task writes its timings (seconds, images/s) and outputs to
+``OUT.json``. torchreid is used through its public API as its documentation shows: ``ImageDataManager`` +
+``ImageTripletEngine``, ``FeatureExtractor``, ``metrics.evaluate_rank``, ``save_checkpoint`` /
+``resume_from_checkpoint``.
 
 Optional spec fields (absent: what peer_speed.py has always measured): ``device`` (``"cpu"`` or ``"cuda"``; on CUDA
 the model is moved there, torchreid's ``use_gpu`` is on and ``cudnn.benchmark`` is set, as torchreid's own
 ``scripts/main.py`` does), ``train_epochs`` (epochs run back to back; the timing reported is the last one's, the
 others are warm-up, all listed in ``epoch_seconds``), ``weights`` (null: random init).
+
+``curve`` (time_to_accuracy.py) trains ``spec["epochs"]`` epochs, saving torchreid's checkpoint
+``model.pth.tar-<epoch>`` (model, optimizer, scheduler; ``-0`` = the initial weights) and appending a row to
+``records.json`` (training seconds of the epoch, load average) in ``spec["curve_dir"]`` after each; started again it
+continues after the last recorded epoch from that epoch's checkpoint (``resume_from_checkpoint``). torchreid keeps no
+sampler or augmentation RNG state, so a resumed run reseeds with ``seed + epoch`` and is not bit-identical to an
+uninterrupted one.
 """
 from __future__ import annotations
 
@@ -26,8 +35,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def _train(spec: dict) -> dict:
-    """One epoch of torchreid's triplet engine on ``spec["train_items"]`` (fp32, ``spec["workers"]`` workers)."""
+def _build(spec: dict) -> tuple:
+    """``(data manager, model, optimizer, scheduler, engine, use_gpu)`` of the peer's recipe on the spec's items."""
     import torchreid
     from torchreid.reid.data import ImageDataManager, ImageDataset, register_image_dataset
     from torchreid.reid.utils import load_pretrained_weights
@@ -58,6 +67,13 @@ def _train(spec: dict) -> dict:
     scheduler = torchreid.reid.optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=spec["epochs"])
     engine = torchreid.reid.engine.ImageTripletEngine(dm, model, optimizer, margin=0.3, weight_t=1, weight_x=1,
                                                       scheduler=scheduler, use_gpu=use_gpu, label_smooth=True)
+    return dm, model, optimizer, scheduler, engine, use_gpu
+
+
+def _train(spec: dict) -> dict:
+    """One epoch of torchreid's triplet engine on ``spec["train_items"]`` (fp32, ``spec["workers"]`` workers)."""
+    dm, _model, _optimizer, _scheduler, engine, use_gpu = _build(spec)
+    device = spec.get("device", "cpu")
     epochs = int(spec.get("train_epochs", 1))
     images = len(dm.train_loader) * spec["batch_size"]
     epoch_seconds = []
@@ -115,11 +131,61 @@ def _eval(spec: dict) -> dict:
     return out
 
 
+def _curve(spec: dict) -> dict:
+    """The peer's epochs one after another with a checkpoint and a record after each (see the module docstring)."""
+    import contextlib
+    import io
+    import os
+
+    from time_to_accuracy import read_records, resume_point, write_records
+    from torchreid.reid.utils import resume_from_checkpoint, save_checkpoint, set_random_seed
+
+    out = Path(spec["curve_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_records(out)
+    saved = sorted(int(p.name.rsplit("-", 1)[1]) for p in out.glob("model.pth.tar-*"))
+    last, stale = resume_point([r["epoch"] for r in records], saved)
+    for epoch in stale:  # saved, but its record was never written: trained again
+        (out / f"model.pth.tar-{epoch}").unlink()
+    set_random_seed(spec["seed"])
+    quiet = contextlib.redirect_stdout(io.StringIO())  # torchreid's dataset tables and a line per checkpoint
+    with quiet:
+        dm, model, optimizer, scheduler, engine, _ = _build(spec)
+    if last is None:
+        with quiet:
+            save_checkpoint({"state_dict": model.state_dict(), "epoch": 0, "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict()}, str(out))
+        records = [{"epoch": 0, "train_seconds": 0.0, "setup_seconds": 0.0, "images": 0,
+                    "checkpoint": "model.pth.tar-0", "load": list(os.getloadavg()), "time": time.time()}]
+        write_records(out, records)
+        last = 0
+    else:
+        with quiet:
+            resume_from_checkpoint(str(out / f"model.pth.tar-{last}"), model, optimizer, scheduler)
+        set_random_seed(spec["seed"] + last)
+    epochs = int(spec["epochs"])
+    images = len(dm.train_loader) * spec["batch_size"]
+    for epoch in range(last, epochs):
+        engine.epoch, engine.max_epoch = epoch, epochs
+        t0 = time.perf_counter()
+        engine.train(print_freq=10**9)
+        seconds = time.perf_counter() - t0
+        with quiet:
+            save_checkpoint({"state_dict": model.state_dict(), "epoch": epoch + 1, "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict()}, str(out))
+        records.append({"epoch": epoch + 1, "train_seconds": seconds, "setup_seconds": 0.0, "images": images,
+                        "checkpoint": f"model.pth.tar-{epoch + 1}", "load": list(os.getloadavg()),
+                        "time": time.time()})
+        write_records(out, records)
+        print(f"peer epoch {epoch + 1}/{epochs}: {seconds:.1f} s, {images / seconds:.1f} img/s", flush=True)
+    return {"epochs": len(records) - 1, "precision": "fp32", "workers": spec["workers"], "images": images}
+
+
 def main(argv: list[str]) -> int:
     task, spec_file, out_file = argv
     spec = json.loads(Path(spec_file).read_text())
     torch.set_num_threads(spec["threads"])
-    result = {"train": _train, "extract": _extract, "eval": _eval}[task](spec)
+    result = {"train": _train, "extract": _extract, "eval": _eval, "curve": _curve}[task](spec)
     import torchreid
 
     result["versions"] = {"torchreid": torchreid.__version__, "torch": torch.__version__, "numpy": np.__version__}

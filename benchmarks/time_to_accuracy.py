@@ -1,0 +1,562 @@
+"""Minutes of training until the model is as good as torchreid's after its 20 epochs, on one machine, in one run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py                  # the full run (~1.5 h, 2 cores)
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --recipe R.yaml  # ours with another recipe
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --quick --out /tmp/tta   # minutes, to try it
+
+Two sides train OSNet x0.25 from the MSMT17 re-ID weights on the CUHK03-NP (detected) train split, one after the
+other, each in its own process with the same torch threads (``--threads``):
+
+* **peer**: torchreid 0.2.5 (deep-person-reid 1.4.0) in its benchmark env ``.peer-venv`` (``peer_env.py``), its
+  recipe for 20 epochs: 256x128, P x K 16 x 4, amsgrad 1.5e-3 with a cosine schedule, LS-CE + triplet, random flip
+  only, ``ImageTripletEngine`` in fp32 with 2 loader workers (``peer_speed_torchreid.py curve``).
+* **ours**: ``reidlib.engine.fit`` with the recipe of ``--recipe`` (a YAML file: ``train:`` with ``fit`` keywords as
+  in a profile's ``train:`` block, ``transforms:`` inside it allowed, optional ``image_size: [h, w]`` and ``kwargs:``
+  for the model) and ``--set key=value`` on top; by default the peer's recipe, with ``fit``'s own defaults for the
+  rest (``precision="auto"``: bf16 autocast where the CPU has native bf16, cached data path). The recipe is fixed
+  before this run (chosen on identities held out of the training split); nothing here is selected on the test split.
+  ``fit`` is called once per epoch (``stop_after=k``, ``resume=True``: its exact resume, the same training as one
+  call) so that each epoch's weights can be kept; its ``train_seconds`` are the epoch's minutes, plus the one-off
+  decode of the image cache (timed here, counted in epoch 1).
+
+Training minutes are the epochs' training loops only: checkpoint writing and the test evaluation are outside them.
+After training, every epoch's weights of both sides (epoch 0 = before training) are evaluated on the CUHK03-NP test
+split with one evaluator, for the curve only: ``reidlib.engine.evaluate.evaluate_model`` (flip averaging, L2-normalised
+features, euclidean distance, the dataset's protocol, ``--eval-precision``).
+
+Minutes to reach an accuracy: the first epoch whose test accuracy is >= the target, the minute linearly interpolated
+between that epoch's end and the previous one's (epoch 0 = minute 0); the same rule on both sides; "not reached" when
+no epoch gets there. The target is the peer's accuracy after its last epoch (rank-1 and mAP apart), and
+``ratio`` = peer minutes / our minutes to it.
+
+Resumable: every epoch leaves its record (``records.json``) and weights in the work folder (default
+``<work root>/time_to_accuracy/{full,quick}``; ``--work DIR``; the work root is ``work/`` or ``$REIDLIB_WORK_ROOT``);
+run the same command again and it continues after the last recorded epoch of each side and evaluates only what is
+not yet evaluated. A side whose recipe or data changed is refused (``--fresh peer|ours|all`` discards it).
+
+Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default ``results/benchmarks``; with
+``--quick`` the work folder).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from peer_env import DATA, PEER_EPOCHS, PEER_RECIPE, PEER_WORKER, WEIGHTS, peer_spec  # noqa: E402
+
+MODEL = "osnet_x0_25"
+QUICK_EPOCHS = 3
+QUICK_TRAIN_IDS, QUICK_TEST_IDS = 40, 50
+RECORDS = "records.json"
+# fit keywords this benchmark sets itself: the recipe may not
+FIXED = ("select_on", "num_val_ids", "evaluate_test", "stop_after", "resume", "progress", "device", "cache_dir",
+         "max_minutes", "eval_every", "model_kwargs")
+# spec keys that name places, not what is trained: a moved work folder is the same run
+PLACES = ("curve_dir", "train_items", "work")
+SIDE_LABELS = {"peer": "torchreid 0.2.5", "ours": "reidlib fit"}
+EVAL_SETTINGS = {"metric": "euclidean", "normalize": True, "flip": True}  # one evaluator for both sides
+
+
+# ---- records and resume (stdlib only: the peer worker imports these) ---------------------------------------
+def read_records(folder: Path) -> list[dict]:
+    """The per-epoch rows of ``folder/records.json`` (epoch 0 first), or ``[]`` when there is none yet."""
+    path = Path(folder) / RECORDS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def write_records(folder: Path, rows: list[dict]) -> None:
+    """Write ``folder/records.json`` through a temporary file, so an interruption leaves the old or the new one."""
+    path = Path(folder) / RECORDS
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, path)
+
+
+def resume_point(recorded: Sequence[int], saved: Sequence[int]) -> tuple[int | None, list[int]]:
+    """``(last recorded epoch or None for a fresh start, saved epochs to discard)``.
+
+    ``recorded``: epochs with a record, which must be ``0, 1, ..., n``; ``saved``: epochs whose weights are on disk.
+    The last recorded epoch must have its weights (training continues from them); weights saved after it have no
+    record (the run stopped between saving and recording) and are trained again.
+    """
+    recorded = list(recorded)
+    if recorded != list(range(len(recorded))):
+        raise ValueError(f"the records hold epochs {recorded}, not 0, 1, ..., n: the work folder is damaged; "
+                         "discard that side with --fresh")
+    if not recorded:
+        return None, sorted(saved)
+    last = recorded[-1]
+    if last not in saved:
+        raise ValueError(f"epoch {last} is recorded but its weights are missing: the work folder is damaged; "
+                         "discard that side with --fresh")
+    return last, sorted(e for e in saved if e > last)
+
+
+def spec_differences(old: dict, new: dict) -> list[str]:
+    """Keys whose values differ between two side specs, places (:data:`PLACES`) left out; sorted."""
+    keys = (set(old) | set(new)) - set(PLACES)
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+# ---- curves, minutes to reach, ratio -------------------------------------------------------------------------
+def cumulative_minutes(rows: Sequence[dict]) -> list[float]:
+    """Training minutes at the end of each recorded epoch: running sum of ``train_seconds + setup_seconds`` / 60."""
+    out, total = [], 0.0
+    for row in rows:
+        total += row["train_seconds"] + row.get("setup_seconds", 0.0)
+        out.append(total / 60)
+    return out
+
+
+def minutes_to_reach(minutes: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The minute the curve first reaches ``target`` (module docstring's rule), or None if it never does.
+
+    ``minutes[i]``, ``values[i]``: training minutes and accuracy at the end of epoch ``i`` (epoch 0 at minute 0).
+    """
+    if len(minutes) != len(values):
+        raise ValueError(f"{len(minutes)} minutes but {len(values)} accuracies")
+    for i, value in enumerate(values):
+        if value >= target:
+            if i == 0:
+                return float(minutes[0])
+            m0, m1, v0 = minutes[i - 1], minutes[i], values[i - 1]
+            return float(m0 + (target - v0) / (value - v0) * (m1 - m0))
+    return None
+
+
+def ratio(peer_minutes: float | None, our_minutes: float | None) -> float | None:
+    """Peer minutes / our minutes to the same accuracy; None when either side never reached it (or ours at 0)."""
+    if peer_minutes is None or our_minutes is None or our_minutes <= 0:
+        return None
+    return peer_minutes / our_minutes
+
+
+def ratio_note(peer_minutes: float | None, our_minutes: float | None) -> str | None:
+    """Why there is no ratio (None when there is one)."""
+    if our_minutes is None:
+        return "not reached by ours"
+    if peer_minutes is None:
+        return "not reached by the peer"
+    if our_minutes <= 0:
+        return "undefined: the weights before training already reach it"
+    return None
+
+
+def summarize(curves: dict[str, list[dict]]) -> dict:
+    """Target (the peer's last epoch), each side's minutes to it and the ratios, from per-epoch rows.
+
+    ``curves[side]``: rows ``{"epoch", "minutes", "rank1", "mAP"}`` in epoch order, epoch 0 first, for the sides
+    ``"peer"`` and ``"ours"``; accuracies as fractions.
+    """
+    final = curves["peer"][-1]
+    out: dict[str, Any] = {"target": {m: final[m] for m in ("rank1", "mAP")}, "target_epoch": final["epoch"],
+                           "minutes_to_target": {}, "ratio": {}, "ratio_note": {}}
+    for side, rows in curves.items():
+        mins = [r["minutes"] for r in rows]
+        out["minutes_to_target"][side] = {m: minutes_to_reach(mins, [r[m] for r in rows], final[m])
+                                          for m in ("rank1", "mAP")}
+    for m in ("rank1", "mAP"):
+        pair = (out["minutes_to_target"]["peer"][m], out["minutes_to_target"]["ours"][m])
+        out["ratio"][m], out["ratio_note"][m] = ratio(*pair), ratio_note(*pair)
+    return out
+
+
+# ---- the recipe ------------------------------------------------------------------------------------------------
+def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = None) -> tuple[dict, dict]:
+    """``(fit keywords, model keywords)`` of our side: the peer's recipe, then the YAML file's, then ``--set``.
+
+    The file holds ``train:`` (``fit`` keywords; a ``transforms:`` mapping inside is merged into them), and
+    optionally ``image_size: [height, width]``, ``kwargs:`` (model keywords) and ``description:``. ``epochs``
+    (``--quick``) replaces the recipe's epoch count.
+    """
+    import yaml
+
+    from reidlib.engine.config import TrainConfig
+
+    recipe: dict = {**PEER_RECIPE, "epochs": PEER_EPOCHS}
+    model_kwargs: dict = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(data) - {"train", "image_size", "kwargs", "description"})
+        if unknown or not isinstance(data.get("train", {}), dict):
+            raise SystemExit(f"{path}: a recipe file holds train: (fit keywords), image_size:, kwargs: and "
+                             f"description:; it has {sorted(data)}")
+        train = dict(data.get("train") or {})
+        recipe.update({k: v for k, v in train.items() if k != "transforms"}, **(train.get("transforms") or {}))
+        if data.get("image_size"):
+            recipe.update(height=int(data["image_size"][0]), width=int(data["image_size"][1]))
+        model_kwargs = dict(data.get("kwargs") or {})
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE (a YAML value), got {item!r}")
+        recipe[key] = yaml.safe_load(value)
+    if epochs is not None:
+        recipe["epochs"] = epochs
+    fixed = sorted(set(recipe) & set(FIXED))
+    if fixed:
+        raise SystemExit(f"the recipe sets {fixed}, which this benchmark fixes itself (all training ids, the last "
+                         "epoch, no test evaluation inside fit); remove them (model keywords go under kwargs:)")
+    try:
+        TrainConfig.from_kwargs(**recipe)
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"our recipe is not a valid fit recipe: {err}") from None
+    recipe["milestones"] = list(recipe.get("milestones") or [])
+    return recipe, model_kwargs
+
+
+# ---- the children (our side, in the project venv) --------------------------------------------------------------
+def _ours_curve(spec: dict) -> dict:
+    """Train our side epoch by epoch (see the module docstring); records and weights in ``spec["curve_dir"]``."""
+    import torch
+
+    from reidlib.data import ImageCache
+    from reidlib.engine import fit
+    from reidlib.models import build_model
+    from reidlib.models.weights import read_state_dict
+
+    out = Path(spec["curve_dir"])
+    fit_dir, cache_dir = out / "fit", out / "cache"
+    items = [tuple(it) for it in json.loads(Path(spec["train_items"]).read_text())]
+    recipe, epochs = dict(spec["recipe"]), int(spec["recipe"]["epochs"])
+    model_kwargs = {**spec["model_kwargs"], "pretrained": spec["weights"]}
+    records = read_records(out)
+    last, stale = resume_point([r["epoch"] for r in records],
+                               sorted(int(p.stem.split("-")[1]) for p in out.glob("epoch-*.pt")))
+    for epoch in stale:
+        (out / f"epoch-{epoch}.pt").unlink()
+    if last is None:
+        num_classes = len({pid for _, pid, _ in items})
+        torch.save(build_model(spec["model"], num_classes, **model_kwargs).state_dict(), out / "epoch-0.pt")
+        for folder in (fit_dir, cache_dir):  # a fresh start trains from scratch and times the cache's decode
+            shutil.rmtree(folder, ignore_errors=True)
+        t0 = time.perf_counter()
+        ImageCache.build([p for p, _, _ in items], recipe["height"], recipe["width"], cache_dir=cache_dir)
+        records = [{"epoch": 0, "train_seconds": 0.0, "setup_seconds": 0.0, "cache_seconds":
+                    time.perf_counter() - t0, "images": 0, "checkpoint": "epoch-0.pt", "load": list(os.getloadavg()),
+                    "time": time.time()}]
+        write_records(out, records)
+        last = 0
+    history = json.loads((fit_dir / "history.json").read_text()) if (fit_dir / "history.json").is_file() else []
+    if len(history) not in (last, last + 1):
+        raise SystemExit(f"fit's run in {fit_dir} is at epoch {len(history)} but the records stop at epoch {last}: "
+                         "discard our side with --fresh ours")
+    for epoch in range(last + 1, epochs + 1):
+        if len(history) >= epoch:  # trained and saved by fit, stopped before its record: take it from last.pt
+            row, extra = history[epoch - 1], 0.0
+            state = read_state_dict(fit_dir / "last.pt")
+        else:
+            res = fit(spec["model"], items, out_dir=fit_dir, **recipe, stop_after=epoch, resume=True,
+                      select_on="last", evaluate_test=False, progress=False, device="cpu", num_workers=0,
+                      cache_dir=str(cache_dir), model_kwargs=model_kwargs)
+            row, run = res.history[-1], res.meta["runs"][-1]
+            cache = run.get("image_cache") or {}
+            extra = 0.0 if cache.get("hit", True) else float(cache.get("seconds", 0.0))  # a cache fit had to build
+            state = res.model.state_dict()
+        torch.save(state, out / f"epoch-{epoch}.pt")
+        setup = extra or (records[0]["cache_seconds"] if epoch == 1 else 0.0)  # fit's own decode replaces ours
+        records.append({"epoch": epoch, "train_seconds": row["train_seconds"], "setup_seconds": setup,
+                        "images": row["images"], "checkpoint": f"epoch-{epoch}.pt", "load": list(os.getloadavg()),
+                        "time": time.time()})
+        write_records(out, records)
+        print(f"ours epoch {epoch}/{epochs}: {row['train_seconds']:.1f} s, {row['images_per_s']:.1f} img/s",
+              flush=True)
+    result = json.loads((fit_dir / "result.json").read_text())
+    return {"epochs": len(records) - 1, "precision": result["meta"]["runs"][-1]["precision"],
+            "data_path": result["meta"]["runs"][-1]["data_path"]}
+
+
+def _evaluate(spec: dict) -> dict:
+    """Evaluate every recorded epoch of each side not yet evaluated; results in ``<curve_dir>/evals.json``."""
+    import torch
+
+    from reidlib.engine.evaluate import evaluate_model
+    from reidlib.models import build_model
+    from reidlib.models.weights import read_state_dict
+    from reidlib.runtime import resolve_precision
+
+    test = json.loads(Path(spec["test"]).read_text())
+    settings = {**spec["eval"], "test_sha": spec["test_sha"]}
+    for side, side_spec in spec["sides"].items():
+        folder = Path(side_spec["curve_dir"])
+        path = folder / "evals.json"
+        evals = json.loads(path.read_text()) if path.is_file() else {}
+        if evals.get("settings") != settings:
+            evals = {"settings": settings, "epochs": {}}
+        for row in read_records(folder):
+            key = str(row["epoch"])
+            if key in evals["epochs"]:
+                continue
+            state = read_state_dict(folder / row["checkpoint"])
+            model = build_model(MODEL, int(state["classifier.weight"].shape[0]), **side_spec["model_kwargs"])
+            model.load_state_dict(state)
+            t0 = time.perf_counter()
+            res = evaluate_model(model, test["query"], test["gallery"], EVAL_SETTINGS, protocol=test["protocol"],
+                                 height=side_spec["height"], width=side_spec["width"],
+                                 precision=spec["eval"]["precision"], device="cpu")
+            evals["epochs"][key] = {**{k: v for k, v in res.items() if k != "cmc"},
+                                    "seconds": time.perf_counter() - t0}
+            tmp = path.with_name("evals.json.tmp")
+            tmp.write_text(json.dumps(evals, indent=1))
+            os.replace(tmp, path)
+            print(f"{side} epoch {key}: test R1 {100 * res['rank1']:.1f}%, mAP {100 * res['mAP']:.1f}%", flush=True)
+    return {"precision": resolve_precision(spec["eval"]["precision"], torch.device("cpu"))}
+
+
+def child(task: str, spec_file: str, out_file: str) -> None:
+    """Run one of our side's tasks (``ours`` or ``evaluate``) with the spec's threads; its JSON into ``out_file``."""
+    import torch
+
+    spec = json.loads(Path(spec_file).read_text())
+    torch.set_num_threads(spec["threads"])
+    result = {"ours": _ours_curve, "evaluate": _evaluate}[task](spec)
+    result.update(torch_threads=torch.get_num_threads(), torch=torch.__version__)
+    Path(out_file).write_text(json.dumps(result))
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: dict) -> dict:
+    """Write the training items, the test split and each side's spec; return ``{"peer": spec, "ours": spec}``."""
+    from reidlib.data import build_dataset, relabel
+
+    cuhk = build_dataset("folder", DATA / "cuhk03-np-detected")
+    train, query, gallery = cuhk.train, cuhk.query, cuhk.gallery
+    if args.quick:
+        keep = set(sorted({pid for _, pid, _ in train})[:QUICK_TRAIN_IDS])
+        train = relabel([it for it in train if it[1] in keep])
+        keep = set(sorted({pid for _, pid, _ in query})[:QUICK_TEST_IDS])
+        query, gallery = [it for it in query if it[1] in keep], [it for it in gallery if it[1] in keep]
+    train = [list(it) for it in train]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "train_items.json").write_text(json.dumps(train))
+    test = {"query": [list(it) for it in query], "gallery": [list(it) for it in gallery], "protocol": cuhk.protocol}
+    (work / "test.json").write_text(json.dumps(test))
+    base = {"train_items": str(work / "train_items.json"), "train_sha": _sha(train), "weights": str(WEIGHTS),
+            "threads": args.threads, "seed": 0}
+    epochs = QUICK_EPOCHS if args.quick else PEER_EPOCHS
+    sides = {"peer": {**base, **peer_spec(), "epochs": epochs, "workers": 2, "model_kwargs": {},
+                      "curve_dir": str(work / "peer")},
+             "ours": {**base, "model": MODEL, "recipe": recipe, "model_kwargs": model_kwargs,
+                      "height": recipe["height"], "width": recipe["width"], "curve_dir": str(work / "ours")}}
+    for side, spec in sides.items():
+        folder = Path(spec["curve_dir"])
+        if side in args.fresh or "all" in args.fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        old = folder / "spec.json"
+        if old.is_file():
+            diff = spec_differences(json.loads(old.read_text()), spec)
+            if diff:
+                raise SystemExit(f"{folder} holds a run of the {side} side with other {diff}; continue it with its "
+                                 f"own settings, give another --work, or discard it with --fresh {side}")
+        folder.mkdir(parents=True, exist_ok=True)
+        old.write_text(json.dumps(spec, indent=1))
+    ev = {"threads": args.threads, "test": str(work / "test.json"), "test_sha": _sha(test),
+          "eval": {**EVAL_SETTINGS, "precision": args.eval_precision},
+          "sides": {s: {k: sides[s].get(k) for k in ("curve_dir", "model_kwargs", "height", "width")}
+                    for s in sides}}
+    (work / "spec.json").write_text(json.dumps(ev, indent=1))
+    return sides
+
+
+def side_curve(folder: Path) -> list[dict]:
+    """Per-epoch rows of one side: records joined with their test evaluation, cumulative minutes added."""
+    records = read_records(folder)
+    evals = json.loads((folder / "evals.json").read_text())["epochs"]
+    rows = []
+    for rec, minutes in zip(records, cumulative_minutes(records)):
+        ev = evals[str(rec["epoch"])]
+        rows.append({"epoch": rec["epoch"], "minutes": minutes, "train_seconds": rec["train_seconds"],
+                     "setup_seconds": rec.get("setup_seconds", 0.0), "rank1": ev["rank1"], "mAP": ev["mAP"],
+                     "rank5": ev.get("rank5"), "mINP": ev.get("mINP"), "load_1min": rec["load"][0],
+                     "eval_seconds": ev["seconds"]})
+    return rows
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.1f}"
+
+
+def _mins(v: float | None) -> str:
+    return "not reached" if v is None else f"{v:.1f}"
+
+
+def markdown(report: dict) -> str:
+    """The report page: setting, headline table, figure, the per-epoch curves, the recipes."""
+    hw, s, sides = report["hardware"], report["summary"], report["sides"]
+    bf16 = ("native bf16" + (", AMX" if hw["amx"] else "")) if hw["native_bf16"] else "no native bf16"
+    la = report["load_average"]
+    lines = ["# Time to accuracy: reidlib against torchreid on CUHK03-NP", "", f"Command: `{report['command']}`", "",
+             f"{hw['cpu']}, {hw['cores']} cores ({bf16}), {hw['threads']} torch threads on each side; torch "
+             f"{report['versions'].get('torch', '?')}, torchreid {report['versions'].get('torchreid', '?')}. The sides "
+             "trained one after the other. Load average (1, 5, 15 min) at the start "
+             f"{', '.join(f'{v:.2f}' for v in la['start'])}, at the end {', '.join(f'{v:.2f}' for v in la['end'])}; "
+             "per epoch in the tables."
+             + (" **Quick mode: a subset and a few epochs; not a measurement to quote.**" if report["quick"] else ""),
+             "", report["method"], "",
+             "| | " + " | ".join(sides[k]["label"] for k in ("peer", "ours")) + " |", "|---|---|---|"]
+    rows = [("precision", lambda d, k: d["precision"]),
+            ("epochs", lambda d, k: str(d["curve"][-1]["epoch"])),
+            ("training minutes", lambda d, k: f"{d['curve'][-1]['minutes']:.1f}"),
+            ("test rank-1 / mAP after the last epoch (%)",
+             lambda d, k: f"{_pct(d['curve'][-1]['rank1'])} / {_pct(d['curve'][-1]['mAP'])}"),
+            (f"minutes to the peer's final rank-1 ({_pct(s['target']['rank1'])}%)",
+             lambda d, k: _mins(s["minutes_to_target"][k]["rank1"])),
+            (f"minutes to the peer's final mAP ({_pct(s['target']['mAP'])}%)",
+             lambda d, k: _mins(s["minutes_to_target"][k]["mAP"]))]
+    for name, cell in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(sides[k], k) for k in ("peer", "ours")) + " |")
+    r, why = s["ratio"], s["ratio_note"]
+    lines += ["", "Ratio (peer minutes / our minutes to the peer's final accuracy): rank-1 "
+              + (why["rank1"] if r["rank1"] is None else f"**×{r['rank1']:.2f}**") + ", mAP "
+              + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", "",
+              "![test accuracy against training minutes](time_to_accuracy.png)", "",
+              "## Per epoch", "",
+              "Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the test split in %; "
+              "load: 1-minute load average at the end of the epoch.", ""]
+    for k in ("peer", "ours"):
+        lines += [f"**{sides[k]['label']}**", "", "| epoch | minutes | R1 | mAP | load |", "|---|---|---|---|---|"]
+        lines += [f"| {c['epoch']} | {c['minutes']:.2f} | {_pct(c['rank1'])} | {_pct(c['mAP'])} | "
+                  f"{c['load_1min']:.2f} |" for c in sides[k]["curve"]]
+        lines.append("")
+    lines += ["## Recipes", "", f"- peer: `{json.dumps(sides['peer']['recipe'])}`",
+              f"- ours: `{json.dumps(sides['ours']['recipe'])}`"
+              + (f", model `{json.dumps(sides['ours']['model_kwargs'])}`" if sides["ours"]["model_kwargs"] else "")]
+    return "\n".join(lines) + "\n"
+
+
+def figure(report: dict, path: Path) -> None:
+    """Test rank-1 and mAP (%) against cumulative training minutes, both sides, the peer's final value dashed."""
+    from reidlib.figure_style import DEFAULT_CYCLE, grid, handle, legend_under
+    from reidlib.plots import save_figure
+
+    fig, axes = grid(2, panel_size=(4.6, 3.4), extra_height=0.5)
+    styles = {k: {"color": DEFAULT_CYCLE[i], "linestyle": "-"} for i, k in enumerate(("peer", "ours"))}
+    s = report["summary"]
+    for ax, metric, name in zip(axes, ("rank1", "mAP"), ("Rank-1", "mAP")):
+        for side in ("peer", "ours"):
+            curve = report["sides"][side]["curve"]
+            ax.plot([c["minutes"] for c in curve], [100 * c[metric] for c in curve], marker="o", markersize=3,
+                    **styles[side])
+            reach = s["minutes_to_target"][side][metric]
+            if reach is not None:
+                ax.plot([reach], [100 * s["target"][metric]], marker="x", markersize=8, color=styles[side]["color"])
+        ax.axhline(100 * s["target"][metric], color="0.4", linestyle="--", linewidth=1)
+        ax.set_xlabel("training minutes")
+        ax.set_ylabel(f"{name} on the test split (%)")
+        ax.set_title(f"CUHK03-NP test {name}")
+        ax.grid(alpha=0.3)
+    handles = [handle(f"{report['sides'][k]['label']} ({report['sides'][k]['precision']})", styles[k], marker="o")
+               for k in ("peer", "ours")]
+    handles.append(handle("the peer's final accuracy (x: reached)", {"color": "0.4", "linestyle": "--"}))
+    legend_under(fig, handles)
+    save_figure(fig, path)
+
+
+METHOD = ("Both sides start from the MSMT17 OSNet x0.25 weights and train on the same CUHK03-NP training split. "
+          "Training minutes count the epochs' training loops only (ours: plus the one-off image-cache decode, in "
+          "epoch 1); checkpoints and the per-epoch test evaluation are outside them. Each epoch's weights (epoch 0 = "
+          "before training) are evaluated afterwards on the test split with the same evaluator for both sides "
+          "(reidlib evaluate_model: flip averaging, L2-normalised features, euclidean, {precision}), for the curve "
+          "only: nothing is selected on it. Minutes to reach an accuracy: the first epoch at or above it, the minute "
+          "linearly interpolated between that epoch's end and the previous one's (epoch 0 at minute 0), the same "
+          "rule on both sides; \"not reached\" if no epoch gets there. Target: the peer's test accuracy after its "
+          "last epoch; ratio = peer minutes / our minutes to it.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", type=Path, default=None, help="our recipe (YAML; default: the peer's recipe)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fit keywords on top of the recipe")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{QUICK_TRAIN_IDS} training ids, {QUICK_TEST_IDS} test ids, {QUICK_EPOCHS} epochs a side")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of each side")
+    ap.add_argument("--eval-precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="precision of the test evaluation (both sides; its time is not counted)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="work folder (default <work root>/time_to_accuracy/{full,quick})")
+    ap.add_argument("--fresh", nargs="*", default=[], choices=("peer", "ours", "all"),
+                    help="discard these sides' records and weights first")
+    ap.add_argument("--rebuild-peer", action="store_true", help="make .peer-venv afresh")
+    ap.add_argument("--out", type=Path, default=None, help="report folder (default results/benchmarks; "
+                                                           "--quick: the work folder)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args, rest = ap.parse_known_args(argv)
+    if args.child:
+        child(*rest)
+        return 0
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    # stopped by a signal: exit through an exception, which makes subprocess.run kill the side it is waiting on
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from benchlib import command_line
+    from peer_env import ensure_peer_env, hardware, run_side
+
+    from reidlib.engine.records import write_json
+    from reidlib.io import write_atomic
+    from reidlib.paths import work_root
+
+    for need in (DATA / "cuhk03-np-detected", WEIGHTS):
+        if not need.exists():
+            raise SystemExit(f"missing {need}: this benchmark needs ../shared/data and ../shared/weights "
+                             "(or $REIDLIB_SHARED)")
+    recipe, model_kwargs = load_recipe(args.recipe, args.set, QUICK_EPOCHS if args.quick else None)
+    load_start = os.getloadavg()
+    work = (args.work or work_root() / "time_to_accuracy" / ("quick" if args.quick else "full")).resolve()
+    sides = prepare(args, work, recipe, model_kwargs)
+    peer_python = ensure_peer_env(args.rebuild_peer)
+    me, ours, t = Path(__file__), Path(sys.executable), args.threads
+    runs = {}
+    for side, python, script in (("peer", peer_python, PEER_WORKER), ("ours", ours, me)):
+        folder = work / side
+        done = len(read_records(folder)) - 1
+        epochs = sides[side]["epochs"] if side == "peer" else recipe["epochs"]
+        print(f"{side}: {max(done, 0)} of {epochs} epochs recorded in {folder}", flush=True)
+        runs[side] = run_side(python, script, "ours" if side == "ours" else "curve", folder, t, f"{side} curve",
+                              child_flag=side == "ours", stream=True)
+    eval_precision = run_side(ours, me, "evaluate", work, t, "evaluate", child_flag=True, stream=True)["precision"]
+
+    curves = {side: side_curve(work / side) for side in ("peer", "ours")}
+    summary = summarize(curves)
+    peer_recipe = {**PEER_RECIPE, "epochs": sides["peer"]["epochs"], "precision": "fp32",
+                   "loader": "torchreid DataLoader, 2 workers"}
+    report = {"command": command_line(__file__, argv).strip(), "quick": args.quick, "hardware": hardware(t),
+              "versions": {"torch": runs["ours"].get("torch"), "torchreid": runs["peer"].get("versions", {})
+                           .get("torchreid")},
+              "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+              "method": METHOD.format(precision=f"in {eval_precision}"),
+              "evaluation": {**EVAL_SETTINGS, "precision": eval_precision, "split": "CUHK03-NP (detected) test"
+                             + (f", first {QUICK_TEST_IDS} ids" if args.quick else "")},
+              "sides": {"peer": {"label": SIDE_LABELS["peer"], "precision": "fp32", "threads": t,
+                                 "recipe": peer_recipe, "model_kwargs": {}, "curve": curves["peer"]},
+                        "ours": {"label": SIDE_LABELS["ours"], "precision": runs["ours"]["precision"], "threads": t,
+                                 "recipe": recipe, "model_kwargs": model_kwargs, "curve": curves["ours"]}},
+              "summary": summary, "ratio": summary["ratio"]}
+    out = args.out or (work if args.quick else ROOT / "results" / "benchmarks")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "time_to_accuracy.json", report)
+    write_atomic(out / "time_to_accuracy.md", markdown(report))
+    figure(report, out / "time_to_accuracy.png")
+    r = summary["ratio"]
+    print(f"ratio to the peer's final rank-1: {r['rank1'] if r['rank1'] is None else round(r['rank1'], 2)}, "
+          f"mAP: {r['mAP'] if r['mAP'] is None else round(r['mAP'], 2)}; report in {out / 'time_to_accuracy.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The pure parts of benchmarks/time_to_accuracy.py on hand-made curves: minutes to reach an accuracy (linear
+interpolation between epoch ends, "not reached"), the ratio, the resume bookkeeping, the spec check, the recipe
+loader and the markdown/json/figure writers. No torchreid, no training."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import time_to_accuracy as tta  # noqa: E402
+
+
+def _rows(minutes, r1, mAP):
+    return [{"epoch": i, "minutes": m, "rank1": a, "mAP": b} for i, (m, a, b) in enumerate(zip(minutes, r1, mAP))]
+
+
+def test_cumulative_minutes_add_setup_seconds():
+    rows = [{"train_seconds": 0.0, "setup_seconds": 0.0}, {"train_seconds": 90.0, "setup_seconds": 30.0},
+            {"train_seconds": 60.0}]
+    assert tta.cumulative_minutes(rows) == [0.0, 2.0, 3.0]
+
+
+def test_minutes_to_reach_interpolates_between_epoch_ends():
+    # 0.40 at minute 2, 0.60 at minute 4: 0.45 is a quarter of the way -> minute 2.5
+    assert tta.minutes_to_reach([0, 2, 4], [0.1, 0.4, 0.6], 0.45) == pytest.approx(2.5)
+    # exactly at an epoch end
+    assert tta.minutes_to_reach([0, 2, 4], [0.1, 0.4, 0.6], 0.6) == pytest.approx(4.0)
+    # the first crossing counts, even if the curve dips below again
+    assert tta.minutes_to_reach([0, 1, 2, 3], [0.1, 0.5, 0.3, 0.5], 0.5) == pytest.approx(1.0)
+    # reached before training: minute 0
+    assert tta.minutes_to_reach([0, 1], [0.7, 0.8], 0.6) == 0.0
+
+
+def test_minutes_to_reach_not_reached_and_bad_input():
+    assert tta.minutes_to_reach([0, 1, 2], [0.1, 0.2, 0.3], 0.31) is None
+    with pytest.raises(ValueError, match="3 minutes but 2"):
+        tta.minutes_to_reach([0, 1, 2], [0.1, 0.2], 0.1)
+
+
+def test_ratio_and_why_there_is_none():
+    assert tta.ratio(30.0, 10.0) == pytest.approx(3.0) and tta.ratio_note(30.0, 10.0) is None
+    assert tta.ratio(30.0, None) is None and tta.ratio_note(30.0, None) == "not reached by ours"
+    assert tta.ratio(None, 10.0) is None and tta.ratio_note(None, 10.0) == "not reached by the peer"
+    assert tta.ratio(30.0, 0.0) is None and "before training" in tta.ratio_note(30.0, 0.0)
+
+
+def test_summarize_targets_the_peers_last_epoch():
+    peer = _rows([0, 10, 20, 30], [0.10, 0.30, 0.40, 0.42], [0.10, 0.28, 0.36, 0.40])
+    ours = _rows([0, 4, 8, 12], [0.10, 0.38, 0.44, 0.50], [0.10, 0.30, 0.36, 0.39])
+    s = tta.summarize({"peer": peer, "ours": ours})
+    assert s["target"] == {"rank1": 0.42, "mAP": 0.40} and s["target_epoch"] == 3
+    # peer rank-1: 0.40 at 20, 0.42 at 30 -> minute 30 (first reached at its last epoch)
+    assert s["minutes_to_target"]["peer"]["rank1"] == pytest.approx(30.0)
+    # peer mAP: its last epoch too
+    assert s["minutes_to_target"]["peer"]["mAP"] == pytest.approx(30.0)
+    # ours rank-1: 0.38 at 4, 0.44 at 8 -> 4 + (0.04 / 0.06) * 4 = 6.667
+    assert s["minutes_to_target"]["ours"]["rank1"] == pytest.approx(4 + 4 * 0.04 / 0.06)
+    assert s["ratio"]["rank1"] == pytest.approx(30 / (4 + 4 * 0.04 / 0.06))
+    # ours mAP tops out at 0.39 < 0.40: not reached, no ratio
+    assert s["minutes_to_target"]["ours"]["mAP"] is None and s["ratio"]["mAP"] is None
+    assert s["ratio_note"] == {"rank1": None, "mAP": "not reached by ours"}
+
+
+def test_summarize_when_the_start_already_reaches_the_target():
+    # a peer that ends below where it started: both curves reach its final value at minute 0
+    peer = _rows([0, 1, 2], [0.30, 0.17, 0.26], [0.31, 0.17, 0.29])
+    ours = _rows([0, 1, 2], [0.30, 0.11, 0.26], [0.31, 0.10, 0.28])
+    s = tta.summarize({"peer": peer, "ours": ours})
+    assert s["minutes_to_target"]["ours"] == {"rank1": 0.0, "mAP": 0.0}
+    assert s["ratio"] == {"rank1": None, "mAP": None}
+    assert "before training" in tta.markdown(_report({}, s))
+
+
+def test_resume_point():
+    assert tta.resume_point([], []) == (None, [])
+    assert tta.resume_point([], [0, 1]) == (None, [0, 1])  # weights without records: start again
+    assert tta.resume_point([0, 1, 2], [0, 1, 2]) == (2, [])
+    assert tta.resume_point([0, 1, 2], [0, 1, 2, 3]) == (2, [3])  # saved, not recorded: trained again
+    with pytest.raises(ValueError, match="weights are missing"):
+        tta.resume_point([0, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="not 0, 1, ..., n"):
+        tta.resume_point([0, 2], [0, 1, 2])
+
+
+def test_records_round_trip(tmp_path):
+    assert tta.read_records(tmp_path) == []
+    rows = [{"epoch": 0, "train_seconds": 0.0}, {"epoch": 1, "train_seconds": 12.5}]
+    tta.write_records(tmp_path, rows)
+    assert tta.read_records(tmp_path) == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.json"]  # no temporary file left
+
+
+def test_spec_differences_ignore_places():
+    old = {"curve_dir": "/a/peer", "train_items": "/a/items.json", "lr": 1.5e-3, "threads": 2}
+    new = {"curve_dir": "/b/peer", "train_items": "/b/items.json", "lr": 3e-3, "threads": 2, "seed": 0}
+    assert tta.spec_differences(old, new) == ["lr", "seed"]
+    assert tta.spec_differences(old, dict(old, curve_dir="/c")) == []
+
+
+def test_load_recipe_default_is_the_peers(tmp_path):
+    recipe, kwargs = tta.load_recipe(None, [])
+    assert recipe["optimizer"] == "amsgrad" and recipe["lr"] == 1.5e-3 and recipe["epochs"] == 20
+    assert (recipe["height"], recipe["width"], recipe["pad"], recipe["erasing_p"]) == (256, 128, 0, 0.0)
+    assert kwargs == {}
+    path = tmp_path / "r.yaml"
+    path.write_text("image_size: [128, 64]\nkwargs: {bnneck: true}\n"
+                    "train: {epochs: 8, lr: 3.0e-3, transforms: {pad: 10}}\n")
+    recipe, kwargs = tta.load_recipe(path, ["warmup_epochs=1"], epochs=3)
+    assert (recipe["height"], recipe["width"], recipe["pad"], recipe["lr"]) == (128, 64, 10, 3e-3)
+    assert recipe["warmup_epochs"] == 1 and recipe["epochs"] == 3 and kwargs == {"bnneck": True}
+
+
+def test_load_recipe_refuses_what_it_fixes_and_bad_keys(tmp_path):
+    with pytest.raises(SystemExit, match="select_on"):
+        tta.load_recipe(None, ["select_on=val"])
+    with pytest.raises(SystemExit, match="not a valid fit recipe.*lrr"):
+        tta.load_recipe(None, ["lrr=0.1"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        tta.load_recipe(None, ["lr"])
+    path = tmp_path / "r.yaml"
+    path.write_text("training: {epochs: 3}\n")
+    with pytest.raises(SystemExit, match="has \\['training'\\]"):
+        tta.load_recipe(path, [])
+
+
+def _report(ratio_map, summary=None):
+    peer = _rows([0, 10, 20], [0.10, 0.30, 0.42], [0.10, 0.30, 0.40])
+    ours = _rows([0, 5, 10], [0.10, 0.40, 0.50], [0.10, 0.35, 0.45])
+    for rows in (peer, ours):
+        for r in rows:
+            r["load_1min"] = 1.5
+    s = summary or tta.summarize({"peer": peer, "ours": ours})
+    s["ratio"].update(ratio_map)
+    s["ratio_note"].update({k: "not reached by ours" for k, v in ratio_map.items() if v is None})
+    hw = {"cpu": "Test CPU", "cores": 2, "threads": 2, "native_bf16": True, "amx": False}
+    return {"command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --quick", "quick": True,
+            "hardware": hw, "versions": {"torch": "2.x", "torchreid": "0.2.5"},
+            "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.0, 2.0, 2.0]}, "method": "METHOD TEXT",
+            "sides": {"peer": {"label": "torchreid 0.2.5", "precision": "fp32", "recipe": {"lr": 1.5e-3},
+                               "model_kwargs": {}, "curve": peer},
+                      "ours": {"label": "reidlib fit", "precision": "bf16", "recipe": {"lr": 1.5e-3},
+                               "model_kwargs": {}, "curve": ours}},
+            "summary": s, "ratio": s["ratio"]}
+
+
+def test_markdown_states_minutes_ratio_and_curves():
+    report = _report({})
+    text = tta.markdown(report)
+    # ours: rank-1 0.42 between 0.40 at 5 and 0.50 at 10 -> 6.0 min; mAP 0.40 between 0.35 and 0.45 -> 7.5 min
+    assert "| minutes to the peer's final rank-1 (42.0%) | 20.0 | 6.0 |" in text
+    assert "| minutes to the peer's final mAP (40.0%) | 20.0 | 7.5 |" in text
+    assert "rank-1 **×3.33**, mAP **×2.67**" in text
+    assert "Test CPU, 2 cores (native bf16)" in text and "Quick mode" in text
+    assert "| 2 | 10.00 | 50.0 | 45.0 | 1.50 |" in text  # ours' last epoch row
+    assert "![test accuracy against training minutes](time_to_accuracy.png)" in text
+    not_reached = tta.markdown(_report({"rank1": None}))
+    assert "rank-1 not reached by ours, mAP **×2.67**" in not_reached
+
+
+def test_markdown_says_not_reached():
+    report = _report({})
+    report["summary"]["minutes_to_target"]["ours"]["mAP"] = None
+    assert "| minutes to the peer's final mAP (40.0%) | 20.0 | not reached |" in tta.markdown(report)
+
+
+def test_json_and_figure_written(tmp_path):
+    from reidlib.engine.records import write_json
+
+    report = _report({})
+    write_json(tmp_path / "time_to_accuracy.json", report)
+    back = json.loads((tmp_path / "time_to_accuracy.json").read_text())
+    assert back["ratio"]["rank1"] == pytest.approx(20 / 6) and back["ratio"]["mAP"] == pytest.approx(20 / 7.5)
+    tta.figure(report, tmp_path / "time_to_accuracy.png")
+    assert (tmp_path / "time_to_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
