@@ -202,7 +202,13 @@ def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = Non
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set takes KEY=VALUE (a YAML value), got {item!r}")
-        recipe[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        recipe[key] = parsed
     if epochs is not None:
         recipe["epochs"] = epochs
     fixed = sorted(set(recipe) & set(FIXED))

@@ -109,8 +109,9 @@ def test_load_recipe_default_is_the_peers(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("image_size: [128, 64]\nkwargs: {bnneck: true}\n"
                     "train: {epochs: 8, lr: 3.0e-3, transforms: {pad: 10}}\n")
-    recipe, kwargs = tta.load_recipe(path, ["warmup_epochs=1"], epochs=3)
+    recipe, kwargs = tta.load_recipe(path, ["warmup_epochs=1", "weight_decay=1e-4"], epochs=3)
     assert (recipe["height"], recipe["width"], recipe["pad"], recipe["lr"]) == (128, 64, 10, 3e-3)
+    assert recipe["weight_decay"] == 1e-4  # YAML alone would read 1e-4 as a string
     assert recipe["warmup_epochs"] == 1 and recipe["epochs"] == 3 and kwargs == {"bnneck": True}
 
 
