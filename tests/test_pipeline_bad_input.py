@@ -130,8 +130,8 @@ def test_report_ranking_and_variants_must_name_runs_of_the_profile(tmp_path):
     assert "report.variants[0]: must be a mapping" in str(err.value)
 
     cfg = load_profile(_profile(tmp_path, "q", edit=lambda c: c.update(report={"ranking": ["10_train/nope"]})))
-    with pytest.raises(ProfileError, match=r"report.ranking/variants name \['10_train/nope'\], which this profile "
-                                           r"does not run; its training runs are \['10_train/"):
+    with pytest.raises(ProfileError, match=r"report.ranking/variants/references name \['10_train/nope'\], which "
+                                           r"this profile does not run; its training runs are \['10_train/"):
         plan(cfg)
 
 
