@@ -303,7 +303,7 @@ def _evaluate(spec: dict) -> dict:
             evals = {"settings": settings, "epochs": {}}
         for row in read_records(folder):
             key = str(row["epoch"])
-            if key in evals["epochs"]:
+            if evals["epochs"].get(key, {}).get("record_time") == row["time"]:  # these very weights: done
                 continue
             state = read_state_dict(folder / row["checkpoint"])
             model = build_model(MODEL, int(state["classifier.weight"].shape[0]), **side_spec["model_kwargs"])
@@ -313,7 +313,7 @@ def _evaluate(spec: dict) -> dict:
                                  height=side_spec["height"], width=side_spec["width"],
                                  precision=spec["eval"]["precision"], device="cpu")
             evals["epochs"][key] = {**{k: v for k, v in res.items() if k != "cmc"},
-                                    "seconds": time.perf_counter() - t0}
+                                    "seconds": time.perf_counter() - t0, "record_time": row["time"]}
             tmp = path.with_name("evals.json.tmp")
             tmp.write_text(json.dumps(evals, indent=1))
             os.replace(tmp, path)
