@@ -25,13 +25,7 @@ SYNTH = dict(num_cams=2, images_per_id_per_cam=2, height=64, width=32)
 TIMING = {"images_per_s", "train_seconds", "epoch_seconds"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on a shared 2-core machine: one intra-op thread is faster and reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ from reidlib.stages import train as train_stage
 BASE_EVALUATION = {"flip": True, "metric": "euclidean", "normalize": True, "max_rank": 50, "rerank": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models on a shared 2-core machine
 
 
 class LeftHalfRed(torch.nn.Module):

@@ -27,12 +27,7 @@ FAST = dict(batch_size=16, num_instances=4, height=64, width=32, device="cpu", p
             model_kwargs={"feature_dim": 32})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

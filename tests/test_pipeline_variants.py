@@ -67,6 +67,15 @@ def test_variants_and_seeds_multiply_the_training_runs(tmp_path):
     assert pipeline.run_dir(cfg, "10_train", "a-osnet@lr-high").parent == pipeline.results_dir(cfg) / "10_train"
 
 
+def test_a_row_evaluated_as_loaded_runs_once_whatever_the_seeds(tmp_path):
+    models = [{"name": "osnet_x0_25", "run": "osnet", "label": "OSNet x0.25"},
+              {"name": "osnet_x0_25", "run": "loaded", "label": "as loaded", "train": {"epochs": 0}}]
+    cfg = load_profile(_profile(tmp_path, seeds=[0, 1, 2], models=models))
+    train = [r.id for r in plan(cfg) if r.stage == "10_train"]
+    assert train == ["10_train/a-osnet", "10_train/a-osnet-seed1", "10_train/a-osnet-seed2", "10_train/a-loaded"]
+    groups = {g["model_run"]: g for g in next(r for r in plan(cfg) if r.stage == "40_report").parameters["run_groups"]}
+    assert groups["loaded"]["seeds"] == [0] and groups["osnet"]["seeds"] == [0, 1, 2]
+
 def test_the_distance_study_reads_the_first_seeds_own_runs(tmp_path):
     cfg = load_profile(_profile(tmp_path, seeds=[0, 1], variants={"v": {"training": {"lr": 1.0e-3}}},
                                 distance_study={"metrics": ["cosine"]}))

@@ -91,10 +91,12 @@ def plan(cfg: dict) -> list[Run]:
     for variant, study in studies:
         train_ids: dict[tuple[str, str], str] = {}
         for model in study["models"]:
+            # a row evaluated as loaded (epochs 0) draws nothing at random: one run, whatever the seeds
+            model_seeds = seeds if int(model["train"].get("epochs", 1)) > 0 else seeds[:1]
             for key in model["train_on"]:
                 group = {"stage": TRAIN_STAGE, "variant": variant, "model_run": model["run"], "dataset_key": key,
-                         "seeds": seeds, "runs": []}
-                for i, seed in enumerate(seeds):
+                         "seeds": model_seeds, "runs": []}
+                for i, seed in enumerate(model_seeds):
                     run = _train_run(cfg, study, model, key, variant, None if i == 0 else seed)
                     runs.append(run)
                     group["runs"].append(run.id)
