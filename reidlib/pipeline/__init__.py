@@ -1,18 +1,23 @@
 """The layer that drives the study's notebooks, one module per job.
 
 ==================  =============================================================================================
-``schema``          every profile key checked (types, ranges, known names) before anything runs
-``profile``         ``params/<name>.yaml`` read, checked and resolved into absolute paths
+``specs``           the profile's keys, types, ranges and defaults, as typed dataclasses
+``schema``          the validator the specs' annotations drive: every problem of a profile at once
+``profile``         ``params/<name>.yaml`` read (``extends:`` followed), checked and resolved into absolute paths
+``references``      the published numbers a report names, from ``params/_references.yaml``
+``variants``        ``variants:``, ``seeds:`` and ``test_split:`` checked and expanded
 ``plan``            a profile expanded into the ordered notebook runs (pure: reads only the profile)
 ``provenance``      input hashes of runs; up-to-date checks; recorded environment
 ``codehash``        the library code each stage runs, hashed without comments and docstrings
 ``fingerprint``     fingerprints of the datasets a run reads
 ``execute``         one run through papermill into a temporary folder, renamed into place on success
+``lock``            one run of a profile at a time (a lock file in its work folder)
 ``runner``          a whole profile: skip what is up to date, run the rest, one console line per run
-``cli``             ``python -m reidlib.pipeline run|list`` (what ``./run_all.sh`` calls)
+``cli``             ``python -m reidlib.pipeline run|list|show`` (what ``./run_all.sh`` calls)
 ==================  =============================================================================================
 
-Checkpoints and feature files live in the work directory (``work/<profile>/...``), never in ``results/``.
+Checkpoints and feature files live in the work directory (``work/<profile>/...``, or
+``$REIDLIB_WORK_ROOT/<profile>/...``), never in ``results/``.
 """
 from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, results_root, shared_dir
 
