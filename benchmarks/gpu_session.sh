@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device session's GPU work in a single prepared call (about 8-10 minutes of GPU time; see benchmarks/README.md).
+# All the GPU work in one prepared call (about 8-10 minutes of GPU time; see benchmarks/README.md).
 #
 #   benchmarks/gpu_session.sh --prepare   # HERE, on the CPU machine, once: fills .gpu-carry/ (git-ignored)
 #   bash benchmarks/gpu_session.sh        # THERE, as the device call: run(command=..., carry=[".gpu-carry"])
