@@ -396,3 +396,18 @@ def test_variant_and_finetune_gains_carry_paired_intervals():
     ft = {"20_finetune/x": {"model_label": "MNV3", "source_key": "a", "dataset_key": "b", "train": {},
                             "evaluations": {"zero-shot": zero, "fine-tuned": tuned}}}
     assert finetune_table(ft).iloc[0]["mAP gain (paired 95% CI)"] == "+7.5 [+7.5, +7.5]"
+
+
+def test_a_fine_tuned_row_names_its_source_set_by_label():
+    def record(key: str, label: str, **extra) -> dict:
+        return {"model_label": "OSNet x0.25", "dataset_key": key, "dataset_label": label,
+                "evaluations": {"test": {"label": label, "role": "test", "R1": 50.0, "mAP": 45.0}},
+                "train": {"init": "random", "image_size": [64, 32], "epochs_completed": 2}, **extra}
+
+    tuned = {**record("synth-b", "Synthetic B", source_key="synth-a"), "evaluations": {
+        "fine-tuned": {"label": "Synthetic B", "role": "fine-tuned", "R1": 60.0, "mAP": 55.0}},
+        "train": {"init": "fine-tuned from osnet trained on synth-a", "image_size": [64, 32], "epochs_completed": 1}}
+    runs = {"10_train/synth-a-osnet": record("synth-a", "Synthetic A"), "20_finetune/synth-a-to-synth-b-osnet": tuned}
+    row = comparison_table(runs).set_index("run").loc["`20_finetune/synth-a-to-synth-b-osnet`"]
+    assert row["data"] == "Synthetic B (fine-tuned from Synthetic A)"
+    assert row["init"] == "fine-tuned from Synthetic A"

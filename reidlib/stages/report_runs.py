@@ -78,6 +78,12 @@ def precision_of(m: dict) -> str:
     return "auto" if bf16 is None else "bf16 autocast" if bf16 else "fp32"
 
 
+def dataset_labels(runs: dict) -> dict[str, str]:
+    """Each training set's profile key -> its human label, read from the training runs' records."""
+    return {m["dataset_key"]: m.get("dataset_label") or m["dataset_key"]
+            for m in runs.values() if m.get("dataset_key")}
+
+
 def run_setting(m: dict) -> dict:
     """What a run trained in: ``init`` ("random", "ImageNet" or the weights file's stem), ``epochs`` (completed),
     ``input`` ("HxW"), ``hardware``, ``train_min`` (minutes of training), ``losses`` (:func:`loss_terms`; None for

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .distance import best_distances, pivot_distance_table, pivot_verification_table
 from .ids import DISTANCE_STAGE, FINETUNE_STAGE, TRAIN_STAGE, in_stage
-from .report_runs import distance_run, on_test, result_eval, run_setting
+from .report_runs import dataset_labels, distance_run, on_test, result_eval, run_setting
 from .uncertainty import fmt_diff, fmt_pair, fmt_record, paired
 
 SETTING_COLUMNS = ("init", "epochs", "input", "hardware")
@@ -52,12 +52,15 @@ def comparison_table(runs: dict, references: list[dict] | None = None, paper: di
     (a reference's own ``differs`` note appended).
     """
     rows = paper_rows(paper) if paper else []
+    labels = dataset_labels(runs)
     for run, m in sorted(runs.items()):
         ev = result_eval(m) if in_stage(run, TRAIN_STAGE, FINETUNE_STAGE) else None
         if ev is None:
             continue
-        st = run_setting(m)
-        data = ev["label"] + (f" (fine-tuned from {m['source_key']})" if in_stage(run, FINETUNE_STAGE) else "")
+        st, data = run_setting(m), ev["label"]
+        if in_stage(run, FINETUNE_STAGE):
+            source = labels.get(m["source_key"], m["source_key"])
+            data, st = f"{data} (fine-tuned from {source})", {**st, "init": f"fine-tuned from {source}"}
         rows.append({"source": "this study", "model": m["model_label"], "data": data,
                      **{k: st[k] for k in SETTING_COLUMNS}, "R1 / mAP (%) [95% CI]": fmt_record(ev),
                      **({DIFFERS: differences(st, data, paper["setting"], paper["main_data"])} if paper else {}),
