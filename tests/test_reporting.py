@@ -396,6 +396,10 @@ def test_variant_and_finetune_gains_carry_paired_intervals():
     ft = {"20_finetune/x": {"model_label": "MNV3", "source_key": "a", "dataset_key": "b", "train": {},
                             "evaluations": {"zero-shot": zero, "fine-tuned": tuned}}}
     assert finetune_table(ft).iloc[0]["mAP gain (paired 95% CI)"] == "+7.5 [+7.5, +7.5]"
+    assert finetune_table(ft).iloc[0]["source → target"] == "a → b"  # no labels recorded: the profile keys
+    ft["20_finetune/x"]["dataset_label"] = "Set B"
+    ft["10_train/a-m"] = {"dataset_key": "a", "dataset_label": "Set A"}
+    assert finetune_table(ft).iloc[0]["source → target"] == "Set A → Set B"
 
 
 def test_a_fine_tuned_row_names_its_source_set_by_label():

@@ -127,11 +127,12 @@ def table_one(runs: dict) -> pd.DataFrame:
 def finetune_table(runs: dict) -> pd.DataFrame:
     """Zero-shot and fine-tuned rank-1 / mAP (%) [95 % CI] on the target's test split, and the fine-tuning gain in
     mAP points with its paired interval (same queries)."""
-    rows = []
+    rows, labels = [], dataset_labels(runs)
     for run, m in runs.items():
         if in_stage(run, FINETUNE_STAGE):
             zero, tuned = m["evaluations"]["zero-shot"], m["evaluations"]["fine-tuned"]
-            rows.append({"model": m["model_label"], "source → target": f"{m['source_key']} → {m['dataset_key']}",
+            pair = f"{labels.get(m['source_key'], m['source_key'])} → {m.get('dataset_label') or m['dataset_key']}"
+            rows.append({"model": m["model_label"], "source → target": pair,
                          "zero-shot R1 / mAP": fmt_record(zero), "fine-tuned R1 / mAP": fmt_record(tuned),
                          "mAP gain (paired 95% CI)": fmt_diff(paired(tuned, zero, "mAP")),
                          "epochs": m["train"].get("epochs_completed")})
