@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -114,12 +115,14 @@ def kernel_env() -> dict[str, str]:
     return env
 
 
-def _ipc_kernel_manager(socket_dir: str, env: dict[str, str], started: list | None = None):
+def _ipc_kernel_manager(socket_dir: str, env: dict[str, str], started: list | None = None,
+                        stderr: IO[bytes] | None = None):
     """A kernel manager class whose kernels talk over IPC sockets in ``socket_dir`` and start with ``env``
     (papermill offers no way to hand the kernel an environment; this process's own is left alone).
 
     Its shutdown skips jupyter_client's leading interrupt (see the module docstring). Each started kernel's
-    process is appended to ``started`` (for :func:`stop_kernels`)."""
+    process is appended to ``started`` (for :func:`stop_kernels`). ``stderr``: an open file the kernel process
+    writes its own log to (what a notebook raises is in the executed notebook, not there)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -130,6 +133,8 @@ def _ipc_kernel_manager(socket_dir: str, env: dict[str, str], started: list | No
 
         async def start_kernel(self, **kw):
             kw["env"] = dict(env)
+            if stderr is not None:
+                kw["stderr"] = stderr
             out = await super().start_kernel(**kw)
             process = getattr(self.provisioner, "process", None)
             if started is not None and process is not None:
@@ -195,12 +200,15 @@ def execute(run: Run, cfg: dict, log_output: bool = False, fresh: bool = False) 
     (tmp / "params.yaml").write_text(yaml.safe_dump(portable(run.parameters), sort_keys=False))
     started = time.time()
     kernels: list[subprocess.Popen] = []
+    kernel_log = Path(cfg["work_dir"]) / "kernel-logs" / run.stage / f"{run.name}.log"
+    kernel_log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="reidlib-kernel-") as sockets:
+        with tempfile.TemporaryDirectory(prefix="reidlib-kernel-") as sockets, open(kernel_log, "wb") as log:
             try:
                 pm.execute_notebook(str(run.notebook), str(out_nb), parameters=params, cwd=str(NOTEBOOKS_DIR),
                                     kernel_name="python3", progress_bar=False, log_output=log_output,
-                                    kernel_manager_class=_ipc_kernel_manager(sockets, kernel_env(), kernels))
+                                    kernel_manager_class=_ipc_kernel_manager(sockets, kernel_env(), kernels,
+                                                                             None if log_output else log))
             finally:  # Ctrl-C/SIGTERM leave papermill before it shuts its kernel down: no kernel outlives its run
                 stop_kernels(kernels)
     except Exception as exc:
@@ -209,9 +217,9 @@ def execute(run: Run, cfg: dict, log_output: bool = False, fresh: bool = False) 
         if out_nb.is_file():
             shutil.copy2(out_nb, failed)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise StageFailed(f"{run.id} failed: {_error_text(exc)}\n  executed notebook with the error: {failed}") \
-            from exc
-    except BaseException:  # Ctrl-C: leave results/ as it was
+        raise StageFailed(f"{run.id} failed: {_error_text(exc)}\n  executed notebook with the error: {failed}"
+                          f"\n  the kernel's own log: {kernel_log}") from exc
+    except BaseException:  # Ctrl-C/SIGTERM: leave results/ as it was, and say so in one line (the caller's)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if not (tmp / "metrics.json").is_file():

@@ -8,6 +8,7 @@ status 130 or 143.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -38,6 +39,10 @@ class TerminatedRun(InterruptedRun):
     exit_code = 143
 
 
+# papermill's and the notebook client's loggers: after SIGTERM their "kernel died" lines are noise
+NOTEBOOK_CLIENT_LOGGERS = ("nbclient", "papermill", "traitlets")
+
+
 class _Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler wherever the pipeline process is, so it unwinds like Ctrl-C."""
 
@@ -50,8 +55,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
+    loggers = [logging.getLogger(name) for name in NOTEBOOK_CLIENT_LOGGERS]
+    was_disabled = [log.disabled for log in loggers]
+
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for log in loggers:  # the notebook client would report the kernel it loses while this unwinds
+            log.disabled = True
         raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -59,6 +69,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for log, disabled in zip(loggers, was_disabled):
+            log.disabled = disabled
 
 
 def _shown(recorded: str) -> str:
