@@ -147,6 +147,16 @@ def test_one_instance_per_identity_with_a_triplet_loss_is_refused(tmp_path):
     assert load_profile(ok)["training"]["num_instances"] == 1
 
 
+def test_the_checked_recipe_is_the_one_that_runs_nested_blocks_merged(tmp_path):
+    """A model's train.loss_kwargs adds to the shared block's (as load_profile resolves it), so the shared
+    triplet_weight 0 still holds when the check asks for positive pairs."""
+    models = [{"name": "osnet_x0_25", "run": "osnet", "label": "OSNet", "train": {"loss_kwargs": {"id_weight": 1.0}}}]
+    path = _smoke_copy(tmp_path, models=models, train_on=["synth-a"], finetune=None,
+                       training={**SMOKE["training"], "num_instances": 1, "batch_size": 8,
+                                 "loss_kwargs": {"triplet_weight": 0.0}})
+    recipe = load_profile(path)["models"][0]["train"]
+    assert recipe["loss_kwargs"] == {"triplet_weight": 0.0, "id_weight": 1.0} and recipe["num_instances"] == 1
+
 def test_an_input_smaller_than_a_model_takes_is_refused_at_dry_run(tmp_path, capsys):
     path = _smoke_copy(tmp_path, image_size=[7, 32])
     assert pipeline.main(["run", str(path), "--dry-run"]) == 1

@@ -10,7 +10,6 @@ and state only what differs from its base (:func:`read_profile`). Files in ``par
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from reidlib.paths import DEFAULT_WORK_ROOT, PARAMS_DIR, REPO_ROOT, expand_path, shared_dir, work_root
 
+from .mappings import deep_merge
 from .references import resolve_report
 from .specs import ProfileError, check_profile, with_defaults
 from .variants import check_study_keys, variant_raws
@@ -127,17 +127,6 @@ def expand(value: Any, mapping: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: expand(v, mapping) for k, v in value.items()}
     return value
-
-
-def deep_merge(base: dict, override: dict | None) -> dict:
-    """``base`` updated by ``override``, recursively for nested dicts (neither input is modified)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def list_profiles() -> list[str]:

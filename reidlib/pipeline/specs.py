@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from .mappings import deep_merge
 from .schema import Problems, ProfileError, Rule, build, check_value, coerce, resolved, rule, rules_of
 
 __all__ = ["DatasetSpec", "DistanceSpec", "EvalSpec", "FinetuneSpec", "ModelSpec", "ProfileError", "ReportSpec",
@@ -349,7 +350,7 @@ class Study:
                 if key not in datasets:
                     ck.fail(f"models[{i}].train_on", f"names unknown dataset {key!r} ({sorted(datasets)})")
             _check_selection(model.train, f"models[{i}].train", selection, ck)
-            merged = merge_recipes(self.training, model.train)
+            merged = deep_merge(self.training, model.train)  # the recipe load_profile resolves
             if not any(e.startswith(("training", f"models[{i}]")) for e in ck.errors):  # else named once already
                 _try_train_config(merged, f"models[{i}] (training merged with its train block)", ck)
             own_k = "num_instances" in model.train
@@ -474,14 +475,6 @@ def _check_transforms(block: Any, where: str, fields: dict[str, Rule], ck: Probl
     if block is None or not ck.unknown_keys(where, block, set(TRANSFORM_KEYS)):
         return {}
     return {k: check_value(v, fields[k], f"{where}.{k}", ck, {}) for k, v in block.items() if k in TRANSFORM_KEYS}
-
-
-def merge_recipes(base: dict, override: dict) -> dict:
-    """``override`` over ``base``; their ``transforms`` blocks merged key by key."""
-    merged = {**base, **override}
-    if isinstance(base.get("transforms"), dict) and isinstance(override.get("transforms"), dict):
-        merged["transforms"] = {**base["transforms"], **override["transforms"]}
-    return merged
 
 
 def _try_train_config(train: dict, where: str, ck: Problems) -> None:

@@ -22,6 +22,7 @@ import difflib
 import re
 from typing import Any
 
+from .mappings import deep_merge
 from .schema import ProfileError
 
 __all__ = ["VARIANT_KEYS", "check_study_keys", "variant_raws"]
@@ -30,12 +31,6 @@ __all__ = ["VARIANT_KEYS", "check_study_keys", "variant_raws"]
 VARIANT_KEYS = frozenset({"datasets", "train_on", "zero_shot", "models", "training", "finetune", "evaluation",
                           "image_size", "precision", "device", "num_workers"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _deep_merge(base: dict, override: dict) -> dict:
-    from .profile import deep_merge
-
-    return deep_merge(base, override)
 
 
 def variant_raws(raw: dict, source: str) -> dict[str, dict]:
@@ -70,7 +65,7 @@ def variant_raws(raw: dict, source: str) -> dict[str, dict]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             errors.append(f"{where}: cannot override {key!r}{hint} (a variant changes what its training runs read: "
                           f"{', '.join(sorted(VARIANT_KEYS))})")
-        out[name] = _deep_merge(base, overrides)
+        out[name] = deep_merge(base, overrides)
     if errors:
         lines = "\n  - ".join(errors)
         raise ProfileError(f"{source} has {len(errors)} problem(s):\n  - {lines}")
