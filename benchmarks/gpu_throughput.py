@@ -43,13 +43,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+import peer_env  # noqa: E402  (a sibling script, found through the path line above)
 
 SHARED = Path(os.environ.get("REIDLIB_SHARED", ROOT.parent / "shared"))
 CUHK03 = SHARED / "data" / "cuhk03-np-detected"
 PEER_WORKER = ROOT / "benchmarks" / "peer_speed_torchreid.py"
-# the peer's recipe (benchmarks/peer_speed.py), as fit keywords
-PEER_RECIPE = dict(optimizer="amsgrad", lr=1.5e-3, scheduler="cosine", warmup_epochs=0, milestones=(),
-                   center_weight=0.0, flip_p=0.5, pad=0, erasing_p=0.0)
+# the peer's recipe (benchmarks/peer_env.py) as fit keywords, less the batch and input sizes this script sets itself
+PEER_RECIPE = {k: v for k, v in peer_env.PEER_RECIPE.items()
+               if k not in ("batch_size", "num_instances", "height", "width")}
 
 
 def _sync(device) -> None:
@@ -172,7 +173,7 @@ def run_peer(args: argparse.Namespace, device, train_items: list, extract_items:
     """torchreid's training and extraction in the peer's own process; ``{"error": ...}`` when that fails."""
     import json
 
-    from peer_speed import ensure_peer_env, run_side
+    from peer_env import ensure_peer_env, run_side
 
     try:
         python = args.peer_python or os.environ.get("REIDLIB_PEER_PYTHON")
