@@ -422,3 +422,14 @@ def test_a_terminated_run_resumes_from_its_last_epoch_under_a_moved_work_root(tm
                            cwd=REPO, text=True, capture_output=True, timeout=120)
     assert "10_train/synth-a-osnet_x0_25: up to date" in again.stdout, again.stdout + again.stderr
     assert not (REPO / "work" / name).exists()
+
+
+# ---- --only names a run by id or by name, and a typo lists the profile's runs ---------------------------------
+def test_only_takes_a_run_name_without_its_stage_and_names_the_runs_on_a_typo(tmp_path, capsys):
+    path = _profile(tmp_path)
+    assert pipeline.main(["run", str(path), "--only", "synth-a-osnet_x0_25", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "10_train/synth-a-osnet_x0_25: would run" in out and "10_train/synth-a-bot_resnet50" not in out
+    assert pipeline.main(["run", str(path), "--only", "synth-a-osnet_x0_2", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean 'synth-a-osnet_x0_25'?" in err and "its runs: 00_data/datasets, 10_train/" in err, err

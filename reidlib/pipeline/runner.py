@@ -7,6 +7,8 @@ status 130 or 143.
 """
 from __future__ import annotations
 
+import difflib
+
 import json
 import logging
 import signal
@@ -125,6 +127,24 @@ def _needed_downstream(run: Run, runs: list[Run]) -> bool:
     return any(run.id in other.depends_on for other in runs if other.stage != REPORT_STAGE)
 
 
+def _select_only(everything: list[Run], only: list[str]) -> list[Run]:
+    """The runs ``--only`` names: a stage, a run id (``10_train/cuhk03-osnet_x0_25``) or a run's name without its
+    stage (``cuhk03-osnet_x0_25``), in plan order.
+
+    Raises:
+        ProfileError: a name matches nothing; the message lists this profile's run ids.
+    """
+    known = {r.id for r in everything} | {r.name for r in everything} | set(STAGES)
+    unknown = [o for o in only if o not in known]
+    if unknown:
+        hints = [f"{o!r}: did you mean {m[0]!r}?" for o in unknown
+                 for m in [difflib.get_close_matches(o, sorted(known), n=1, cutoff=0.6)] if m]
+        raise ProfileError(f"--only {unknown}: not a stage {STAGES} nor a run of this profile"
+                           + (f" ({'; '.join(hints)})" if hints else "")
+                           + "; its runs: " + ", ".join(r.id for r in everything))
+    return [r for r in everything if r.stage in only or r.id in only or r.name in only]
+
+
 def run_study(profile: str, data_root: str | None = None, only: list[str] | None = None, force: bool = False,
               dry_run: bool = False, log_output: bool = False, cwd: str | None = None) -> list[Path]:
     """Run (or refresh) a whole profile. ``only`` restricts to stages (e.g. ``["10_train"]``) or run ids.
@@ -142,10 +162,7 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
     everything = plan(cfg)
     runs = everything
     if only:
-        unknown = [o for o in only if o not in STAGES and o not in {r.id for r in everything}]
-        if unknown:
-            raise ProfileError(f"--only {unknown}: not a stage {STAGES} nor a run id of this profile")
-        runs = [r for r in everything if r.stage in only or r.id in only]
+        runs = _select_only(everything, only)
     check_results_dir(cfg)
     current: Run | None = None
     try:
