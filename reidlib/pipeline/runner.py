@@ -8,7 +8,6 @@ status 130 or 143.
 from __future__ import annotations
 
 import difflib
-
 import json
 import logging
 import signal
