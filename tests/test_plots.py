@@ -225,14 +225,16 @@ def test_report_figures_keep_one_colour_per_model_human_titles_and_captions(stud
     from reidlib.figure_style import model_style
     from reidlib.plots import plot_cmc_grid
     from reidlib.stages.distance import plot_roc_by_dataset
+    from reidlib.stages.records import as_runs
     from reidlib.stages.report_figures import cmc_panels, figure_caption, plot_learning_curves, report_figures
 
     osnet = model_style("osnet_x0_25")["color"]
-    panels, styles = cmc_panels(study_runs)
+    runs = as_runs(study_runs)
+    panels, styles = cmc_panels(runs)
     assert list(panels) == ["CUHK03-NP (detected)", "VIPeR\nzero-shot from CUHK03-NP (detected)",
                             "CUHK01\nfine-tuned from CUHK03-NP (detected)"]
     cmc = plot_cmc_grid(panels, styles=styles)
-    curves = plot_learning_curves({k: v for k, v in study_runs.items() if k.startswith("10_train/")})
+    curves = plot_learning_curves({k: v for k, v in runs.items() if k.startswith("10_train/")})
     roc = plot_roc_by_dataset(study_runs["30_distance_study/all"]["roc"])
 
     def colour_of(fig, label: str) -> set:
@@ -248,7 +250,7 @@ def test_report_figures_keep_one_colour_per_model_human_titles_and_captions(stud
     paper = [h for h, t in zip(legend.legend_handles, legend.get_texts()) if "paper code" in t.get_text()][0]
     assert paper.get_color() == model_style("mnv3_siamese")["color"] and paper.get_linestyle() == "--"
 
-    written = report_figures(study_runs, tmp_path / "figures")
+    written = report_figures(runs, tmp_path / "figures")
     assert [p.name for p in written] == ["cmc.png", "roc.png", "learning_curves_cuhk03_np__detected.png",
                                          "learning_curves_ft_cuhk01_from_cuhk03_np__detected.png"]
     assert figure_caption(written[-1]) == "Learning curves: Fine-tuning on CUHK01 from CUHK03-NP (detected)"

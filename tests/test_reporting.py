@@ -9,6 +9,7 @@ import pytest
 
 from reidlib.evaluation import evaluate
 from reidlib.pipeline.references import read_references
+from reidlib.stages.records import Recipe, TrainRecord, as_runs
 from reidlib.stages.report_learning import chance_rank1
 from reidlib.stages.report_runs import hardware_of, loss_terms
 from reidlib.stages.report_tables import comparison_table, differences
@@ -46,20 +47,24 @@ def test_differences_name_only_what_differs():
 
 
 def test_loss_terms_read_the_recipe():
-    assert loss_terms({"center_weight": 5e-4, "loss_kwargs": {}}) == "CE + triplet + center"
-    assert loss_terms({"center_weight": 0.0, "loss_kwargs": {"triplet_weight": 0.0}}) == "CE"
+    assert loss_terms(Recipe.from_dict({"center_weight": 5e-4, "loss_kwargs": {}})) == "CE + triplet + center"
+    assert loss_terms(Recipe.from_dict({"center_weight": 0.0, "loss_kwargs": {"triplet_weight": 0.0}})) == "CE"
+    assert loss_terms(Recipe.from_dict({})) == "CE + triplet + center"  # the trainer's defaults
 
 
 def test_hardware_names_native_bf16_only_where_run_json_recorded_it():
+    def hardware(m: dict) -> str:
+        return hardware_of(TrainRecord.from_dict(m))
+
     env = {"cpu": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "cuda": None}
-    assert hardware_of({"run_info": {"environment": env}}) == "AMD EPYC, 2 cores, 2 threads"
+    assert hardware({"run_info": {"environment": env}}) == "AMD EPYC, 2 cores, 2 threads"
     with_bf16 = {"run_info": {"environment": {**env, "cpu_native_bf16": True}}}
-    assert hardware_of(with_bf16) == "AMD EPYC (native bf16), 2 cores, 2 threads"
+    assert hardware(with_bf16) == "AMD EPYC (native bf16), 2 cores, 2 threads"
     without = {"run_info": {"environment": {**env, "cpu_native_bf16": False}}}
-    assert hardware_of(without) == "AMD EPYC (no native bf16), 2 cores, 2 threads"
+    assert hardware(without) == "AMD EPYC (no native bf16), 2 cores, 2 threads"
     gpu = {"train": {"device": "cuda:0"}, "run_info": {"environment": {**env, "cuda": "NVIDIA H200"}}}
-    assert hardware_of(gpu) == "GPU NVIDIA H200"
-    assert hardware_of({}) == "unknown"
+    assert hardware(gpu) == "GPU NVIDIA H200"
+    assert hardware({}) == "unknown"
 
 
 def test_comparison_table_holds_paper_study_and_reference_rows():
@@ -70,16 +75,17 @@ def test_comparison_table_holds_paper_study_and_reference_rows():
            "run_info": {"environment": {"cpu": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "cuda": None}}}
     ref = {"source": "peer", "model": "OSNet x0.25", "data": "CUHK03-NP", "init": "osnet_x0_25_msmt17",
            "epochs": 20, "input": "256x128", "hardware": "2-core CPU", "R1": 43.0, "mAP": 41.0, "differs": "no center"}
-    table = comparison_table({"10_train/cuhk03-osnet": run}, [ref], paper=PAPER)
+    runs = as_runs({"10_train/cuhk03-osnet": run})
+    table = comparison_table(runs, [ref], paper=PAPER)
     assert PAPER_ROWS == 9 and len(table) == PAPER_ROWS + 2
     assert list(table["source"][:PAPER_ROWS]) == ["paper, Table I"] * PAPER_ROWS
     bot = table[(table["model"] == "BoT ResNet50 (baseline)") & (table["data"] == "Market-1501")].iloc[0]
     assert bot["R1 / mAP (%) [95% CI]"] == "89.4 / 75.5" and bot["epochs"] == 120  # as published, Table I
     ours = table[table["run"] == "`10_train/cuhk03-osnet`"].iloc[0]
     assert ours["R1 / mAP (%) [95% CI]"] == "50.0 [n/a] / 45.0 [n/a]"  # a record made before intervals
-    assert len(comparison_table({"10_train/cuhk03-osnet": run}, paper=PAPER)) == PAPER_ROWS + 1
+    assert len(comparison_table(runs, paper=PAPER)) == PAPER_ROWS + 1
     assert list(comparison_table({}, [ref])["source"]) == ["peer"]
-    assert "what differs from the paper" not in comparison_table({"10_train/cuhk03-osnet": run}, [ref])  # no paper
+    assert "what differs from the paper" not in comparison_table(runs, [ref])  # no paper
     assert ours["init"] == "osnet_x0_25_msmt17" and ours["hardware"] == "AMD EPYC, 2 cores, 2 threads"
     assert ours["what differs from the paper"] == "differs in data, init, epochs, hardware; 20.0 min of training"
     peer = table[table["source"] == "peer"].iloc[0]
@@ -114,7 +120,7 @@ def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
             "10_train/collapsed": _trained_run(tmp_path, 0.1, np.ones((4, 3))),
             "10_train/reference": dict(_trained_run(tmp_path, 5.0, np.eye(2)), history=[]),  # evaluated, not trained
             "20_finetune/x": _trained_run(tmp_path, 9.0, np.eye(2))}
-    table = learning_check(runs, {"D": 0.5}).set_index("run")
+    table = learning_check(as_runs(runs), {"D": 0.5}).set_index("run")
     assert list(table.index) == ["`10_train/a`", "`10_train/collapsed`"]
     a, collapsed = table.loc["`10_train/a`"], table.loc["`10_train/collapsed`"]
     assert a["R1 / chance"] == 4.0 and a["chance R1"] == 0.5 and a["train acc, last epoch"] == 25.0
@@ -124,10 +130,10 @@ def test_learning_check_compares_with_chance_and_flags_collapse(tmp_path):
     assert collapsed["feature spread"] == 0.0
     ce_only = dict(runs["10_train/a"], history=[{k: v for k, v in r.items() if k != "loss_triplet"}
                                                 for r in runs["10_train/a"]["history"]])
-    only = learning_check({"10_train/ce": ce_only}, {"D": 0.5}).iloc[0]
+    only = learning_check(as_runs({"10_train/ce": ce_only}), {"D": 0.5}).iloc[0]
     assert only["triplet loss, last epoch (margin)"] == "not trained"
     Path(runs["10_train/a"]["features"]["test"]["gallery"]).unlink()  # work/ cleaned: no spread, no error
-    assert learning_check(runs, {}).set_index("run").loc["`10_train/a`", "feature spread"] is None
+    assert learning_check(as_runs(runs), {}).set_index("run").loc["`10_train/a`", "feature spread"] is None
 
 
 def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
@@ -139,7 +145,7 @@ def test_head_to_head_subtracts_the_reference_and_reports_missing_runs():
              "compare_with": "10_train/d-osnet"},
             {"source": "other", "R1": 1.0, "mAP": 1.0, "compare_with": "10_train/absent"},
             {"source": "no link", "R1": 1.0, "mAP": 1.0}]
-    table = head_to_head({"10_train/d-osnet": run}, refs)
+    table = head_to_head(as_runs({"10_train/d-osnet": run}), refs)
     assert len(table) == 2
     assert table.iloc[0]["difference R1 / mAP"] == "+1.0 / -0.5"
     assert table.iloc[0]["training"] == "10 epochs, 22.0 min, unknown"
@@ -152,7 +158,7 @@ def test_report_warns_about_stale_runs(tmp_path):
     run = {"model_label": "M", "dataset_label": "D", "history": [],
            "evaluations": {"test": {"label": "D", "role": "test", "R1": 50.0, "mAP": 45.0}},
            "train": {"epochs": 1, "epochs_completed": 1, "train_seconds": 60.0}, "run_info": {}}
-    runs = {"10_train/fresh": run, "10_train/old": run}
+    runs = as_runs({"10_train/fresh": run, "10_train/old": run})
     text = write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml",
                         stale_runs=["10_train/old", "10_train/not-gathered"])
     assert "**1 of the 2 runs gathered here are stale**" in text and "`10_train/old`." in text
@@ -167,7 +173,7 @@ def test_imagenet_init_is_the_papers_init():
 
     m = {"train": {"init": "imagenet", "image_size": [256, 128], "epochs": 120, "epochs_completed": 120},
          "run_info": {"environment": {"cuda": "NVIDIA H200"}}}
-    setting = run_setting(m)
+    setting = run_setting(TrainRecord.from_dict(m))
     assert setting["init"] == "ImageNet" and setting["losses"] is None  # a record without its recipe
     assert "init" not in differences(setting, "Market-1501", PAPER["setting"], PAPER["main_data"])
 
@@ -181,7 +187,7 @@ def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
                 "train": {"epochs": 30, "epochs_completed": 30 if stopped is None else 12, "train_seconds": 60.0,
                           "stopped_early": stopped}, "run_info": {}}
 
-    runs = {"10_train/full": run(None), "10_train/cut": run("max_minutes=90 reached before epoch 13")}
+    runs = as_runs({"10_train/full": run(None), "10_train/cut": run("max_minutes=90 reached before epoch 13")})
     text = write_report(runs, tmp_path, profile="p", description="d", profile_path="p.yaml")
     lines = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("- `10_train/")}
     assert "epochs run 12 of 30" in lines["10_train/cut"]
@@ -214,10 +220,10 @@ def _scratch_run(model_name: str, label: str, r1: float, m_ap: float, select_on:
 
 
 def _three(resnet_map: float, osnet_map: float, mnv3_map: float, spread: float | None = 0.0) -> dict:
-    return {"10_train/r": _scratch_run("bot_resnet50", "ResNet50", 30.0, resnet_map, spread=spread),
+    return as_runs({"10_train/r": _scratch_run("bot_resnet50", "ResNet50", 30.0, resnet_map, spread=spread),
             "10_train/o": _scratch_run("osnet_x0_25", "OSNet", 25.0, osnet_map,
                                        spread=None if spread is None else -spread),  # the opposite identities
-            "10_train/m": _scratch_run("mnv3_siamese", "MNV3", 20.0, mnv3_map, spread=spread)}
+            "10_train/m": _scratch_run("mnv3_siamese", "MNV3", 20.0, mnv3_map, spread=spread)})
 
 
 @pytest.mark.parametrize("maps, verdict", [
@@ -267,8 +273,8 @@ def test_variant_table_gives_the_fix_in_points_and_how_each_was_selected():
 
     runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5),
             "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test")}
-    table = variant_table(runs, [{"fixed": "10_train/fixed", "variant": "10_train/paper", "change": "sigmoid"},
-                                 {"fixed": "10_train/fixed", "variant": "10_train/gone"}])
+    table = variant_table(as_runs(runs), [{"fixed": "10_train/fixed", "variant": "10_train/paper", "change": "sigmoid"},
+                                          {"fixed": "10_train/fixed", "variant": "10_train/gone"}])
     assert len(table) == 1  # a variant without results is left out
     row = table.iloc[0]
     assert (row["R1 gain (points)"], row["mAP gain (points)"]) == (7.0, 7.5)
@@ -283,7 +289,7 @@ def test_learning_curves_draw_every_recorded_curve_and_the_margin():
 
     hist = [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": 0.5 - 0.1 * e, "train_acc": 0.1 * e,
              "val_rank1": 0.05 * e if e % 2 == 0 else None} for e in (1, 2, 3, 4)]
-    fig = plot_learning_curves({"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist)})
+    fig = plot_learning_curves(as_runs({"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist)}))
     id_ax, tri_ax, acc_ax, r1_ax = fig.axes
     assert list(id_ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0]
     assert len(tri_ax.lines) == 2 and tri_ax.lines[1].get_ydata()[0] == pytest.approx(0.3)  # the run, its margin
@@ -305,8 +311,8 @@ def test_learning_curves_keep_one_colour_per_run_and_cut_the_triplet_axis_near_t
         return [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": first_triplet if e == 1 else 0.35,
                  "train_acc": 0.1 * e, key: 0.05 * e} for e in (1, 2, 3)]
 
-    runs = {"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist(6.0, False)),
-            "10_train/b": _scratch_run("mnv3_siamese", "MNV3 paper code", 1.0, 1.0, history=hist(0.9, True))}
+    runs = as_runs({"10_train/a": _scratch_run("osnet_x0_25", "OSNet", 1.0, 1.0, history=hist(6.0, False)),
+                    "10_train/b": _scratch_run("mnv3_siamese", "MNV3 paper code", 1.0, 1.0, history=hist(0.9, True))})
     fig = plot_learning_curves(runs)
     id_ax, tri_ax, acc_ax, r1_ax = fig.axes
     for i in range(2):  # run i has the same colour in every panel
@@ -324,8 +330,8 @@ def test_ranking_paragraph_works_for_any_set_of_runs_and_leaves_out_failed_ones(
     two = {k: v for k, v in _three(30.0, 20.0, 19.0).items() if k != "10_train/m"}
     text = ranking_paragraph(two, ["10_train/r", "10_train/o"], paper=PAPER)
     assert "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0]" in text
-    four = dict(_three(30.0, 20.0, 19.0), **{"10_train/v": _scratch_run("mnv3_siamese", "MNV3 v", 5.0, 0.5,
-                                                                          spread=0.0)})
+    four = as_runs(dict(_three(30.0, 20.0, 19.0), **{"10_train/v": _scratch_run("mnv3_siamese", "MNV3 v", 5.0, 0.5,
+                                                                                  spread=0.0)}))
     ids = ["10_train/r", "10_train/o", "10_train/m", "10_train/v"]
     assert "It holds" in ranking_paragraph(four, ids, failed={"10_train/v": "near chance"}, paper=PAPER)
     left = ranking_paragraph(four, ids, failed={"10_train/v": "near chance", "10_train/o": "collapsed"}, paper=PAPER)
@@ -360,8 +366,8 @@ def test_learning_check_verdicts_exclude_near_chance_and_collapsed_runs(tmp_path
     assert learning_verdict(3.4, 0.07, 0.85) == "learned"
     assert learning_verdict(50.0, 0.1, 0.05) == "collapsed"
     assert learning_verdict(1.5, None, None) == "near chance"  # chance unknown: taken as 0
-    runs = {"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
-            "10_train/collapsed": _trained_run(tmp_path, 9.0, np.ones((4, 3)))}
+    runs = as_runs({"10_train/a": _trained_run(tmp_path, 2.0, np.eye(4)),
+                    "10_train/collapsed": _trained_run(tmp_path, 9.0, np.ones((4, 3)))})
     table = learning_check(runs, {"D": 0.5})
     assert list(table["verdict"]) == ["near chance", "collapsed"]
     failed = failed_runs(table)
@@ -390,16 +396,16 @@ def test_variant_and_finetune_gains_carry_paired_intervals():
     runs = {"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5, spread=0.0),
             "10_train/paper": _scratch_run("mnv3_siamese", "MNV3 (paper code)", 15.0, 11.0, select_on="test",
                                            spread=0.0)}
-    row = variant_table(runs, [{"fixed": "10_train/fixed", "variant": "10_train/paper"}]).iloc[0]
+    row = variant_table(as_runs(runs), [{"fixed": "10_train/fixed", "variant": "10_train/paper"}]).iloc[0]
     assert row["mAP gain, paired 95% CI"] == "+7.5 [+7.5, +7.5]"
     zero, tuned = runs["10_train/paper"]["evaluations"]["test"], runs["10_train/fixed"]["evaluations"]["test"]
     ft = {"20_finetune/x": {"model_label": "MNV3", "source_key": "a", "dataset_key": "b", "train": {},
                             "evaluations": {"zero-shot": zero, "fine-tuned": tuned}}}
-    assert finetune_table(ft).iloc[0]["mAP gain (paired 95% CI)"] == "+7.5 [+7.5, +7.5]"
-    assert finetune_table(ft).iloc[0]["source → target"] == "a → b"  # no labels recorded: the profile keys
+    assert finetune_table(as_runs(ft)).iloc[0]["mAP gain (paired 95% CI)"] == "+7.5 [+7.5, +7.5]"
+    assert finetune_table(as_runs(ft)).iloc[0]["source → target"] == "a → b"  # no labels recorded: the profile keys
     ft["20_finetune/x"]["dataset_label"] = "Set B"
     ft["10_train/a-m"] = {"dataset_key": "a", "dataset_label": "Set A"}
-    assert finetune_table(ft).iloc[0]["source → target"] == "Set A → Set B"
+    assert finetune_table(as_runs(ft)).iloc[0]["source → target"] == "Set A → Set B"
 
 
 def test_a_fine_tuned_row_names_its_source_set_by_label():
@@ -412,6 +418,6 @@ def test_a_fine_tuned_row_names_its_source_set_by_label():
         "fine-tuned": {"label": "Synthetic B", "role": "fine-tuned", "R1": 60.0, "mAP": 55.0}},
         "train": {"init": "fine-tuned from osnet trained on synth-a", "image_size": [64, 32], "epochs_completed": 1}}
     runs = {"10_train/synth-a-osnet": record("synth-a", "Synthetic A"), "20_finetune/synth-a-to-synth-b-osnet": tuned}
-    row = comparison_table(runs).set_index("run").loc["`20_finetune/synth-a-to-synth-b-osnet`"]
+    row = comparison_table(as_runs(runs)).set_index("run").loc["`20_finetune/synth-a-to-synth-b-osnet`"]
     assert row["data"] == "Synthetic B (fine-tuned from Synthetic A)"
     assert row["init"] == "fine-tuned from Synthetic A"

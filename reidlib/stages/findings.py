@@ -11,15 +11,20 @@ from __future__ import annotations
 from itertools import combinations
 
 from .ids import TRAIN_STAGE, in_stage
-from .report_runs import on_test, precision_of, run_setting
-from .uncertainty import fmt_interval, fmt_value, has_intervals, paired
+from .records import EvalRecord, Runs, TrainRecord
+from .report_runs import or_dash, precision_of, run_setting
+from .uncertainty import fmt_interval
 
 PAPER_TIE_POINTS = 1.0  # two published mAPs closer than this count as "close" in the published ranking
 
 
-def _published_map(paper: dict, m: dict) -> float | None:
+def _on_test(m: TrainRecord) -> EvalRecord:
+    return m.require_eval("test")
+
+
+def _published_map(paper: dict, m: TrainRecord) -> float | None:
     """The published mAP (%) on the paper's main dataset of the model a run builds, None if the paper lacks it."""
-    entry = paper["models"].get(m.get("model_name", "")) if paper else None
+    entry = paper["models"].get(m.model_name or "") if paper else None
     return None if entry is None else float(entry["results"][paper["main_data"]][1])
 
 
@@ -39,34 +44,34 @@ def published_ranking(paper: dict) -> str:
     return f"The paper's ranking on {data} by mAP (%): " + ", ahead of ".join(words) + "."
 
 
-def _setting_line(runs: dict, ids: list[str]) -> str:
+def _setting_line(runs: Runs, ids: list[str]) -> str:
     """data, init, epochs, input, hardware, precision and seeds of the runs ``ids``, each value once."""
     def values(get) -> str:
         seen = list(dict.fromkeys(str(get(runs[r])) for r in ids))
         return seen[0] if len(seen) == 1 else " / ".join(seen)
 
-    return (f"{values(lambda m: on_test(m)['label'])} test split, init {values(lambda m: run_setting(m)['init'])}, "
+    return (f"{values(lambda m: _on_test(m).label)} test split, init {values(lambda m: run_setting(m)['init'])}, "
             f"{values(lambda m: run_setting(m)['epochs'])} epochs, input "
             f"{values(lambda m: run_setting(m)['input'])}, {values(lambda m: run_setting(m)['hardware'])}, "
-            f"precision {values(precision_of)}, seed {values(lambda m: m['train'].get('seed', '-'))} (one training "
+            f"precision {values(precision_of)}, seed {values(lambda m: or_dash(m.train.seed))} (one training "
             "run per model)")
 
 
-def _name(m: dict) -> str:
-    return m["model_label"]
+def _name(m: TrainRecord) -> str:
+    return m.model_label
 
 
-def leader(runs: dict, ids: list[str]) -> dict:
+def leader(runs: Runs, ids: list[str]) -> dict:
     """The run with the highest test mAP among ``ids`` and its paired lead over the runner-up.
 
     Returns ``{"best", "runner_up", "lead"}`` (run ids; ``lead`` from :func:`reidlib.stages.uncertainty.paired`
     on mAP, None without per-query data or with one run).
     """
-    order = sorted(ids, key=lambda r: -float(on_test(runs[r])["mAP"]))
+    order = sorted(ids, key=lambda r: -float(_on_test(runs[r]).mAP))
     if not order:
         return {"best": None, "runner_up": None, "lead": None}
     second = order[1] if len(order) > 1 else None
-    lead = paired(on_test(runs[order[0]]), on_test(runs[second]), "mAP") if second else None
+    lead = _on_test(runs[order[0]]).paired(_on_test(runs[second]), "mAP") if second else None
     return {"best": order[0], "runner_up": second, "lead": lead}
 
 
@@ -88,7 +93,7 @@ def _pair_status(paper_gap: float, diff: dict | None, leads_lo: float | None) ->
     return "within noise"
 
 
-def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | None = None,
+def ranking_paragraph(runs: Runs, run_ids: list[str], failed: dict[str, str] | None = None,
                       paper: dict | None = None) -> str:
     """Does the ranking of ``paper`` (a resolved table entry: its models' mAP on its main dataset) hold for the
     runs ``run_ids``?
@@ -106,12 +111,12 @@ def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | N
     missing = [rid for rid in run_ids if rid not in runs]
     if not present:
         return "No run of the ranking has results yet (" + ", ".join(f"`{r}`" for r in run_ids) + ")."
-    rows = sorted(present, key=lambda r: -float(on_test(runs[r])["mAP"]))
-    data = on_test(runs[rows[0]])["label"]
+    rows = sorted(present, key=lambda r: -float(_on_test(runs[r]).mAP))
+    data = _on_test(runs[rows[0]]).label
     listed = "; ".join(
-        f"{_name(runs[r])} {fmt_value(on_test(runs[r]), 'R1')} / {fmt_value(on_test(runs[r]), 'mAP')} "
-        f"({runs[r]['train'].get('epochs_completed')} epochs, "
-        f"{float(runs[r]['train'].get('train_seconds', 0.0) or 0.0) / 60:.0f} min, {run_setting(runs[r])['input']})"
+        f"{_name(runs[r])} {_on_test(runs[r]).fmt_value('R1')} / {_on_test(runs[r]).fmt_value('mAP')} "
+        f"({runs[r].train.epochs_completed} epochs, "
+        f"{float(runs[r].train.train_seconds or 0.0) / 60:.0f} min, {run_setting(runs[r])['input']})"
         for r in rows)
     head = f"On {data}, rank-1 / mAP (%) [95 % CI] on the test split, best mAP first: {listed}."
     if not paper:
@@ -127,9 +132,9 @@ def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | N
     pairs = []
     for a, b in combinations(judged, 2):
         gap = _published_map(paper, runs[a]) - _published_map(paper, runs[b])
-        if gap < 0 or (abs(gap) < PAPER_TIE_POINTS and float(on_test(runs[a])["mAP"]) < float(on_test(runs[b])["mAP"])):
+        if gap < 0 or (abs(gap) < PAPER_TIE_POINTS and float(_on_test(runs[a]).mAP) < float(_on_test(runs[b]).mAP)):
             a, b, gap = b, a, -gap  # a is the paper's leader of the pair (or, when close, ours)
-        pairs.append((a, b, gap, paired(on_test(runs[a]), on_test(runs[b]), "mAP")))
+        pairs.append((a, b, gap, _on_test(runs[a]).paired(_on_test(runs[b]), "mAP")))
     if any(d is None for *_, d in pairs):
         return (head + note + " These records carry no per-query results, so no interval and no ranking verdict: "
                 "the differences above are point estimates only.")
@@ -147,18 +152,18 @@ def ranking_paragraph(runs: dict, run_ids: list[str], failed: dict[str, str] | N
     return head + note + f" {verdict}, by paired 95 % intervals: " + "; ".join(details) + "."
 
 
-def _candidates(runs: dict, report: dict) -> list[list[str]]:
+def _candidates(runs: Runs, report: dict) -> list[list[str]]:
     """Groups of run ids compared with each other: the profile's ranking, else the 10_train runs per test set."""
     if report.get("ranking"):
         return [[r for r in report["ranking"] if r in runs]]
     groups: dict[str, list[str]] = {}
     for rid, m in sorted(runs.items()):
-        if in_stage(rid, TRAIN_STAGE) and (m.get("evaluations") or {}).get("test"):
-            groups.setdefault(on_test(m)["label"], []).append(rid)
+        if in_stage(rid, TRAIN_STAGE) and m.test_eval is not None:
+            groups.setdefault(m.test_eval.label, []).append(rid)
     return [g for g in sorted(groups.values(), key=len, reverse=True) if len(g) >= 2][:2]
 
 
-def at_a_glance(runs: dict, report: dict | None, failed: dict[str, str], profile: str,
+def at_a_glance(runs: Runs, report: dict | None, failed: dict[str, str], profile: str,
                 stale: list[str] | None = None) -> str:
     """3-5 sentences: the best model per compared group and its paired lead (or "within noise"), what the
     comparison rests on, which runs are left out and why, and what the intervals do not cover."""
@@ -169,15 +174,15 @@ def at_a_glance(runs: dict, report: dict | None, failed: dict[str, str], profile
     sentences, basis, any_old = [], [], False
     for group in groups:
         keep = [r for r in group if r not in failed]
-        data = on_test(runs[group[0]])["label"]
-        any_old |= not all(has_intervals(on_test(runs[r])) for r in group)
+        data = _on_test(runs[group[0]]).label
+        any_old |= not all(_on_test(runs[r]).has_intervals for r in group)
         win = leader(runs, keep)
         best = win["best"]
         if best is None:
             sentences.append(f"On {data} no model passed the \"did it learn?\" check, so none is named best.")
             continue
-        ev = on_test(runs[best])
-        numbers = f"rank-1 {fmt_value(ev, 'R1')} and mAP {fmt_value(ev, 'mAP')} %"
+        ev = _on_test(runs[best])
+        numbers = f"rank-1 {ev.fmt_value('R1')} and mAP {ev.fmt_value('mAP')} %"
         lead, second = win["lead"], win["runner_up"]
         if second is None:
             sentences.append(f"On {data} only {_name(runs[best])} passed the \"did it learn?\" check ({numbers}).")

@@ -5,6 +5,8 @@ The report is built in rooms, each imported only by this stage (so editing how r
 makes a training run stale; the pipeline hashes the code each stage imports):
 
 =====================  ==================================================================================
+``records``            typed run records: what each stage's metrics.json holds (the report reads run data only
+                       through them)
 ``report_runs``        reading run records: metrics.json + run.json, the setting a run trained in
 ``report_tables``      the tables (Table I, side by side with the paper and references, fine-tuning, ...)
 ``report_learning``    did each model learn? chance level, feature spread, verdicts
@@ -22,6 +24,7 @@ import re
 from pathlib import Path
 
 from .common import show_markdown, write_metrics
+from .records import Runs
 from .report_figures import ranked_list_examples, report_figures
 from .report_runs import load_runs
 from .report_text import compose_report
@@ -30,11 +33,13 @@ __all__ = ["load_runs", "ranked_list_examples", "report_figures", "show_ranked_l
            "write_report"]
 
 
-def write_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
+def write_report(runs: Runs, out_dir: Path, *, profile: str, description: str, profile_path: str,
                  report: dict | None = None, stale_runs: list[str] | None = None,
                  figures: list[Path] | None = None, run_groups: list[dict] | None = None,
                  variant_overrides: dict | None = None, test_split: bool = True) -> str:
     """Write ``report.md`` (tables + provenance) and the report's ``metrics.json``; return the markdown.
+
+    ``runs``: run id -> record, as :func:`load_runs` reads them.
 
     ``report`` is the profile's resolved ``report`` block (:func:`reidlib.pipeline.references.resolve_report`):
     ``reproduces`` (the published table this study redoes: its rows, setting and ranking), ``references``

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .ids import TRAIN_STAGE, in_stage
+from .records import Runs, TrainRecord
 from .uncertainty import fmt_interval
 
 NEAR_CHANCE_POINTS = 2.0  # a test rank-1 less than this many points above chance counts as near chance
@@ -35,7 +36,7 @@ def chance_rank1(q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray, g_c
     return 100.0 * float(np.mean(values)) if values else float("nan")
 
 
-def chance_levels(runs: dict) -> dict[str, float]:
+def chance_levels(runs: Runs) -> dict[str, float]:
     """Random-ranking rank-1 (%) per evaluated dataset label: the records' ``chance_R1`` where they hold it, else
     computed from the test features the training runs stored."""
     from reidlib.evaluation import FeatureSet
@@ -44,15 +45,15 @@ def chance_levels(runs: dict) -> dict[str, float]:
     for run, m in runs.items():
         if not in_stage(run, TRAIN_STAGE):
             continue
-        for key, ev in m["evaluations"].items():
-            if ev.get("chance_R1") is not None:
-                out.setdefault(ev["label"], float(ev["chance_R1"]))
+        for key, ev in m.evaluations.items():
+            if ev.chance_R1 is not None:
+                out.setdefault(ev.label, float(ev.chance_R1))
                 continue
-            feats = (m.get("features") or {}).get(key)
-            if ev["label"] in out or not feats or not Path(feats["query"]).is_file():
+            feats = m.stored_features(key)
+            if ev.label in out or feats is None or not feats.exist():
                 continue
-            q, g = FeatureSet.load(feats["query"]), FeatureSet.load(feats["gallery"])
-            out[ev["label"]] = chance_rank1(q.pids, q.camids, g.pids, g.camids, feats.get("protocol", "market"))
+            q, g = FeatureSet.load(feats.query), FeatureSet.load(feats.gallery)
+            out[ev.label] = chance_rank1(q.pids, q.camids, g.pids, g.camids, feats.protocol or "market")
     return out
 
 
@@ -76,7 +77,7 @@ def learning_verdict(r1: float, chance: float | None, spread: float | None) -> s
     return "learned"
 
 
-def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
+def learning_check(runs: Runs, chance: dict[str, float]) -> pd.DataFrame:
     """Did each trained run learn? One row per ``10_train`` run that trained at least one epoch.
 
     Columns: test rank-1 (%) against the chance level of the same split (and their ratio), the last epoch's train
@@ -85,30 +86,42 @@ def learning_check(runs: dict, chance: dict[str, float]) -> pd.DataFrame:
     features (``None`` where the stored features are no longer on disk or the chance level is unknown), then the
     test rank-1's 95 % interval and a ``verdict`` (:func:`learning_verdict`).
     """
-    from reidlib.evaluation import FeatureSet
-
     rows = []
     for run, m in sorted(runs.items()):
-        hist, ev = m.get("history") or [], (m.get("evaluations") or {}).get("test")
-        if not in_stage(run, TRAIN_STAGE) or not hist or ev is None:
+        if not in_stage(run, TRAIN_STAGE) or not m.history or m.test_eval is None:
             continue
-        level = chance.get(ev["label"])
-        feats = (m.get("features") or {}).get("test") or {}
-        spread = (round(feature_spread(FeatureSet.load(feats["gallery"]).feats.numpy()), 3)
-                  if feats.get("gallery") and Path(feats["gallery"]).is_file() else None)
-        margin = (m["train"].get("recipe") or {}).get("triplet_margin", "-")
-        rows.append({"run": f"`{run}`", "model": m["model_label"], "test R1": round(ev["R1"], 2),
+        hist, ev, spread = m.history, m.test_eval, _gallery_spread(m)
+        level = chance.get(ev.label)
+        rows.append({"run": f"`{run}`", "model": m.model_label, "test R1": round(ev.R1, 2),
                      "chance R1": round(level, 2) if level else None,
-                     "R1 / chance": round(ev["R1"] / level, 1) if level else None,
-                     "train acc, last epoch": round(100 * hist[-1]["train_acc"], 1),
-                     "ID loss, first -> last epoch": f"{hist[0]['loss_id']:.2f} -> {hist[-1]['loss_id']:.2f}",
-                     "triplet loss, last epoch (margin)": (f"{hist[-1]['loss_triplet']:.3f} ({margin})"
-                                                           if "loss_triplet" in hist[-1] else "not trained"),
+                     "R1 / chance": round(ev.R1 / level, 1) if level else None,
+                     "train acc, last epoch": round(100 * hist[-1].train_acc, 1),
+                     "ID loss, first -> last epoch": f"{hist[0].loss_id:.2f} -> {hist[-1].loss_id:.2f}",
+                     "triplet loss, last epoch (margin)": _triplet_cell(m),
                      "feature spread": spread,
-                     "test R1 95% CI": fmt_interval((ev.get("ci95") or {}).get("R1")),
-                     "verdict": learning_verdict(float(ev["R1"]), level, spread)})
+                     "test R1 95% CI": fmt_interval(ev.interval("R1")),
+                     "verdict": learning_verdict(float(ev.R1), level, spread)})
     table = pd.DataFrame(rows).astype(object)
     return table.where(table.notna(), None)  # missing stays None (metrics.json refuses NaN)
+
+
+def _gallery_spread(m: TrainRecord) -> float | None:
+    """:func:`feature_spread` of the run's stored test gallery (3 decimals), None where it is no longer on disk."""
+    from reidlib.evaluation import FeatureSet
+
+    feats = m.stored_features("test")
+    if feats is None or not feats.gallery or not Path(feats.gallery).is_file():
+        return None
+    return round(feature_spread(FeatureSet.load(feats.gallery).feats.numpy()), 3)
+
+
+def _triplet_cell(m: TrainRecord) -> str:
+    """The last epoch's triplet loss next to the recipe's margin (``-`` where the recipe lacks it)."""
+    last, recipe = m.history[-1], m.train.recipe
+    if not last.has("loss_triplet"):
+        return "not trained"
+    margin = recipe.triplet_margin if recipe is not None and recipe.triplet_margin is not None else "-"
+    return f"{last.loss_triplet:.3f} ({margin})"
 
 
 def failed_runs(learned: pd.DataFrame) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The report's tables, each a DataFrame built from the run records (:mod:`.report_runs`) and the profile's
-published references (resolved entries of ``params/_references.yaml``, see :mod:`reidlib.pipeline.references`).
+"""The report's tables, each a DataFrame built from the run records (:mod:`.records`, read by :mod:`.report_runs`)
+and the profile's published references (resolved entries of ``params/_references.yaml``, see
+:mod:`reidlib.pipeline.references`).
 
 Accuracies are percentages (0-100), differences percentage points; this study's numbers carry their 95 %
 intervals (:mod:`.uncertainty`), published ones are printed as published.
@@ -10,8 +11,9 @@ import pandas as pd
 
 from .distance import best_distances, pivot_distance_table, pivot_verification_table
 from .ids import DISTANCE_STAGE, FINETUNE_STAGE, TRAIN_STAGE, in_stage
-from .report_runs import dataset_labels, distance_run, on_test, result_eval, run_setting
-from .uncertainty import fmt_diff, fmt_pair, fmt_record, paired
+from .records import Runs
+from .report_runs import dataset_labels, distance_run, or_dash, run_setting
+from .uncertainty import fmt_diff, fmt_pair
 
 SETTING_COLUMNS = ("init", "epochs", "input", "hardware")
 DIFFERS = "what differs from the paper"
@@ -42,7 +44,7 @@ def paper_rows(paper: dict) -> list[dict]:
             for model in paper["models"].values() for data, (r1, m_ap) in model["results"].items()]
 
 
-def comparison_table(runs: dict, references: list[dict] | None = None, paper: dict | None = None) -> pd.DataFrame:
+def comparison_table(runs: Runs, references: list[dict] | None = None, paper: dict | None = None) -> pd.DataFrame:
     """The paper's table (``paper``, a resolved table entry), this study's test rows and published reference rows
     (``references``, resolved row entries) side by side.
 
@@ -54,15 +56,15 @@ def comparison_table(runs: dict, references: list[dict] | None = None, paper: di
     rows = paper_rows(paper) if paper else []
     labels = dataset_labels(runs)
     for run, m in sorted(runs.items()):
-        ev = result_eval(m) if in_stage(run, TRAIN_STAGE, FINETUNE_STAGE) else None
+        ev = m.result_eval if in_stage(run, TRAIN_STAGE, FINETUNE_STAGE) else None
         if ev is None:
             continue
-        st, data = run_setting(m), ev["label"]
+        st, data = run_setting(m), ev.label
         if in_stage(run, FINETUNE_STAGE):
-            source = labels.get(m["source_key"], m["source_key"])
+            source = labels.get(m.source_key, m.source_key)
             data, st = f"{data} (fine-tuned from {source})", {**st, "init": f"fine-tuned from {source}"}
-        rows.append({"source": "this study", "model": m["model_label"], "data": data,
-                     **{k: st[k] for k in SETTING_COLUMNS}, "R1 / mAP (%) [95% CI]": fmt_record(ev),
+        rows.append({"source": "this study", "model": m.model_label, "data": data,
+                     **{k: st[k] for k in SETTING_COLUMNS}, "R1 / mAP (%) [95% CI]": ev.fmt_record(),
                      **({DIFFERS: differences(st, data, paper["setting"], paper["main_data"])} if paper else {}),
                      "run": f"`{run}`"})
     return pd.DataFrame(rows + reference_rows(references, paper))
@@ -83,7 +85,7 @@ def reference_rows(references: list[dict] | None, paper: dict | None = None) -> 
     return rows
 
 
-def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
+def head_to_head(runs: Runs, references: list[dict] | None) -> pd.DataFrame:
     """This study's runs against the references that name one of them with ``compare_with: <run id>``.
 
     The difference columns are this run minus the reference (percentage points); a positive value means ours is
@@ -95,93 +97,95 @@ def head_to_head(runs: dict, references: list[dict] | None) -> pd.DataFrame:
         if not run:
             continue
         m = runs.get(run)
-        ev = None if m is None else result_eval(m)
+        ev = None if m is None else m.result_eval
         if ev is None:
             rows.append({"this study": f"`{run}`", "R1 / mAP": "not run", "reference": ref.get("source", "")})
             continue
         st = run_setting(m)
-        rows.append({"this study": f"`{run}`", "R1 / mAP": fmt_record(ev),
+        rows.append({"this study": f"`{run}`", "R1 / mAP": ev.fmt_record(),
                      "training": f"{st['epochs']} epochs, {st['train_min']:.1f} min, {st['hardware']}",
                      "reference": ref.get("source", ""), "reference R1 / mAP": fmt_pair(ref["R1"], ref["mAP"]),
                      "reference training": f"{ref.get('epochs', '-')} epochs, {ref.get('hardware', '-')}",
-                     "difference R1 / mAP": f"{ev['R1'] - ref['R1']:+.1f} / {ev['mAP'] - ref['mAP']:+.1f}"})
+                     "difference R1 / mAP": f"{ev.R1 - ref['R1']:+.1f} / {ev.mAP - ref['mAP']:+.1f}"})
     return pd.DataFrame(rows)
 
 
-def table_one(runs: dict) -> pd.DataFrame:
+def table_one(runs: Runs) -> pd.DataFrame:
     """Rank-1 / mAP (%) with 95 % intervals per model (rows) and evaluated dataset (columns), as the paper's
     Table I."""
     rows: dict[str, dict] = {}
     for run, m in runs.items():
         if not in_stage(run, TRAIN_STAGE):
             continue
-        row = rows.setdefault(m["model_label"], {})
-        for ev in m["evaluations"].values():
-            col = f"{ev['label']}" + (" (zero-shot from " + m["dataset_label"] + ")" if ev["role"] != "test" else "")
-            row[col] = fmt_record(ev)
+        row = rows.setdefault(m.model_label, {})
+        for ev in m.evaluations.values():
+            col = f"{ev.label}" + (" (zero-shot from " + m.dataset_label + ")" if ev.role != "test" else "")
+            row[col] = ev.fmt_record()
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "model"
     return df.reindex(sorted(df.columns), axis=1).fillna("–") if not df.empty else df
 
 
-def finetune_table(runs: dict) -> pd.DataFrame:
+def finetune_table(runs: Runs) -> pd.DataFrame:
     """Zero-shot and fine-tuned rank-1 / mAP (%) [95 % CI] on the target's test split, and the fine-tuning gain in
     mAP points with its paired interval (same queries)."""
     rows, labels = [], dataset_labels(runs)
     for run, m in runs.items():
         if in_stage(run, FINETUNE_STAGE):
-            zero, tuned = m["evaluations"]["zero-shot"], m["evaluations"]["fine-tuned"]
-            pair = f"{labels.get(m['source_key'], m['source_key'])} → {m.get('dataset_label') or m['dataset_key']}"
-            rows.append({"model": m["model_label"], "source → target": pair,
-                         "zero-shot R1 / mAP": fmt_record(zero), "fine-tuned R1 / mAP": fmt_record(tuned),
-                         "mAP gain (paired 95% CI)": fmt_diff(paired(tuned, zero, "mAP")),
-                         "epochs": m["train"].get("epochs_completed")})
+            zero, tuned = m.require_eval("zero-shot"), m.require_eval("fine-tuned")
+            pair = f"{labels.get(m.source_key, m.source_key)} → {m.dataset_label or m.dataset_key}"
+            rows.append({"model": m.model_label, "source → target": pair,
+                         "zero-shot R1 / mAP": zero.fmt_record(), "fine-tuned R1 / mAP": tuned.fmt_record(),
+                         "mAP gain (paired 95% CI)": fmt_diff(tuned.paired(zero, "mAP")),
+                         "epochs": m.train.epochs_completed})
     return pd.DataFrame(rows)
 
 
-def distance_table(runs: dict) -> pd.DataFrame:
+def distance_table(runs: Runs) -> pd.DataFrame:
     """Rank-1 / mAP per model x dataset x distance from the distance study (empty where it did not run)."""
     for run, m in runs.items():
         if in_stage(run, DISTANCE_STAGE):
-            return pivot_distance_table(pd.DataFrame(m["rows"]))
+            return pivot_distance_table(m.rows_frame())
     return pd.DataFrame()
 
 
-def verification_tables(runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def verification_tables(runs: Runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(AUC / EER / TAR per distance, learned pair head vs cosine threshold, best distance for ranking and for
     verification) from the distance study's metrics.json; empty frames when it did not run verification."""
     m = distance_run(runs)
-    ver, head = pd.DataFrame(m.get("verification") or []), pd.DataFrame(m.get("pair_head") or [])
+    ver, head = m.verification_frame(), m.pair_head_frame()
     if ver.empty:
         return ver, head, pd.DataFrame()
     head_view = head.set_index(["model", "dataset", "method"])[["AUC", "EER", "TAR@FAR=1e-2", "TAR@FAR=1e-3",
                                                                  "held-out pairs"]] if not head.empty else head
-    paired_rows = pd.DataFrame(m["paired"]) if m.get("paired") else None
-    return pivot_verification_table(ver), head_view, best_distances(pd.DataFrame(m.get("rows") or []), ver,
-                                                                    paired_rows)
+    paired_rows = m.paired_frame() if m.paired else None
+    return pivot_verification_table(ver), head_view, best_distances(m.rows_frame(), ver, paired_rows)
 
 
-def complexity_table(runs: dict) -> pd.DataFrame:
+def complexity_table(runs: Runs) -> pd.DataFrame:
     """Parameters and multiply-adds at 256x128 per model, and the throughput its training run measured
     (at that run's input size and on its hardware, see "What every number rests on")."""
     rows = {}
     for run, m in runs.items():
-        if not in_stage(run, TRAIN_STAGE) or m["model_label"] in rows:
+        if not in_stage(run, TRAIN_STAGE) or m.model_label in rows:
             continue
-        c = m.get("complexity", {})
-        test = next(iter(m["evaluations"].values()))
-        rows[m["model_label"]] = {
-            "params (train, M)": c.get("params_trainable", float("nan")) / 1e6,
-            "params (inference, M)": c.get("params_inference", float("nan")) / 1e6,
-            "GMACs @256x128": c.get("gmacs", float("nan")),
-            "input": "x".join(str(v) for v in m["train"].get("image_size", [])),
-            "train img/s": m["train"].get("images_per_s") or float("nan"),
-            "inference img/s (flip = 2 passes)": test.get("extract_images_per_s", float("nan")),
+        c, first = m.complexity, next(iter(m.evaluations.values()))
+        rows[m.model_label] = {
+            "params (train, M)": _or_nan(c.params_trainable) / 1e6,
+            "params (inference, M)": _or_nan(c.params_inference) / 1e6,
+            "GMACs @256x128": _or_nan(c.gmacs),
+            "input": "x".join(str(v) for v in m.train.image_size or ()),
+            "train img/s": m.train.images_per_s or float("nan"),
+            "inference img/s (flip = 2 passes)": _or_nan(first.extract_images_per_s),
         }
     return pd.DataFrame.from_dict(rows, orient="index").round(2)
 
 
-def variant_table(runs: dict, variants: list[dict]) -> pd.DataFrame:
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def variant_table(runs: Runs, variants: list[dict]) -> pd.DataFrame:
     """What each fix is worth: a fixed run beside its paper-code variant (``variants``: ``{fixed, variant,
     change}`` with run ids), rank-1 / mAP (%) on the test split, how each was selected, and fixed minus variant
     in points, also with its paired 95 % interval (same queries). A variant selected on the test split is
@@ -191,13 +195,13 @@ def variant_table(runs: dict, variants: list[dict]) -> pd.DataFrame:
         fixed, var = runs.get(v["fixed"]), runs.get(v["variant"])
         if fixed is None or var is None:
             continue
-        f_ev, v_ev = on_test(fixed), on_test(var)
-        rows.append({"change (variant = paper code)": v.get("change", ""), "fixed": fixed["model_label"],
-                     "fixed R1 / mAP": fmt_record(f_ev), "fixed selected on": fixed["train"].get("select_on", "-"),
-                     "variant": var["model_label"], "variant R1 / mAP": fmt_record(v_ev),
-                     "variant selected on": var["train"].get("select_on", "-"),
-                     "R1 gain (points)": round(float(f_ev["R1"]) - float(v_ev["R1"]), 1),
-                     "mAP gain (points)": round(float(f_ev["mAP"]) - float(v_ev["mAP"]), 1),
-                     "R1 gain, paired 95% CI": fmt_diff(paired(f_ev, v_ev, "R1")),
-                     "mAP gain, paired 95% CI": fmt_diff(paired(f_ev, v_ev, "mAP"))})
+        f_ev, v_ev = fixed.require_eval("test"), var.require_eval("test")
+        rows.append({"change (variant = paper code)": v.get("change", ""), "fixed": fixed.model_label,
+                     "fixed R1 / mAP": f_ev.fmt_record(), "fixed selected on": or_dash(fixed.train.select_on),
+                     "variant": var.model_label, "variant R1 / mAP": v_ev.fmt_record(),
+                     "variant selected on": or_dash(var.train.select_on),
+                     "R1 gain (points)": round(float(f_ev.R1) - float(v_ev.R1), 1),
+                     "mAP gain (points)": round(float(f_ev.mAP) - float(v_ev.mAP), 1),
+                     "R1 gain, paired 95% CI": fmt_diff(f_ev.paired(v_ev, "R1")),
+                     "mAP gain, paired 95% CI": fmt_diff(f_ev.paired(v_ev, "mAP"))})
     return pd.DataFrame(rows)

@@ -13,9 +13,10 @@ import pandas as pd
 from .distance import distance_summary
 from .findings import at_a_glance, ranking_paragraph
 from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE, in_stage
+from .records import Runs
 from .report_figures import figure_caption
 from .report_learning import MIN_SPREAD, NEAR_CHANCE_POINTS, chance_levels, failed_runs, learned_view, learning_check
-from .report_runs import distance_run, run_setting
+from .report_runs import distance_run, or_dash, run_setting
 from .report_tables import (
     comparison_table,
     complexity_table,
@@ -27,18 +28,17 @@ from .report_tables import (
     variant_table,
     verification_tables,
 )
-from .uncertainty import has_intervals
 
 TABLE_I = "## Table I: rank-1 / mAP (%) of this study"
 
 
-def interval_note(runs: dict, profile: str) -> str:
+def interval_note(runs: Runs, profile: str) -> str:
     """One line: what the intervals are, and (once) that records without them show n/a and how to regenerate."""
     note = ("[95% CI]: a percentile bootstrap over query identities (1,000 replicates; all queries of a drawn identity "
             "together); it covers which people were sampled, not seed or CPU-kind variation.")
     records = [ev for rid, m in runs.items() if in_stage(rid, TRAIN_STAGE, FINETUNE_STAGE)
-               for ev in (m.get("evaluations") or {}).values()]
-    old = sum(not has_intervals(ev) for ev in records)
+               for ev in (m.evaluations or {}).values()]
+    old = sum(not ev.has_intervals for ev in records)
     if old:
         note += (f" {old} of the {len(records)} evaluations were recorded before intervals were added and show n/a: "
                  f"`./run_all.sh {profile}` regenerates them with the current code.")
@@ -64,7 +64,7 @@ def _md(df: pd.DataFrame) -> str:
     return to_markdown(df)
 
 
-def _side_by_side(runs: dict, paper: dict | None) -> list[str]:
+def _side_by_side(runs: Runs, paper: dict | None) -> list[str]:
     comparison = comparison_table(runs, paper=paper)
     if not paper:
         return ["## Side by side: this study's test rows", "",
@@ -86,11 +86,11 @@ def _learning_section(learned: pd.DataFrame) -> list[str]:
              "ranking claim."), "", _md(learned_view(learned)), ""]
 
 
-def _distance_sections(runs: dict) -> list[str]:
+def _distance_sections(runs: Runs) -> list[str]:
     lines: list[str] = []
     dist = distance_table(runs)
     if not dist.empty:
-        paired_rows = pd.DataFrame(distance_run(runs).get("paired") or [])
+        paired_rows = distance_run(runs).paired_frame()
         lines += ["## Distance study: rank-1 / mAP (%) [95% CI] per distance", "",
                   distance_summary(paired_rows), "", _md(dist.reset_index()), ""]
     ver, head, best = verification_tables(runs)
@@ -110,31 +110,31 @@ def _distance_sections(runs: dict) -> list[str]:
     return lines
 
 
-def _provenance(runs: dict, stale: list[str]) -> tuple[list[str], float, set[str]]:
+def _provenance(runs: Runs, stale: list[str]) -> tuple[list[str], float, set[str]]:
     """The "What every number rests on" lines, the total training seconds and the hardware names."""
     lines = ["## What every number rests on", ""]
     total_train_s, hardware = 0.0, set()
     for rid, m in sorted(runs.items()):
         if not in_stage(rid, TRAIN_STAGE, FINETUNE_STAGE):
             continue
-        tr, st, info = m["train"], run_setting(m), m.get("run_info") or {}
-        total_train_s += float(tr.get("train_seconds", 0.0) or 0.0)
+        tr, st, info = m.train, run_setting(m), m.run_info
+        total_train_s += float(tr.train_seconds or 0.0)
         hardware.add(st["hardware"])
-        lines.append(f"- `{rid}`: {m['model_label']} on {m['dataset_label']}; init {st['init']}; "
-                     f"epochs run {tr.get('epochs_completed')} of {tr.get('epochs')} ({st['train_min']:.1f} min of "
-                     f"training, {float(info.get('wall_seconds', 0.0)) / 60:.1f} min for the whole notebook); "
-                     f"optimizer {tr.get('optimizer')}; selected on {tr.get('select_on', '-')} "
-                     f"(epoch {tr.get('best_epoch', '-')}); input {st['input']}; {st['hardware']}; "
-                     f"commit {info.get('git_commit', 'unknown')[:12]}"
-                     + (f"; **stopped early** ({tr['stopped_early']}): fewer epochs than planned ran, so this "
-                        "row is not the profile's recipe" if tr.get("stopped_early") else "")
+        lines.append(f"- `{rid}`: {m.model_label} on {m.dataset_label}; init {st['init']}; "
+                     f"epochs run {tr.epochs_completed} of {tr.epochs} ({st['train_min']:.1f} min of "
+                     f"training, {float(info.wall_seconds or 0.0) / 60:.1f} min for the whole notebook); "
+                     f"optimizer {tr.optimizer}; selected on {or_dash(tr.select_on)} "
+                     f"(epoch {or_dash(tr.best_epoch)}); input {st['input']}; {st['hardware']}; "
+                     f"commit {(info.git_commit or 'unknown')[:12]}"
+                     + (f"; **stopped early** ({tr.stopped_early}): fewer epochs than planned ran, so this "
+                        "row is not the profile's recipe" if tr.stopped_early else "")
                      + ("; **stale**: its inputs changed after it ran." if rid in stale else "."))
     lines += ["", f"Total training time: {total_train_s / 60:.1f} min on "
               + ("; ".join(sorted(hardware)) or "no training") + ".", ""]
     return lines, total_train_s, hardware
 
 
-def compose_report(runs: dict, out_dir: Path, *, profile: str, description: str, profile_path: str,
+def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str, profile_path: str,
                    report: dict | None = None, stale_runs: list[str] | None = None,
                    figures: list[Path] | None = None) -> tuple[str, dict]:
     """(``report.md`` text, the report's ``metrics.json`` record); arguments as

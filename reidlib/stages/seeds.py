@@ -20,30 +20,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .common import read_metrics, write_metrics
+from .common import write_metrics
 from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE
-from .uncertainty import fmt_diff, fmt_record, paired
+from .records import Epoch, EvalRecord, TrainRecord, read_record
+from .uncertainty import fmt_diff
 
 BASE = "(profile)"  # how the profile's own runs are named in the variants table
 
 
 def load_groups(run_groups: list[dict] | None) -> list[dict]:
-    """``run_groups`` with ``records``: each seed's metrics dict, or None where that run has not run yet."""
+    """``run_groups`` with ``records``: each seed's record (:class:`~.records.TrainRecord` or
+    :class:`~.records.FinetuneRecord`), or None where that run has not run yet."""
     out = []
     for group in run_groups or []:
-        records = [read_metrics(p) if Path(p).is_file() else None for p in group["metrics"]]
+        ids = group.get("runs") or [None] * len(group["metrics"])
+        records = [read_record(p, group["stage"], run_id=rid) if Path(p).is_file() else None
+                   for rid, p in zip(ids, group["metrics"])]
         out.append({**group, "records": records})
     return out
 
 
-def evaluation_of(m: dict | None, test_split: bool = True) -> dict | None:
+def evaluation_of(m: TrainRecord | None, test_split: bool = True) -> EvalRecord | None:
     """The record a group compares: test (fine-tuned for a fine-tune run), or held-out with ``test_split`` off."""
-    if not m:
+    if m is None:
         return None
-    evs = m.get("evaluations") or {}
-    if not test_split:
-        return evs.get("held-out")
-    return evs.get("test") or evs.get("fine-tuned")
+    return m.result_eval if test_split else m.evaluation("held-out")
 
 
 def mean_sd(values: list[float]) -> str:
@@ -54,13 +55,12 @@ def mean_sd(values: list[float]) -> str:
     return f"{np.mean(vals):.1f} ± {np.std(vals, ddof=1):.1f}"
 
 
-def _label(group: dict, first: dict | None) -> str:
-    model = (first or {}).get("model_label", group["model_run"])
-    return model
+def _label(group: dict, first: TrainRecord | None) -> str:
+    return first.model_label if first is not None and first.model_label is not None else group["model_run"]
 
 
-def _data(group: dict, first: dict | None) -> str:
-    data = (first or {}).get("dataset_label", group["dataset_key"])
+def _data(group: dict, first: TrainRecord | None) -> str:
+    data = first.dataset_label if first is not None and first.dataset_label is not None else group["dataset_key"]
     if group["stage"] == FINETUNE_STAGE:
         data += f" (fine-tuned from {group.get('source_key')})"
     return data
@@ -77,9 +77,9 @@ def seed_table(groups: list[dict], test_split: bool = True) -> pd.DataFrame:
         done = [ev for ev in evs if ev is not None]
         first = g["records"][0]
         rows.append({"model": _label(g, first), "data": _data(g, first), "variant": g["variant"] or BASE,
-                     f"R1 / mAP [95% CI], seed {g['seeds'][0]}": fmt_record(evs[0]) if evs[0] else "not run",
-                     "R1 mean ± sd": mean_sd([ev["R1"] for ev in done]),
-                     "mAP mean ± sd": mean_sd([ev["mAP"] for ev in done]),
+                     f"R1 / mAP [95% CI], seed {g['seeds'][0]}": evs[0].fmt_record() if evs[0] else "not run",
+                     "R1 mean ± sd": mean_sd([ev.R1 for ev in done]),
+                     "mAP mean ± sd": mean_sd([ev.mAP for ev in done]),
                      "seeds": ", ".join(str(s) for s in g["seeds"]), "runs": f"{len(done)} of {len(evs)}"})
     return pd.DataFrame(rows)
 
@@ -97,13 +97,18 @@ def _changes(overrides: dict | None) -> str:
     return "; ".join(flat("", overrides))
 
 
-def _last_held_out(history: list[dict]) -> tuple[int, float, float] | None:
+def _evaluated_epochs(m: TrainRecord | None) -> list[Epoch]:
+    """The epochs of a run's history that evaluated the held-out identities."""
+    return [h for h in (m.history if m is not None else ()) if h.val_rank1 is not None]
+
+
+def _last_held_out(m: TrainRecord | None) -> tuple[int, float, float] | None:
     """(epoch, rank-1 %, mAP %) of the last epoch that evaluated the held-out identities."""
-    rows = [h for h in history or [] if h.get("val_rank1") is not None]
+    rows = _evaluated_epochs(m)
     if not rows:
         return None
     h = rows[-1]
-    return int(h["epoch"]), 100.0 * float(h["val_rank1"]), 100.0 * float(h["val_mAP"])
+    return int(h.epoch), 100.0 * float(h.val_rank1), 100.0 * float(h.val_mAP)
 
 
 def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True) -> pd.DataFrame:
@@ -120,23 +125,23 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
         row = {"variant": g["variant"] or BASE, "changes": _changes((overrides or {}).get(g["variant"])),
                "model": _label(g, first), "data": _data(g, first)}
         what = "R1 / mAP [95% CI]" + ("" if test_split else ", held-out, selected epoch")
-        row[what] = fmt_record(ev) if ev else "not run"
+        row[what] = ev.fmt_record() if ev else "not run"
         if not test_split:
-            tr = (first or {}).get("train") or {}
-            last = _last_held_out((first or {}).get("history") or [])
-            row["selected epoch"] = tr.get("best_epoch", "-")
+            best = first.train.best_epoch if first is not None else None
+            last = _last_held_out(first)
+            row["selected epoch"] = "-" if best is None else best
             row["R1 / mAP, last evaluated epoch"] = f"{last[1]:.1f} / {last[2]:.1f} (epoch {last[0]})" if last else "-"
         if len(g["seeds"]) > 1:
             done = [e for e in (evaluation_of(m, test_split) for m in g["records"]) if e is not None]
-            row["R1 / mAP mean ± sd over seeds"] = (f"{mean_sd([e['R1'] for e in done])} / "
-                                                    f"{mean_sd([e['mAP'] for e in done])}")
+            row["R1 / mAP mean ± sd over seeds"] = (f"{mean_sd([e.R1 for e in done])} / "
+                                                    f"{mean_sd([e.mAP for e in done])}")
         ref = base.get((g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")))
         ref_ev = evaluation_of(ref["records"][0], test_split) if ref is not None and g["variant"] else None
         if g["variant"] is None or ref_ev is None or ev is None:
             row["R1 / mAP minus the profile's run, paired 95% CI"] = "-"
         else:
             row["R1 / mAP minus the profile's run, paired 95% CI"] = (
-                f"{fmt_diff(paired(ev, ref_ev, 'R1'))} / {fmt_diff(paired(ev, ref_ev, 'mAP'))}")
+                f"{fmt_diff(ev.paired(ref_ev, 'R1'))} / {fmt_diff(ev.paired(ref_ev, 'mAP'))}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -149,15 +154,15 @@ def plot_held_out_curves(groups: list[dict]):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for g in groups:
         first = g["records"][0]
-        if g["stage"] != TRAIN_STAGE or not first:
+        if g["stage"] != TRAIN_STAGE or first is None:
             continue
-        rows = [h for h in first.get("history") or [] if h.get("val_rank1") is not None]
+        rows = _evaluated_epochs(first)
         if not rows:
             continue
-        name = f"{first.get('model_label', g['model_run'])}, {g['variant'] or 'profile'}"
-        epochs = [h["epoch"] for h in rows]
-        for ax, key in zip(axes, ("val_rank1", "val_mAP")):
-            ax.plot(epochs, [100.0 * h[key] for h in rows], marker="o", markersize=3, label=name)
+        name = f"{_label(g, first)}, {g['variant'] or 'profile'}"
+        epochs = [h.epoch for h in rows]
+        for ax, values in zip(axes, ([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
+            ax.plot(epochs, [100.0 * v for v in values], marker="o", markersize=3, label=name)
     from matplotlib.ticker import MaxNLocator
 
     for ax, title in zip(axes, ("rank-1 (%)", "mAP (%)")):
@@ -203,14 +208,14 @@ def _glance(groups: list[dict]) -> str:
     scored = [(ev, g) for ev, g in scored if ev is not None]
     if not scored:
         return "No training run has finished yet."
-    ev, g = max(scored, key=lambda x: (x[0]["R1"], x[0]["mAP"]))
+    ev, g = max(scored, key=lambda x: (x[0].R1, x[0].mAP))
     text = (f"Recipes compared on identities held out of the training split; no test split was read. Highest "
             f"held-out rank-1 at the selected epoch: {g['variant'] or 'the profile itself'} "
-            f"({g['records'][0].get('model_label', g['model_run'])}, {fmt_record(ev)}).")
+            f"({_label(g, g['records'][0])}, {ev.fmt_record()}).")
     others = [(e, o) for e, o in scored if o is not g]
     if others:
-        ev2, g2 = max(others, key=lambda x: (x[0]["R1"], x[0]["mAP"]))
-        diff = paired(ev, ev2, "R1")
+        ev2, g2 = max(others, key=lambda x: (x[0].R1, x[0].mAP))
+        diff = ev.paired(ev2, "R1")
         text += (f" Its lead over the next ({g2['variant'] or 'the profile itself'}) in rank-1: {fmt_diff(diff)}"
                  + (" points, within noise." if diff is not None and not diff["excludes_zero"] else " points."))
     return text + (" Held-out sets are small, so their intervals are wide; the selected epoch was chosen on the same "
