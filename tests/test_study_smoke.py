@@ -103,7 +103,8 @@ def _outputs(notebook: Path):
 def test_executed_notebooks_read_like_a_paper_not_a_log(smoke_results):
     """Few stream outputs (one line per epoch, no progress-bar fragments), no warnings, figures inline."""
     root = pipeline.results_dir(smoke_results)
-    notebooks = sorted(root.rglob("*.ipynb"))
+    # JupyterLab's autosaves (.ipynb_checkpoints/) are the reader's, not the pipeline's
+    notebooks = sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     assert len(notebooks) == len(pipeline.plan(smoke_results))
     for nb in notebooks:
         outputs = _outputs(nb)
