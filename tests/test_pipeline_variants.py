@@ -76,6 +76,23 @@ def test_a_row_evaluated_as_loaded_runs_once_whatever_the_seeds(tmp_path):
     groups = {g["model_run"]: g for g in next(r for r in plan(cfg) if r.stage == "40_report").parameters["run_groups"]}
     assert groups["loaded"]["seeds"] == [0] and groups["osnet"]["seeds"] == [0, 1, 2]
 
+
+def test_a_models_own_seeds_repeat_only_its_runs(tmp_path):
+    models = [{"name": "osnet_x0_25", "run": "headline", "label": "headline", "seeds": [0, 1, 2]},
+              {"name": "osnet_x0_25", "run": "other", "label": "other"}]
+    cfg = load_profile(_profile(tmp_path, models=models))
+    runs = plan(cfg)
+    assert [r.id for r in runs if r.stage == "10_train"] == [
+        "10_train/a-headline", "10_train/a-headline-seed1", "10_train/a-headline-seed2", "10_train/a-other"]
+    groups = {g["model_run"]: g for g in runs[-1].parameters["run_groups"]}
+    assert groups["headline"]["seeds"] == [0, 1, 2] and groups["other"]["seeds"] == [0]
+    # the profile's seed comes first, and the list is checked like the study's
+    with pytest.raises(ProfileError, match=r"models\[1\]\.seeds: must be a list of distinct integers"):
+        load_profile(_profile(tmp_path, "bad", models=[models[0], {**models[1], "seeds": [0, 0]}]))
+    with pytest.raises(ProfileError, match=r"models\[0\] \(headline\)\.seeds: the first seed is the profile's "
+                                           r"seed \(0; .*write seeds: \[0, 1, 2\]"):
+        load_profile(_profile(tmp_path, "bad", models=[{**models[0], "seeds": [1, 2]}, models[1]]))
+
 def test_the_distance_study_reads_the_first_seeds_own_runs(tmp_path):
     cfg = load_profile(_profile(tmp_path, seeds=[0, 1], variants={"v": {"training": {"lr": 1.0e-3}}},
                                 distance_study={"metrics": ["cosine"]}))

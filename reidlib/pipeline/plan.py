@@ -91,8 +91,10 @@ def plan(cfg: dict) -> list[Run]:
     for variant, study in studies:
         train_ids: dict[tuple[str, str], str] = {}
         for model in study["models"]:
-            # a row evaluated as loaded (epochs 0) draws nothing at random: one run, whatever the seeds
-            model_seeds = seeds if int(model["train"].get("epochs", 1)) > 0 else seeds[:1]
+            # a model's own seeds replace the study's; a row evaluated as loaded (epochs 0) draws nothing at
+            # random: one run, whatever the seeds
+            model_seeds = model.get("seeds") or seeds
+            model_seeds = model_seeds if int(model["train"].get("epochs", 1)) > 0 else model_seeds[:1]
             for key in model["train_on"]:
                 group = {"stage": TRAIN_STAGE, "variant": variant, "model_run": model["run"], "dataset_key": key,
                          "seeds": model_seeds, "runs": []}
@@ -223,7 +225,7 @@ def _report_extras(cfg: dict, groups: list[dict], runs: list[Run]) -> dict:
     so its report's inputs stay what they were): ``run_groups`` (each group's runs, one per seed, with their
     ``metrics.json``), ``variant_overrides`` (what each variant changes, as written) and ``test_split``."""
     out: dict = {}
-    if cfg.get("seeds") or cfg.get("variant_profiles"):
+    if cfg.get("seeds") or cfg.get("variant_profiles") or any(m.get("seeds") for m in cfg["models"]):
         where = {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs}
         out["run_groups"] = [{**g, "metrics": [where[rid] for rid in g["runs"]]} for g in groups]
         out["variant_overrides"] = cfg.get("variants") or {}

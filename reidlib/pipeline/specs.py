@@ -107,6 +107,15 @@ def _label(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
     return value
 
 
+def _model_seeds(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
+    if value is not None and not (isinstance(value, list) and value and len(set(value)) == len(value) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        ck.fail(where, f"must be a list of distinct integers >= 0, the profile's seed first, e.g. [0, 1, 2], got "
+                       f"{value!r}")
+        return None
+    return value
+
+
 def _pretrained(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
     if value is not None and not isinstance(value, str):
         ck.fail(where, f"must be null (random init), 'imagenet' or a checkpoint path, got {value!r}")
@@ -199,6 +208,8 @@ class ModelSpec:
     image_size: list[int] = rule(inherit="image_size", parse=_image_size,
                                  doc="[height, width] in pixels (default: the study's)")
     train: dict = rule(factory=dict, parse=_own_recipe, doc="recipe keys for this model only")
+    seeds: list[int] | None = rule(None, given_only=True, parse=_model_seeds,
+                                   doc="train once per seed, the profile's seed first (default: the study's seeds)")
 
     def check(self, where: str, ck: Problems, given: tuple[str, ...]) -> None:
         if self.name not in _model_names():

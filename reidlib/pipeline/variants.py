@@ -96,6 +96,12 @@ def check_study_keys(cfg: dict, raw: dict, source: str) -> dict:
                           f"{[raw['seed']] + [s for s in seeds if s != raw['seed']]} or drop seed")
         else:
             cfg["seed"] = seeds[0]
+    for i, model in enumerate(cfg.get("models") or []):
+        own = model.get("seeds")
+        if own and own[0] != cfg["seed"]:
+            errors.append(f"models[{i}] ({model.get('run')}).seeds: the first seed is the profile's seed "
+                          f"({cfg['seed']}; its run keeps the plain id), but it starts with {own[0]}; write seeds: "
+                          f"{[cfg['seed']] + [s for s in own if s != cfg['seed']]}")
     test_split = raw.get("test_split", True)
     if not isinstance(test_split, bool):
         errors.append(f"test_split: must be true or false, got {test_split!r}")
