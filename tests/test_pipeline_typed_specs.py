@@ -126,7 +126,8 @@ def test_recipe_keys_follow_train_config_and_their_ranges_the_recipe_rules():
 
 def test_the_old_import_path_still_names_the_same_objects():
     assert schema.check_profile is specs.check_profile and schema.with_defaults is specs.with_defaults
-    assert pipeline.MODEL_KEYS == {"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train"}
+    assert pipeline.MODEL_KEYS == {"name", "run", "label", "kwargs", "pretrained", "train_on", "image_size", "train",
+                                  "seeds"}
 
 
 def test_a_recipe_key_that_the_evaluation_block_decides_must_agree_with_it():

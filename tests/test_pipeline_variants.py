@@ -174,7 +174,8 @@ SWEEPS = sorted(p for p in (PARAMS_DIR / "sweeps").glob("*.yaml") if not p.name.
 
 def test_the_recipe_sweeps_are_variant_profiles_that_never_read_the_test_split():
     assert [p.stem for p in SWEEPS] == [
-        "cuhk03-full-scratch", "cuhk03-osnet-full-scratch", "cuhk03-osnet-msmt17", "cuhk03-resnet50-scratch",
+        "cuhk03-full-scratch", "cuhk03-osnet-full-scratch", "cuhk03-osnet-msmt17", "cuhk03-osnet-speed",
+        "cuhk03-resnet50-scratch",
         "cuhk03-scratch-recipe", "cuhk03-scratch", "synthetic-osnet-bnneck", "synthetic-scratch"]
     assert not any("sweeps" in name for name in list_profiles())
     for path in SWEEPS:
@@ -269,3 +270,16 @@ def test_a_held_out_variant_profile_runs_end_to_end(tmp_path, monkeypatch):
     assert "## Held-out identities: rank-1 / mAP (%)" in text and "| lr-high |" in text and "## Seeds" in text
     assert "no test split was read" in text and (root / "report" / "figures" / "held_out_curves.png").is_file()
     assert not any(p.name == "features" for p in Path(cfg["work_dir"]).rglob("*"))
+
+
+def test_a_profile_extending_another_leaves_out_a_variant_of_its_base(tmp_path):
+    base = _profile(tmp_path, "base", variants={"v1": {"training": {"lr": 1.0e-3}},
+                                                "v2": {"training": {"lr": 1.0e-4}}})
+    keep_one = tmp_path / "keep_one.yaml"
+    keep_one.write_text(f"extends: {base}\nwork_dir: {tmp_path / 'work' / 'k'}\nvariants: {{v1: null}}\n")
+    assert [r.id for r in plan(load_profile(keep_one)) if r.stage == "10_train"] == ["10_train/a-osnet",
+                                                                                      "10_train/a-osnet@v2"]
+    none_left = tmp_path / "none_left.yaml"
+    none_left.write_text(f"extends: {base}\nwork_dir: {tmp_path / 'work' / 'n'}\nvariants: {{v1: null, v2: null}}\n")
+    cfg = load_profile(none_left)
+    assert "variant_profiles" not in cfg and [r.id for r in plan(cfg) if r.stage == "10_train"] == ["10_train/a-osnet"]

@@ -88,6 +88,7 @@ def plan(cfg: dict) -> list[Run]:
     seeds = cfg.get("seeds") or [cfg["seed"]]
     studies = [(None, cfg), *(cfg.get("variant_profiles") or {}).items()]
     groups: list[dict] = []  # per (variant, model, dataset): its runs, one per seed (the report's run_groups)
+    finetunes: list[Run] = []  # after every study's training runs: the plan keeps stage order
     for variant, study in studies:
         train_ids: dict[tuple[str, str], str] = {}
         for model in study["models"]:
@@ -105,10 +106,11 @@ def plan(cfg: dict) -> list[Run]:
                 train_ids[(model["run"], key)] = group["runs"][0]
                 groups.append(group)
         for run in _finetune_runs(cfg, study, variant, train_ids):
-            runs.append(run)
+            finetunes.append(run)
             groups.append({"stage": FINETUNE_STAGE, "variant": variant, "model_run": run.parameters["model_run"],
                            "dataset_key": run.parameters["target_key"], "source_key": run.parameters["source_key"],
                            "seeds": seeds[:1], "runs": [run.id]})
+    runs += finetunes
 
     # the profile's own runs of its first seed: what the distance study and the report's main tables read
     base_runs = {g["runs"][0] for g in groups if g["variant"] is None}
@@ -228,7 +230,7 @@ def _report_extras(cfg: dict, groups: list[dict], runs: list[Run]) -> dict:
     if cfg.get("seeds") or cfg.get("variant_profiles") or any(m.get("seeds") for m in cfg["models"]):
         where = {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs}
         out["run_groups"] = [{**g, "metrics": [where[rid] for rid in g["runs"]]} for g in groups]
-        out["variant_overrides"] = cfg.get("variants") or {}
+        out["variant_overrides"] = {k: v for k, v in (cfg.get("variants") or {}).items() if v is not None}
     if not cfg.get("test_split", True):
         out["test_split"] = False
     return out

@@ -4,7 +4,8 @@
     Each variant is the profile with ``overrides`` deep-merged over it (mappings key by key, anything else
     replaced, as ``extends:`` merges), checked like a whole profile (its problems named with the variant) and
     planned as its own training (and fine-tune) runs, whose ids carry ``@<name>``. A variant may override only
-    what its runs read: :data:`VARIANT_KEYS`.
+    what its runs read: :data:`VARIANT_KEYS`. A profile extending another leaves out a variant of its base with
+    ``variants: {name: null}``.
 ``seeds: [s0, s1, ...]``
     Every training run is repeated once per seed. The first seed is the profile's ``seed``: its runs keep the ids
     (and parameters) a profile without ``seeds`` gives them; the others carry ``-seed<s>``.
@@ -42,6 +43,8 @@ def variant_raws(raw: dict, source: str) -> dict[str, dict]:
             overrides a key it may not (:data:`VARIANT_KEYS`) or changes nothing; every problem at once.
     """
     variants = raw.get("variants")
+    if isinstance(variants, dict) and variants and all(v is None for v in variants.values()):
+        return {}  # every variant of a base left out
     if variants is None:
         return {}
     if not isinstance(variants, dict) or not variants:
@@ -52,6 +55,8 @@ def variant_raws(raw: dict, source: str) -> dict[str, dict]:
     out = {}
     for name, overrides in variants.items():
         where = f"variants.{name}"
+        if overrides is None:  # a base's variant left out by the profile extending it
+            continue
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             errors.append(f"{where}: a variant name is part of its runs' ids and folders: letters, digits, '.', '_' "
                           f"and '-', starting with a letter or digit (e.g. lr-low); got {name!r}")
