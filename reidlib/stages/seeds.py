@@ -26,6 +26,7 @@ from .records import Epoch, EvalRecord, TrainRecord, read_record
 from .uncertainty import fmt_diff
 
 BASE = "(profile)"  # how the profile's own runs are named in the variants table
+LONG_CHANGE = 160  # characters: a variant's changed value longer than this (as JSON) is named, not printed
 
 
 def load_groups(run_groups: list[dict] | None) -> list[dict]:
@@ -84,15 +85,28 @@ def seed_table(groups: list[dict], test_split: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _short_value(value) -> str:
+    """A changed value as JSON, or, past :data:`LONG_CHANGE` characters, named only: a list of model entries by
+    their labels (such as a variant that repeats one model of the profile with its whole entry)."""
+    text = json.dumps(value, default=str)
+    if len(text) <= LONG_CHANGE:
+        return text
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        names = [str(v.get("label") or v.get("run") or v.get("name") or "?") for v in value]
+        return "[" + ", ".join(names) + "] (in full in the profile)"
+    return text[:LONG_CHANGE] + "... (in full in the profile)"
+
+
 def _changes(overrides: dict | None) -> str:
-    """A variant's overrides as ``key.sub: value`` items (``-`` for the profile's own runs)."""
+    """A variant's overrides as ``key.sub: value`` items (``-`` for the profile's own runs; long values named
+    only, :func:`_short_value`)."""
     if not overrides:
         return "-"
 
     def flat(prefix: str, value) -> list[str]:
         if isinstance(value, dict) and value:
             return [item for k, v in value.items() for item in flat(f"{prefix}.{k}" if prefix else str(k), v)]
-        return [f"{prefix}: {json.dumps(value, default=str)}"]
+        return [f"{prefix}: {_short_value(value)}"]
 
     return "; ".join(flat("", overrides))
 
