@@ -47,7 +47,8 @@ def write_report(runs: Runs, out_dir: Path, *, profile: str, description: str, p
     (run ids) and ``notes`` (lines printed under "Notes"). ``stale_runs``: ids of runs whose inputs changed after
     they ran (the pipeline's list); the report warns about them at the top and marks them in "What every number
     rests on". ``figures``: image files inside ``out_dir`` linked under "Figures". ``run_groups``,
-    ``variant_overrides``: the variants' and seeds' runs (the "Variants" and "Seeds" sections, :mod:`.seeds`);
+    ``variant_overrides``: the variants' and seeds' runs (the "Variants" and "Seeds" sections, :mod:`.seeds`, and
+    the seed sd and variant differences "At a glance" sets beside its leads);
     ``test_split=False``: a profile that compared recipes on held-out identities only gets the held-out report
     (:func:`reidlib.stages.seeds.write_held_out_report`).
     """
@@ -61,7 +62,7 @@ def write_report(runs: Runs, out_dir: Path, *, profile: str, description: str, p
                                            description=description, profile_path=profile_path,
                                            stale_runs=stale_runs, figures=figures)
     text, record = compose_report(runs, out_dir, profile=profile, description=description, profile_path=profile_path,
-                                  report=report, stale_runs=stale_runs, figures=figures)
+                                  report=report, stale_runs=stale_runs, figures=figures, run_groups=run_groups)
     text, record = seeds.add_sections(text, record, run_groups, variant_overrides)
     write_atomic(out_dir / "report.md", text)
     write_metrics(out_dir, record)

@@ -28,6 +28,7 @@ from .report_tables import (
     variant_table,
     verification_tables,
 )
+from .seeds import measured_noise
 
 TABLE_I = "## Table I: rank-1 / mAP (%) of this study"
 
@@ -136,9 +137,10 @@ def _provenance(runs: Runs, stale: list[str]) -> tuple[list[str], float, set[str
 
 def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str, profile_path: str,
                    report: dict | None = None, stale_runs: list[str] | None = None,
-                   figures: list[Path] | None = None) -> tuple[str, dict]:
+                   figures: list[Path] | None = None, run_groups: list[dict] | None = None) -> tuple[str, dict]:
     """(``report.md`` text, the report's ``metrics.json`` record); arguments as
-    :func:`reidlib.stages.report.write_report`."""
+    :func:`reidlib.stages.report.write_report` (``run_groups``: the seeds' and variants' runs, read here only for
+    what "At a glance" sets beside its leads)."""
     report = report or {}
     paper, references = report.get("reproduces"), report.get("references") or []
     t1, ft, cx = table_one(runs), finetune_table(runs), complexity_table(runs)
@@ -148,7 +150,8 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
     versus, learned = head_to_head(runs, references), learning_check(runs, chance)
     failed = failed_runs(learned)
     stale = sorted(set(stale_runs or []) & set(runs))
-    glance = at_a_glance(runs, report, failed, profile, stale)
+    noise = measured_noise(run_groups, report.get("variants"))
+    glance = at_a_glance(runs, report, failed, profile, stale, noise)
     lines = [f"# reidlib study report: profile `{profile}`", "", "## At a glance", "", glance, "",
              description.strip(), "",
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "

@@ -10,11 +10,14 @@ This module reads them and writes:
 - the variants table: per group, what the variant changes and its numbers, with its paired difference to the
   profile's own run on the same queries where both were evaluated on the same identities;
 - for a profile with ``test_split: false``, the whole report (:func:`write_held_out_report`): the held-out
-  numbers at the selected and at the last evaluated epoch, and their curves per epoch.
+  numbers at the selected and at the last evaluated epoch, and their curves per epoch;
+- for "At a glance" (:func:`measured_noise`): how far seeds (sd over seeds) and a profile variant named in
+  ``report.variants`` (its paired difference, such as fp32 against bf16 autocast) move a run's test numbers.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +86,110 @@ def seed_table(groups: list[dict], test_split: bool = True) -> pd.DataFrame:
                      "mAP mean ± sd": mean_sd([ev.mAP for ev in done]),
                      "seeds": ", ".join(str(s) for s in g["seeds"]), "runs": f"{len(done)} of {len(evs)}"})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """One run repeated over seeds: the sample sd (ddof 1) of its test rank-1 and mAP over the seeds that ran,
+    in percentage points."""
+
+    run: str  # the first seed's run id, the one the rest of the report shows
+    label: str  # the model's label (and the variant's name for a variant's run)
+    data: str  # the test split's label
+    seeds: tuple[int, ...]  # the seeds whose runs have results
+    planned: int  # how many seeds the profile planned
+    R1_sd: float
+    mAP_sd: float
+
+
+@dataclass(frozen=True)
+class VariantShift:
+    """A ``report.variants`` pair whose variant is a variant of the profile (run id ``<fixed>@<name>``): variant
+    minus fixed on the same test queries, percentage points; ``R1`` and ``mAP`` are paired results
+    (``{"difference", "ci95", "excludes_zero"}``, None without per-query data on the same queries)."""
+
+    fixed: str  # run ids
+    variant: str
+    name: str  # the variant's name (``variants:`` key)
+    change: str  # the pair's ``change`` text ("" where the profile gives none)
+    label: str  # the fixed run's model label
+    data: str  # the test split's label
+    R1_point: float  # variant minus fixed
+    mAP_point: float
+    R1: dict | None
+    mAP: dict | None
+
+    def reach(self, stat: str = "mAP") -> float:
+        """How far the change may move ``stat``: the larger end (in absolute value) of its paired 95 % interval,
+        or the point difference where there is no interval (points)."""
+        paired, point = (self.mAP, self.mAP_point) if stat == "mAP" else (self.R1, self.R1_point)
+        return abs(point) if paired is None else max(abs(v) for v in paired["ci95"])
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What "At a glance" sets beside a lead: the seed spreads and the profile-variant shifts of the study."""
+
+    spreads: tuple[SeedSpread, ...] = ()
+    shifts: tuple[VariantShift, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.spreads or self.shifts)
+
+    def spread_of(self, run: str) -> SeedSpread | None:
+        """The seed spread of ``run`` (its first seed's run id), None where it ran with one seed."""
+        return next((s for s in self.spreads if s.run == run), None)
+
+    def shifts_of(self, run: str) -> list[VariantShift]:
+        """The variant shifts whose fixed run is ``run``."""
+        return [v for v in self.shifts if v.fixed == run]
+
+
+def seed_spreads(groups: list[dict]) -> list[SeedSpread]:
+    """The :class:`SeedSpread` of every training group (:func:`load_groups`) with at least two seeds' test results."""
+    out = []
+    for g in groups:
+        if g["stage"] != TRAIN_STAGE or len(g["seeds"]) < 2:
+            continue
+        done = [(s, m.result_eval) for s, m in zip(g["seeds"], g["records"]) if m is not None and m.result_eval]
+        if len(done) < 2:
+            continue
+        first = next(m for m in g["records"] if m is not None)
+        r1, m_ap = ([float(getattr(ev, stat)) for _, ev in done] for stat in ("R1", "mAP"))
+        label = _label(g, first) + (f", {g['variant']} variant" if g["variant"] else "")
+        out.append(SeedSpread(run=g["runs"][0], label=label, data=done[0][1].label or _data(g, first),
+                              seeds=tuple(s for s, _ in done), planned=len(g["seeds"]),
+                              R1_sd=float(np.std(r1, ddof=1)), mAP_sd=float(np.std(m_ap, ddof=1))))
+    return out
+
+
+def variant_shifts(groups: list[dict], pairs: list[dict] | None) -> list[VariantShift]:
+    """The :class:`VariantShift` of every ``report.variants`` pair (``{fixed, variant, change}``, run ids) whose
+    variant run belongs to one of the profile's variants and both runs have test results. Pairs of two rows of the
+    profile itself (a paper-code fix beside its fixed row) are a recipe's worth, not variation, and are left to
+    the report's fix table."""
+    records = {rid: m for g in groups for rid, m in zip(g.get("runs") or [], g["records"])}
+    of_variants = {rid: g["variant"] for g in groups if g["variant"] is not None for rid in g.get("runs") or []}
+    out = []
+    for pair in pairs or []:
+        fixed, variant = records.get(pair["fixed"]), records.get(pair["variant"])
+        if pair["variant"] not in of_variants or fixed is None or variant is None:
+            continue
+        f_ev, v_ev = fixed.result_eval, variant.result_eval
+        if f_ev is None or v_ev is None:
+            continue
+        out.append(VariantShift(fixed=pair["fixed"], variant=pair["variant"], name=of_variants[pair["variant"]],
+                                change=str(pair.get("change") or ""), label=fixed.model_label or pair["fixed"],
+                                data=f_ev.label or "", R1_point=float(v_ev.R1) - float(f_ev.R1),
+                                mAP_point=float(v_ev.mAP) - float(f_ev.mAP), R1=v_ev.paired(f_ev, "R1"),
+                                mAP=v_ev.paired(f_ev, "mAP")))
+    return out
+
+
+def measured_noise(run_groups: list[dict] | None, pairs: list[dict] | None) -> Noise:
+    """The study's :class:`Noise` from the plan's ``run_groups`` and ``report.variants`` (empty without groups)."""
+    groups = load_groups(run_groups)
+    return Noise(spreads=tuple(seed_spreads(groups)), shifts=tuple(variant_shifts(groups, pairs)))
 
 
 def _short_value(value) -> str:
