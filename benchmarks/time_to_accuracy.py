@@ -2,6 +2,8 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py                  # the full run (~1.5 h, 2 cores)
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --recipe R.yaml  # ours with another recipe
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --recipe-from sweeps/cuhk03-osnet-speed@cos12
+                                      # ours with a recipe a held-out sweep profile (one of its variants) trained
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --quick --out /tmp/tta   # minutes, to try it
 
 Two sides train OSNet x0.25 from the MSMT17 re-ID weights on the CUHK03-NP (detected) train split, one after the
@@ -174,8 +176,54 @@ def summarize(curves: dict[str, list[dict]]) -> dict:
 
 
 # ---- the recipe ------------------------------------------------------------------------------------------------
-def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = None) -> tuple[dict, dict]:
-    """``(fit keywords, model keywords)`` of our side: the peer's recipe, then the YAML file's, then ``--set``.
+# what a held-out sweep's recipe holds for its own selection (which this benchmark fixes itself) or for its cache
+SWEEP_ONLY = FIXED + ("cache_dir",)
+
+
+def recipe_from_sweep(spec: str) -> dict:
+    """The recipe file content (``train``, ``image_size``, ``kwargs``, ``description``) of the one model a
+    held-out sweep profile trains, for ``PROFILE`` (its own runs) or ``PROFILE@VARIANT``: the recipe the sweep
+    chose on held-out identities, read from the profile itself so there is no second copy of it. Its selection
+    keys (held-out ids, ``select_on``, ``eval_every``, ``max_minutes``) are dropped: this benchmark trains on all
+    training ids and keeps the last epoch.
+
+    Raises:
+        SystemExit: the profile does not load, names no such variant, or does not train OSNet x0.25 from the
+            MSMT17 weights this benchmark starts from.
+    """
+    from reidlib.pipeline import ProfileError, load_profile
+
+    profile, _, variant = spec.partition("@")
+    try:
+        cfg = load_profile(profile)
+    except ProfileError as err:
+        raise SystemExit(f"--recipe-from {spec}: {err}") from None
+    studies = {None: cfg, **(cfg.get("variant_profiles") or {})}
+    if (variant or None) not in studies:
+        raise SystemExit(f"--recipe-from {spec}: {profile} has no variant {variant!r}; its variants: "
+                         f"{sorted(k for k in studies if k)}")
+    models = studies[variant or None]["models"]
+    model = models[0] if len(models) == 1 else None
+    if model is None or model["name"] != MODEL or Path(model["pretrained"] or "").name != WEIGHTS.name:
+        raise SystemExit(f"--recipe-from {spec}: this benchmark trains {MODEL} from {WEIGHTS.name}; the sweep must "
+                         f"train that one model, it trains {[(m['name'], m['pretrained']) for m in models]}")
+    train = {k: v for k, v in model["train"].items() if k not in SWEEP_ONLY}
+    return {"train": train, "image_size": list(model["image_size"]), "kwargs": dict(model["kwargs"]),
+            "description": f"{profile}" + (f", variant {variant}" if variant else ", its own recipe")}
+
+
+def _recipe_source(args: argparse.Namespace) -> str:
+    """Where our recipe came from, for the report."""
+    if args.recipe_from:
+        return f"the held-out sweep params/{args.recipe_from.split('@')[0].removesuffix('.yaml')}.yaml" + (
+            f", variant {args.recipe_from.partition('@')[2]}" if "@" in args.recipe_from else "")
+    return str(args.recipe) if args.recipe else "the peer's recipe"
+
+
+def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = None,
+                sweep: str | None = None) -> tuple[dict, dict]:
+    """``(fit keywords, model keywords)`` of our side: the peer's recipe, then the YAML file's (or the sweep's,
+    :func:`recipe_from_sweep`), then ``--set``.
 
     The file holds ``train:`` (``fit`` keywords; a ``transforms:`` mapping inside is merged into them), and
     optionally ``image_size: [height, width]``, ``kwargs:`` (model keywords) and ``description:``. ``epochs``
@@ -187,8 +235,10 @@ def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = Non
 
     recipe: dict = {**PEER_RECIPE, "epochs": PEER_EPOCHS}
     model_kwargs: dict = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+    if path is not None and sweep is not None:
+        raise SystemExit("give --recipe or --recipe-from, not both")
+    if path is not None or sweep is not None:
+        data = recipe_from_sweep(sweep) if sweep else yaml.safe_load(Path(path).read_text()) or {}
         unknown = sorted(set(data) - {"train", "image_size", "kwargs", "description"})
         if unknown or not isinstance(data.get("train", {}), dict):
             raise SystemExit(f"{path}: a recipe file holds train: (fit keywords), image_size:, kwargs: and "
@@ -442,6 +492,7 @@ def markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Recipes", "", f"- peer: `{json.dumps(sides['peer']['recipe'])}`",
               f"- ours: `{json.dumps(sides['ours']['recipe'])}`"
+              + (f" (from {sides['ours']['recipe_source']})" if sides["ours"].get("recipe_source") else "")
               + (f", model `{json.dumps(sides['ours']['model_kwargs'])}`" if sides["ours"]["model_kwargs"] else "")]
     return "\n".join(lines) + "\n"
 
@@ -488,6 +539,8 @@ METHOD = ("Both sides start from the MSMT17 OSNet x0.25 weights and train on the
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", type=Path, default=None, help="our recipe (YAML; default: the peer's recipe)")
+    ap.add_argument("--recipe-from", default=None, metavar="PROFILE[@VARIANT]",
+                    help="our recipe from a held-out sweep profile (its own runs, or one variant's)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fit keywords on top of the recipe")
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK_TRAIN_IDS} training ids, {QUICK_TEST_IDS} test ids, {QUICK_EPOCHS} epochs a side")
@@ -521,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         if not need.exists():
             raise SystemExit(f"missing {need}: this benchmark needs ../shared/data and ../shared/weights "
                              "(or $REIDLIB_SHARED)")
-    recipe, model_kwargs = load_recipe(args.recipe, args.set, QUICK_EPOCHS if args.quick else None)
+    recipe, model_kwargs = load_recipe(args.recipe, args.set, QUICK_EPOCHS if args.quick else None,
+                                       args.recipe_from)
     load_start = os.getloadavg()
     work = (args.work or work_root() / "time_to_accuracy" / ("quick" if args.quick else "full")).resolve()
     sides = prepare(args, work, recipe, model_kwargs)
@@ -551,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
               "sides": {"peer": {"label": SIDE_LABELS["peer"], "precision": "fp32", "threads": t,
                                  "recipe": peer_recipe, "model_kwargs": {}, "curve": curves["peer"]},
                         "ours": {"label": SIDE_LABELS["ours"], "precision": runs["ours"]["precision"], "threads": t,
-                                 "recipe": recipe, "model_kwargs": model_kwargs, "curve": curves["ours"]}},
+                                 "recipe": recipe, "model_kwargs": model_kwargs, "curve": curves["ours"],
+                                 "recipe_source": _recipe_source(args)}},
               "summary": summary, "ratio": summary["ratio"]}
     out = args.out or (work if args.quick else ROOT / "results" / "benchmarks")
     out.mkdir(parents=True, exist_ok=True)

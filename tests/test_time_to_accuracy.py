@@ -128,6 +128,21 @@ def test_load_recipe_refuses_what_it_fixes_and_bad_keys(tmp_path):
         tta.load_recipe(path, [])
 
 
+def test_the_recipe_comes_from_a_held_out_sweep_variant_without_its_selection_keys():
+    recipe, kwargs = tta.load_recipe(None, [], sweep="sweeps/cuhk03-osnet-speed@cos12")
+    assert recipe["epochs"] == 12 and recipe["lr"] == 1.5e-3 and recipe["optimizer"] == "amsgrad"
+    assert (recipe["height"], recipe["width"], recipe["pad"], recipe["center_weight"]) == (256, 128, 0, 0.0)
+    assert not set(recipe) & set(tta.FIXED) and kwargs == {}
+    own, _ = tta.load_recipe(None, ["lr=3e-3"], sweep="sweeps/cuhk03-osnet-speed")
+    assert own["epochs"] == 20 and own["lr"] == 3e-3  # --set still goes on top
+    with pytest.raises(SystemExit, match="no variant 'cos99'.*'cos12'"):
+        tta.load_recipe(None, [], sweep="sweeps/cuhk03-osnet-speed@cos99")
+    with pytest.raises(SystemExit, match="trains osnet_x0_25 from osnet_x0_25_msmt17.pth"):
+        tta.load_recipe(None, [], sweep="sweeps/cuhk03-scratch-recipe")
+    with pytest.raises(SystemExit, match="not both"):
+        tta.load_recipe(tta.ROOT / "x.yaml", [], sweep="sweeps/cuhk03-osnet-speed")
+
+
 def _report(ratio_map, summary=None):
     peer = _rows([0, 10, 20], [0.10, 0.30, 0.42], [0.10, 0.30, 0.40])
     ours = _rows([0, 5, 10], [0.10, 0.40, 0.50], [0.10, 0.35, 0.45])
