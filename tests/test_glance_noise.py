@@ -60,7 +60,7 @@ def _study(tmp_path: Path, seeds_run: int = 3) -> tuple[dict, list[dict], dict]:
                "runs": ["10_train/d-resnet"], "metrics": [_write(tmp_path, "10_train/d-resnet", resnet)]},
               {"stage": "10_train", "variant": "fp32", "model_run": "osnet", "dataset_key": "d", "seeds": [0],
                "runs": [FP32], "metrics": [_write(tmp_path, FP32, _record("OSNet", 50.0, 41.0))]}]
-    report = {"variants": [{"fixed": HEAD, "variant": FP32, "change": CHANGE}], "references": [PEER]}
+    report = {"variants": [{"fixed": HEAD, "variant": FP32, "change": CHANGE, "noise": True}], "references": [PEER]}
     return as_runs({HEAD: seeds[0], "10_train/d-resnet": resnet}), groups, report
 
 
@@ -99,7 +99,9 @@ def test_a_non_degenerate_fp32_interval_is_the_paired_bootstrap_of_the_two_runs(
                "runs": [HEAD], "metrics": [_write(tmp_path, HEAD, _record("OSNet", 0.0, 40.0, hits=hits))]},
               {"stage": "10_train", "variant": "fp32", "model_run": "osnet", "dataset_key": "d", "seeds": [0],
                "runs": [FP32], "metrics": [_write(tmp_path, FP32, _record("OSNet", 0.0, 40.0, hits=hits_fp32))]}]
-    (shift,) = seeds_mod.measured_noise(groups, [{"fixed": HEAD, "variant": FP32}]).shifts
+    (shift,) = seeds_mod.measured_noise(groups, [{"fixed": HEAD, "variant": FP32, "noise": True}]).shifts
+    # the same pair without noise: true is a recipe change, not noise
+    assert not seeds_mod.measured_noise(groups, [{"fixed": HEAD, "variant": FP32}]).shifts
     want = paired_difference(hits_fp32.astype(float), hits.astype(float), np.repeat(np.arange(20), 2), ci=CI_LEVEL,
                              n_boot=N_BOOT, seed=BOOT_SEED)
     assert np.isclose(shift.R1_point, 2.5)  # 21 against 20 hits of 40 queries

@@ -283,3 +283,14 @@ def test_a_profile_extending_another_leaves_out_a_variant_of_its_base(tmp_path):
     none_left.write_text(f"extends: {base}\nwork_dir: {tmp_path / 'work' / 'n'}\nvariants: {{v1: null, v2: null}}\n")
     cfg = load_profile(none_left)
     assert "variant_profiles" not in cfg and [r.id for r in plan(cfg) if r.stage == "10_train"] == ["10_train/a-osnet"]
+
+
+def test_report_variant_pairs_take_a_boolean_noise_flag_and_no_other_keys(tmp_path):
+    pair = {"fixed": "10_train/a-osnet", "variant": "10_train/a-osnet@v", "change": "fp32"}
+    variants = {"v": {"training": {"lr": 1.0e-3}}}
+    load_profile(_profile(tmp_path, "ok", variants=variants, report={"variants": [{**pair, "noise": True}]}))
+    with pytest.raises(ProfileError) as err:
+        load_profile(_profile(tmp_path, "bad", variants=variants,
+                              report={"variants": [{**pair, "noise": "yes"}, {**pair, "nosie": True}]}))
+    assert "report.variants[0].noise: must be true or false, got 'yes'" in str(err.value)
+    assert "report.variants[1]" in str(err.value) and "nosie" in str(err.value), str(err.value)

@@ -163,7 +163,12 @@ def _checked_elsewhere(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
 def _run_pairs(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
     for i, v in enumerate(value or []):
         if not (isinstance(v, dict) and isinstance(v.get("fixed"), str) and isinstance(v.get("variant"), str)):
-            ck.fail(f"{where}[{i}]", "must be a mapping {fixed: run id, variant: run id, change: text}")
+            ck.fail(f"{where}[{i}]", "must be a mapping {fixed: run id, variant: run id, change: text}, and "
+                                     "noise: true where the change should not matter (its difference measures noise)")
+            continue
+        ck.unknown_keys(f"{where}[{i}]", v, {"fixed", "variant", "change", "noise"})
+        if not isinstance(v.get("noise", False), bool):
+            ck.fail(f"{where}[{i}].noise", f"must be true or false, got {v['noise']!r}")
     return value
 
 

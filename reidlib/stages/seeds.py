@@ -164,16 +164,16 @@ def seed_spreads(groups: list[dict]) -> list[SeedSpread]:
 
 
 def variant_shifts(groups: list[dict], pairs: list[dict] | None) -> list[VariantShift]:
-    """The :class:`VariantShift` of every ``report.variants`` pair (``{fixed, variant, change}``, run ids) whose
-    variant run belongs to one of the profile's variants and both runs have test results. Pairs of two rows of the
-    profile itself (a paper-code fix beside its fixed row) are a recipe's worth, not variation, and are left to
-    the report's fix table."""
+    """The :class:`VariantShift` of every ``report.variants`` pair marked ``noise: true`` (``{fixed, variant,
+    change, noise}``, run ids: a change that should not matter, such as fp32 against bf16 autocast) whose variant
+    run belongs to one of the profile's variants and both runs have test results. Other pairs (a paper-code fix,
+    a different loss) are a recipe's worth, not variation, and are left to the report's tables."""
     records = {rid: m for g in groups for rid, m in zip(g.get("runs") or [], g["records"])}
     of_variants = {rid: g["variant"] for g in groups if g["variant"] is not None for rid in g.get("runs") or []}
     out = []
     for pair in pairs or []:
         fixed, variant = records.get(pair["fixed"]), records.get(pair["variant"])
-        if pair["variant"] not in of_variants or fixed is None or variant is None:
+        if not pair.get("noise") or pair["variant"] not in of_variants or fixed is None or variant is None:
             continue
         f_ev, v_ev = fixed.result_eval, variant.result_eval
         if f_ev is None or v_ev is None:
