@@ -246,6 +246,19 @@ def test_held_out_variant_table_shows_the_selected_and_last_epoch(tmp_path):
     assert row["selected epoch"] == 2
 
 
+def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "r").mkdir()
+    osnet = [_group(tmp_path / "o", None, [(22.0, 21.0)], held_out=True),
+             _group(tmp_path / "o", "ams", [(18.0, 20.0)], held_out=True)]
+    big = {**_group(tmp_path / "r", "ams", [(29.0, 30.0)], held_out=True), "model_run": "resnet"}
+    text = seeds_mod._glance(seeds_mod.load_groups([*osnet, big]))
+    assert "within each model" in text
+    assert "best the profile's own recipe (22.0 [20.0, 24.0] / 21.0 [20.0, 22.0]), +4.0 (no paired interval) " \
+           "rank-1 points over variant ams (within noise)." in text, text
+    assert "best variant ams (29.0 [27.0, 31.0] / 30.0 [29.0, 31.0]), its only recipe here." in text, text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # end to end
 # ---------------------------------------------------------------------------------------------------------------

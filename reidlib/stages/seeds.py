@@ -324,23 +324,38 @@ def report_lines(groups: list[dict], overrides: dict | None, test_split: bool = 
 
 
 def _glance(groups: list[dict]) -> str:
-    """The held-out report's opening: the best group by held-out rank-1 at the selected epoch, and its caveat."""
+    """The held-out report's opening: per model, the recipe (variant) with the highest held-out rank-1 at the
+    selected epoch and its paired lead over that model's next recipe (recipes are compared within a model, never
+    across models), then the caveat."""
     scored = [(evaluation_of(g["records"][0], False), g) for g in groups if g["stage"] == TRAIN_STAGE]
     scored = [(ev, g) for ev, g in scored if ev is not None]
     if not scored:
         return "No training run has finished yet."
-    ev, g = max(scored, key=lambda x: (x[0].R1, x[0].mAP))
-    text = (f"Recipes compared on identities held out of the training split; no test split was read. Highest "
-            f"held-out rank-1 at the selected epoch: {g['variant'] or 'the profile itself'} "
-            f"({_label(g, g['records'][0])}, {ev.fmt_record()}).")
-    others = [(e, o) for e, o in scored if o is not g]
-    if others:
-        ev2, g2 = max(others, key=lambda x: (x[0].R1, x[0].mAP))
-        diff = ev.paired(ev2, "R1")
-        text += (f" Its lead over the next ({g2['variant'] or 'the profile itself'}) in rank-1: {fmt_diff(diff)}"
-                 + (" points, within noise." if diff is not None and not diff["excludes_zero"] else " points."))
-    return text + (" Held-out sets are small, so their intervals are wide; the selected epoch was chosen on the same "
-                   "identities, so its numbers are optimistic next to the last epoch's.")
+    by_model: dict[str, list] = {}
+    for ev, g in scored:
+        by_model.setdefault(g["model_run"], []).append((ev, g))
+    sentences = []
+    for entries in by_model.values():
+        entries.sort(key=lambda x: (x[0].R1, x[0].mAP), reverse=True)
+        (ev, g), rest = entries[0], entries[1:]
+        sentence = (f"{_label(g, g['records'][0])}: best {_recipe(g)} ({ev.fmt_record()})")
+        if rest:
+            ev2, g2 = rest[0]
+            diff = ev.paired(ev2, "R1")
+            lead = fmt_diff(diff) if diff is not None else f"{float(ev.R1) - float(ev2.R1):+.1f} (no paired interval)"
+            noise = diff is None or not diff["excludes_zero"]
+            sentence += f", {lead} rank-1 points over {_recipe(g2)}" + (" (within noise)" if noise else "")
+        else:
+            sentence += ", its only recipe here"
+        sentences.append(sentence + ".")
+    return ("Recipes compared on identities held out of the training split, within each model; no test split was "
+            "read. Held-out rank-1 / mAP at the selected epoch: " + " ".join(sentences)
+            + " Held-out sets are small, so their intervals are wide; the selected epoch was chosen on the same "
+            "identities, so its numbers are optimistic next to the last epoch's.")
+
+
+def _recipe(group: dict) -> str:
+    return f"variant {group['variant']}" if group["variant"] else "the profile's own recipe"
 
 
 def write_held_out_report(groups: list[dict], overrides: dict | None, out_dir: Path, *, profile: str,
