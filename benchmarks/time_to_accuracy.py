@@ -181,7 +181,7 @@ SWEEP_ONLY = FIXED + ("cache_dir",)
 
 
 def recipe_from_sweep(spec: str) -> dict:
-    """The recipe file content (``train``, ``image_size``, ``kwargs``, ``description``) of the one model a
+    """The recipe file content (``train``, ``image_size``, ``kwargs``) of the one model a
     held-out sweep profile trains, for ``PROFILE`` (its own runs) or ``PROFILE@VARIANT``: the recipe the sweep
     chose on held-out identities, read from the profile itself so there is no second copy of it. Its selection
     keys (held-out ids, ``select_on``, ``eval_every``, ``max_minutes``) are dropped: this benchmark trains on all
@@ -208,8 +208,7 @@ def recipe_from_sweep(spec: str) -> dict:
         raise SystemExit(f"--recipe-from {spec}: this benchmark trains {MODEL} from {WEIGHTS.name}; the sweep must "
                          f"train that one model, it trains {[(m['name'], m['pretrained']) for m in models]}")
     train = {k: v for k, v in model["train"].items() if k not in SWEEP_ONLY}
-    return {"train": train, "image_size": list(model["image_size"]), "kwargs": dict(model["kwargs"]),
-            "description": f"{profile}" + (f", variant {variant}" if variant else ", its own recipe")}
+    return {"train": train, "image_size": list(model["image_size"]), "kwargs": dict(model["kwargs"])}
 
 
 def _recipe_source(args: argparse.Namespace) -> str:

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from .mappings import deep_merge
 from .schema import Problems, ProfileError, Rule, build, check_value, coerce, resolved, rule, rules_of
+from .variants import is_seed_list
 
 __all__ = ["DatasetSpec", "DistanceSpec", "EvalSpec", "FinetuneSpec", "ModelSpec", "ProfileError", "ReportSpec",
            "Study", "build_study", "check_profile", "spec_defaults", "training_keys", "with_defaults",
@@ -108,8 +109,7 @@ def _label(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
 
 
 def _model_seeds(value: Any, where: str, ck: Problems, ctx: dict) -> Any:
-    if value is not None and not (isinstance(value, list) and value and len(set(value)) == len(value) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+    if value is not None and not is_seed_list(value):
         ck.fail(where, f"must be a list of distinct integers >= 0, the profile's seed first, e.g. [0, 1, 2], got "
                        f"{value!r}")
         return None

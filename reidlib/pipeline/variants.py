@@ -77,8 +77,10 @@ def variant_raws(raw: dict, source: str) -> dict[str, dict]:
     return out
 
 
-def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+def is_seed_list(value: Any) -> bool:
+    """A non-empty list of distinct integers >= 0 (what ``seeds:`` and a model's ``seeds:`` take)."""
+    return (isinstance(value, list) and bool(value) and len(set(value)) == len(value)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
 
 
 def check_study_keys(cfg: dict, raw: dict, source: str) -> dict:
@@ -93,7 +95,7 @@ def check_study_keys(cfg: dict, raw: dict, source: str) -> dict:
     errors: list[str] = []
     seeds = raw.get("seeds")
     if seeds is not None:
-        if not _int_list(seeds) or not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        if not is_seed_list(seeds):
             errors.append(f"seeds: must be a list of distinct integers >= 0, e.g. [0, 1, 2], got {seeds!r}")
         elif "seed" in raw and raw["seed"] != seeds[0]:
             errors.append(f"seeds: the first seed is the profile's seed (its runs keep their plain ids), but seed is "
