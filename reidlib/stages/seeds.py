@@ -269,9 +269,14 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
 
 def plot_held_out_curves(groups: list[dict]):
     """Held-out rank-1 and mAP (%) per evaluated epoch, one line per training group's first seed (two panels,
-    the legend under them)."""
+    the legend under them): a model keeps its colour across the study's figures, each recipe (the profile's own,
+    then each variant in order) its line style."""
     import matplotlib.pyplot as plt
 
+    from reidlib.figure_style import model_style
+
+    variants = list(dict.fromkeys(g["variant"] for g in groups))
+    dashes = ("-", "--", ":", "-.")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for g in groups:
         first = g["records"][0]
@@ -283,7 +288,9 @@ def plot_held_out_curves(groups: list[dict]):
         name = f"{_label(g, first)}, {g['variant'] or 'profile'}"
         epochs = [h.epoch for h in rows]
         for ax, values in zip(axes, ([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
-            ax.plot(epochs, [100.0 * v for v in values], marker="o", markersize=3, label=name)
+            ax.plot(epochs, [100.0 * v for v in values], marker="o", markersize=3, label=name,
+                    color=model_style(g["model_run"])["color"],
+                    linestyle=dashes[variants.index(g["variant"]) % len(dashes)])
     from matplotlib.ticker import MaxNLocator
 
     for ax, title in zip(axes, ("rank-1 (%)", "mAP (%)")):
