@@ -1,4 +1,4 @@
-"""Weights loading: ``pretrained="imagenet"`` for every model (issue 19) and bad weight inputs (issue 16).
+"""Weights loading: ``pretrained="imagenet"`` for every model and bad weight inputs.
 
 No test here touches the network: ``torch.hub.download_url_to_file`` is replaced for every test, and the
 ImageNet "weights" are FAKE files (freshly built, randomly initialised torchvision / reidlib models saved under
@@ -197,7 +197,7 @@ def test_imagenet_for_the_timm_backend_is_refused(torch_home):
         build_model("mnv3_siamese", 10, backend="timm", pretrained="imagenet")
 
 
-# ---- bad weight inputs (issue 16) ------------------------------------------------------------------------------
+# ---- bad weight inputs ------------------------------------------------------------------------------------------
 def test_row7_mostly_mismatched_shapes_are_refused(tmp_path):
     """OSNet's key names with every shape doubled: refused, naming the first mismatches (> 10 % rule)."""
     own = build_model("osnet_x0_25", 10).state_dict()
