@@ -23,8 +23,9 @@ other, each in its own process with the same torch threads (``--threads``):
 
 Training minutes are the epochs' training loops only: checkpoint writing and the test evaluation are outside them.
 After training, every epoch's weights of both sides (epoch 0 = before training) are evaluated on the CUHK03-NP test
-split with one evaluator, for the curve only: ``reidlib.engine.evaluate.evaluate_model`` (flip averaging, L2-normalised
-features, euclidean distance, the dataset's protocol, ``--eval-precision``).
+split with one evaluator, for the curve only: ``reidlib.evaluation.embed_and_rank`` (flip averaging, L2-normalised
+features, euclidean distance, the dataset's protocol, ``--eval-precision``), each accuracy with a 95 %
+identity-bootstrap interval; ours minus the target is compared on the same test queries (paired interval).
 
 Minutes to reach an accuracy: the first epoch whose test accuracy is >= the target, the minute linearly interpolated
 between that epoch's end and the previous one's (epoch 0 = minute 0); the same rule on both sides; "not reached" when
@@ -68,7 +69,9 @@ FIXED = ("select_on", "num_val_ids", "evaluate_test", "stop_after", "resume", "p
 # spec keys that name places, not what is trained: a moved work folder is the same run
 PLACES = ("curve_dir", "train_items", "work")
 SIDE_LABELS = {"peer": "torchreid 0.2.5", "ours": "reidlib fit"}
-EVAL_SETTINGS = {"metric": "euclidean", "normalize": True, "flip": True}  # one evaluator for both sides
+# one evaluator for both sides; 95 % identity-bootstrap intervals and the per-query values paired comparisons need
+EVAL_SETTINGS = {"metric": "euclidean", "normalize": True, "flip": True, "ci": 0.95, "per_query": True}
+METRICS = ("rank1", "mAP")
 
 
 # ---- records and resume (stdlib only: the peer worker imports these) ---------------------------------------
@@ -156,23 +159,63 @@ def ratio_note(peer_minutes: float | None, our_minutes: float | None) -> str | N
     return None
 
 
-def summarize(curves: dict[str, list[dict]]) -> dict:
+def summarize(curves: dict[str, list[dict]], per_query: dict[str, list[dict]] | None = None) -> dict:
     """Target (the peer's last epoch), each side's minutes to it and the ratios, from per-epoch rows.
 
     ``curves[side]``: rows ``{"epoch", "minutes", "rank1", "mAP"}`` in epoch order, epoch 0 first, for the sides
-    ``"peer"`` and ``"ours"``; accuracies as fractions.
+    ``"peer"`` and ``"ours"``; accuracies as fractions, with ``"rank1_ci"`` / ``"mAP_ci"`` ([lo, hi]) where measured.
+    ``per_query[side]``: per epoch, the evaluation's per-query ``{"pid", "first_hit", "ap"}`` (encoded or arrays);
+    with it the summary adds ``paired``: ours minus the target on the same test queries, in percentage points with a
+    95 % paired identity-bootstrap interval, after our last epoch (``"final"``) and at the epoch where ours first
+    reached the target (``"at_reach"``, None where it never did).
     """
     final = curves["peer"][-1]
-    out: dict[str, Any] = {"target": {m: final[m] for m in ("rank1", "mAP")}, "target_epoch": final["epoch"],
+    out: dict[str, Any] = {"target": {m: final[m] for m in METRICS}, "target_epoch": final["epoch"],
+                           "target_ci": {m: final.get(f"{m}_ci") for m in METRICS},
                            "minutes_to_target": {}, "ratio": {}, "ratio_note": {}}
     for side, rows in curves.items():
         mins = [r["minutes"] for r in rows]
         out["minutes_to_target"][side] = {m: minutes_to_reach(mins, [r[m] for r in rows], final[m])
-                                          for m in ("rank1", "mAP")}
-    for m in ("rank1", "mAP"):
+                                          for m in METRICS}
+    for m in METRICS:
         pair = (out["minutes_to_target"]["peer"][m], out["minutes_to_target"]["ours"][m])
         out["ratio"][m], out["ratio_note"][m] = ratio(*pair), ratio_note(*pair)
+    if per_query:
+        out["paired"] = paired_to_target(curves["ours"], per_query["ours"], per_query["peer"][-1])
     return out
+
+
+def _query_values(block: dict, metric: str):
+    """Per-query values of ``metric`` (hit at rank 1, or AP) and the queries' ids from a per-query block."""
+    from reidlib.stages.uncertainty import decode_per_query
+
+    pq = decode_per_query(block)
+    return (pq["first_hit"] == 1).astype(float) if metric == "rank1" else pq["ap"], pq["pid"]
+
+
+def paired_to_target(ours: list[dict], ours_pq: list[dict], target_pq: dict) -> dict:
+    """Ours minus the peer's last epoch on the same queries, after our last epoch and where ours first reached it.
+
+    Returns ``{"final" | "at_reach": {metric: {"epoch", "difference", "ci95"} or None}}``: percentage points, a
+    95 % paired identity-bootstrap interval (:func:`reidlib.evaluation.bootstrap.paired_difference`).
+    """
+    from reidlib.evaluation.bootstrap import paired_difference
+
+    target = {m: _query_values(target_pq, m) for m in METRICS}
+
+    def diff(i: int, m: str) -> dict:
+        values, pids = _query_values(ours_pq[i], m)
+        t_values, t_pids = target[m]
+        if len(pids) != len(t_pids) or (pids != t_pids).any():
+            raise ValueError("the two sides were not evaluated on the same queries")
+        res = paired_difference(values, t_values, pids, ci=EVAL_SETTINGS["ci"])
+        return {"epoch": ours[i]["epoch"], "difference": 100 * res["difference"],
+                "ci95": [100 * v for v in res["ci"]], "excludes_zero": res["excludes_zero"]}
+
+    t_final = {m: float(target[m][0].mean()) for m in METRICS}
+    reach = {m: next((i for i, r in enumerate(ours) if r[m] >= t_final[m] - 1e-12), None) for m in METRICS}
+    return {"final": {m: diff(len(ours) - 1, m) for m in METRICS},
+            "at_reach": {m: None if reach[m] is None else diff(reach[m], m) for m in METRICS}}
 
 
 # ---- the recipe ------------------------------------------------------------------------------------------------
@@ -335,12 +378,15 @@ def _ours_curve(spec: dict) -> dict:
 
 def _evaluate(spec: dict) -> dict:
     """Evaluate every recorded epoch of each side not yet evaluated; results in ``<curve_dir>/evals.json``."""
+    import numpy as np
     import torch
 
-    from reidlib.engine.evaluate import evaluate_model
+    from reidlib.data import build_transforms
+    from reidlib.evaluation import embed_and_rank
     from reidlib.models import build_model
     from reidlib.models.weights import read_state_dict
     from reidlib.runtime import resolve_precision
+    from reidlib.stages.uncertainty import encode_per_query
 
     test = json.loads(Path(spec["test"]).read_text())
     settings = {**spec["eval"], "test_sha": spec["test_sha"]}
@@ -358,15 +404,19 @@ def _evaluate(spec: dict) -> dict:
             model = build_model(MODEL, int(state["classifier.weight"].shape[0]), **side_spec["model_kwargs"])
             model.load_state_dict(state)
             t0 = time.perf_counter()
-            res = evaluate_model(model, test["query"], test["gallery"], EVAL_SETTINGS, protocol=test["protocol"],
-                                 height=side_spec["height"], width=side_spec["width"],
-                                 precision=spec["eval"]["precision"], device="cpu")
-            evals["epochs"][key] = {**{k: v for k, v in res.items() if k != "cmc"},
+            res = embed_and_rank(model, test["query"], test["gallery"], EVAL_SETTINGS, protocol=test["protocol"],
+                                 transform=build_transforms(side_spec["height"], side_spec["width"], is_train=False),
+                                 precision=spec["eval"]["precision"], device="cpu").result
+            cmc = np.asarray(res["cmc"], dtype=float).ravel()
+            evals["epochs"][key] = {"rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
+                                    "mAP": float(res["mAP"]), "mINP": float(res["mINP"]),
+                                    "num_valid_queries": int(res["num_valid_queries"]), "ci": res["ci"],
+                                    "per_query": encode_per_query(res["per_query"]),
                                     "seconds": time.perf_counter() - t0, "record_time": row["time"]}
             tmp = path.with_name("evals.json.tmp")
             tmp.write_text(json.dumps(evals, indent=1))
             os.replace(tmp, path)
-            print(f"{side} epoch {key}: test R1 {100 * res['rank1']:.1f}%, mAP {100 * res['mAP']:.1f}%", flush=True)
+            print(f"{side} epoch {key}: test R1 {100 * cmc[0]:.1f}%, mAP {100 * res['mAP']:.1f}%", flush=True)
     return {"precision": resolve_precision(spec["eval"]["precision"], torch.device("cpu"))}
 
 
@@ -429,18 +479,34 @@ def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: di
     return sides
 
 
+def _evals(folder: Path) -> dict:
+    return json.loads((folder / "evals.json").read_text())["epochs"]
+
+
 def side_curve(folder: Path) -> list[dict]:
-    """Per-epoch rows of one side: records joined with their test evaluation, cumulative minutes added."""
-    records = read_records(folder)
-    evals = json.loads((folder / "evals.json").read_text())["epochs"]
+    """Per-epoch rows of one side: records joined with their test evaluation, cumulative minutes added.
+
+    Accuracies are fractions; ``rank1_ci`` / ``mAP_ci`` their 95 % identity-bootstrap intervals (None when the
+    evaluation had none).
+    """
+    records, evals = read_records(folder), _evals(folder)
     rows = []
     for rec, minutes in zip(records, cumulative_minutes(records)):
         ev = evals[str(rec["epoch"])]
+        ci = ev.get("ci") or {}
         rows.append({"epoch": rec["epoch"], "minutes": minutes, "train_seconds": rec["train_seconds"],
                      "setup_seconds": rec.get("setup_seconds", 0.0), "rank1": ev["rank1"], "mAP": ev["mAP"],
+                     "rank1_ci": ci.get("rank1"), "mAP_ci": ci.get("mAP"),
                      "rank5": ev.get("rank5"), "mINP": ev.get("mINP"), "load_1min": rec["load"][0],
                      "eval_seconds": ev["seconds"]})
     return rows
+
+
+def side_per_query(folder: Path) -> list[dict] | None:
+    """Per epoch (in record order), the per-query block of its test evaluation; None if any epoch lacks one."""
+    evals = _evals(folder)
+    blocks = [evals[str(rec["epoch"])].get("per_query") for rec in read_records(folder)]
+    return None if any(b is None for b in blocks) else blocks
 
 
 def _pct(v: float | None) -> str:
@@ -449,6 +515,37 @@ def _pct(v: float | None) -> str:
 
 def _mins(v: float | None) -> str:
     return "not reached" if v is None else f"{v:.1f}"
+
+
+def _with_ci(v: float | None, ci: Sequence[float] | None) -> str:
+    """A fraction as percent, with its interval ``[lo, hi]`` (fractions) when there is one."""
+    return _pct(v) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _diff(d: dict | None) -> str:
+    if d is None:
+        return "not reached"
+    lo, hi = d["ci95"]
+    return f"{d['difference']:+.1f} [{lo:+.1f}, {hi:+.1f}] (epoch {d['epoch']})"
+
+
+def noise_lines(s: dict) -> list[str]:
+    """What the test split's sampling noise says about the target and the two sides (needs ``paired``)."""
+    ci = s.get("target_ci") or {}
+    lines = []
+    if ci.get("rank1") and ci.get("mAP"):
+        lines.append("The target is one run's accuracy on the test identities: the peer's final rank-1 "
+                     f"{_with_ci(s['target']['rank1'], ci['rank1'])}, mAP {_with_ci(s['target']['mAP'], ci['mAP'])} "
+                     "(95 % identity-bootstrap intervals).")
+    pair = s.get("paired")
+    if pair:
+        lines.append("Ours minus the target on the same test queries, in points with a 95 % paired "
+                     f"identity-bootstrap interval: after our last epoch rank-1 {_diff(pair['final']['rank1'])}, "
+                     f"mAP {_diff(pair['final']['mAP'])}; at the first epoch at or above the target rank-1 "
+                     f"{_diff(pair['at_reach']['rank1'])}, mAP {_diff(pair['at_reach']['mAP'])}. A crossing of the "
+                     "target is within its noise by construction; the difference after the last epoch says whether "
+                     "ours ends above the peer beyond it.")
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -469,7 +566,8 @@ def markdown(report: dict) -> str:
             ("epochs", lambda d, k: str(d["curve"][-1]["epoch"])),
             ("training minutes", lambda d, k: f"{d['curve'][-1]['minutes']:.1f}"),
             ("test rank-1 / mAP after the last epoch (%)",
-             lambda d, k: f"{_pct(d['curve'][-1]['rank1'])} / {_pct(d['curve'][-1]['mAP'])}"),
+             lambda d, k: f"{_with_ci(d['curve'][-1]['rank1'], d['curve'][-1].get('rank1_ci'))} / "
+                          f"{_with_ci(d['curve'][-1]['mAP'], d['curve'][-1].get('mAP_ci'))}"),
             (f"minutes to the peer's final rank-1 ({_pct(s['target']['rank1'])}%)",
              lambda d, k: _mins(s["minutes_to_target"][k]["rank1"])),
             (f"minutes to the peer's final mAP ({_pct(s['target']['mAP'])}%)",
@@ -479,15 +577,17 @@ def markdown(report: dict) -> str:
     r, why = s["ratio"], s["ratio_note"]
     lines += ["", "Ratio (peer minutes / our minutes to the peer's final accuracy): rank-1 "
               + (why["rank1"] if r["rank1"] is None else f"**×{r['rank1']:.2f}**") + ", mAP "
-              + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", "",
+              + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", ""]
+    noise = noise_lines(s)
+    lines += ([" ".join(noise), ""] if noise else []) + [
               "![test accuracy against training minutes](time_to_accuracy.png)", "",
               "## Per epoch", "",
-              "Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the test split in %; "
-              "load: 1-minute load average at the end of the epoch.", ""]
+              "Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the test split in % "
+              "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch.", ""]
     for k in ("peer", "ours"):
         lines += [f"**{sides[k]['label']}**", "", "| epoch | minutes | R1 | mAP | load |", "|---|---|---|---|---|"]
-        lines += [f"| {c['epoch']} | {c['minutes']:.2f} | {_pct(c['rank1'])} | {_pct(c['mAP'])} | "
-                  f"{c['load_1min']:.2f} |" for c in sides[k]["curve"]]
+        lines += [f"| {c['epoch']} | {c['minutes']:.2f} | {_with_ci(c['rank1'], c.get('rank1_ci'))} | "
+                  f"{_with_ci(c['mAP'], c.get('mAP_ci'))} | {c['load_1min']:.2f} |" for c in sides[k]["curve"]]
         lines.append("")
     lines += ["## Recipes", "", f"- peer: `{json.dumps(sides['peer']['recipe'])}`",
               f"- ours: `{json.dumps(sides['ours']['recipe'])}`"
@@ -498,6 +598,8 @@ def markdown(report: dict) -> str:
 
 def figure(report: dict, path: Path) -> None:
     """Test rank-1 and mAP (%) against cumulative training minutes, both sides, the peer's final value dashed."""
+    from matplotlib.patches import Patch
+
     from reidlib.figure_style import DEFAULT_CYCLE, grid, handle, legend_under
     from reidlib.plots import save_figure
 
@@ -507,8 +609,12 @@ def figure(report: dict, path: Path) -> None:
     for ax, metric, name in zip(axes, ("rank1", "mAP"), ("Rank-1", "mAP")):
         for side in ("peer", "ours"):
             curve = report["sides"][side]["curve"]
-            ax.plot([c["minutes"] for c in curve], [100 * c[metric] for c in curve], marker="o", markersize=3,
-                    **styles[side])
+            minutes = [c["minutes"] for c in curve]
+            ax.plot(minutes, [100 * c[metric] for c in curve], marker="o", markersize=3, **styles[side])
+            if all(c.get(f"{metric}_ci") for c in curve):
+                ax.fill_between(minutes, [100 * c[f"{metric}_ci"][0] for c in curve],
+                                [100 * c[f"{metric}_ci"][1] for c in curve], color=styles[side]["color"],
+                                alpha=0.15, linewidth=0)
             reach = s["minutes_to_target"][side][metric]
             if reach is not None:
                 ax.plot([reach], [100 * s["target"][metric]], marker="x", markersize=8, color=styles[side]["color"])
@@ -520,6 +626,8 @@ def figure(report: dict, path: Path) -> None:
     handles = [handle(f"{report['sides'][k]['label']} ({report['sides'][k]['precision']})", styles[k], marker="o")
                for k in ("peer", "ours")]
     handles.append(handle("the peer's final accuracy (x: reached)", {"color": "0.4", "linestyle": "--"}))
+    if any(c.get("rank1_ci") for k in ("peer", "ours") for c in report["sides"][k]["curve"]):
+        handles.append(Patch(facecolor="0.4", alpha=0.15, label="95 % identity-bootstrap interval"))
     legend_under(fig, handles)
     save_figure(fig, path)
 
@@ -528,7 +636,7 @@ METHOD = ("Both sides start from the MSMT17 OSNet x0.25 weights and train on the
           "Training minutes count the epochs' training loops only (ours: plus the one-off image-cache decode, in "
           "epoch 1); checkpoints and the per-epoch test evaluation are outside them. Each epoch's weights (epoch 0 = "
           "before training) are evaluated afterwards on the test split with the same evaluator for both sides "
-          "(reidlib evaluate_model: flip averaging, L2-normalised features, euclidean, {precision}), for the curve "
+          "(reidlib embed_and_rank: flip averaging, L2-normalised features, euclidean, {precision}), for the curve "
           "only: nothing is selected on it. Minutes to reach an accuracy: the first epoch at or above it, the minute "
           "linearly interpolated between that epoch's end and the previous one's (epoch 0 at minute 0), the same "
           "rule on both sides; \"not reached\" if no epoch gets there. Target: the peer's test accuracy after its "
@@ -591,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_precision = run_side(ours, me, "evaluate", work, t, "evaluate", child_flag=True, stream=True)["precision"]
 
     curves = {side: side_curve(work / side) for side in ("peer", "ours")}
-    summary = summarize(curves)
+    per_query = {side: side_per_query(work / side) for side in ("peer", "ours")}
+    summary = summarize(curves, per_query if all(per_query.values()) else None)
     peer_recipe = {**PEER_RECIPE, "epochs": sides["peer"]["epochs"], "precision": "fp32",
                    "loader": "torchreid DataLoader, 2 workers"}
     report = {"command": command_line(__file__, argv).strip(), "quick": args.quick, "hardware": hardware(t),

@@ -192,3 +192,50 @@ def test_json_and_figure_written(tmp_path):
     assert back["ratio"]["rank1"] == pytest.approx(20 / 6) and back["ratio"]["mAP"] == pytest.approx(20 / 7.5)
     tta.figure(report, tmp_path / "time_to_accuracy.png")
     assert (tmp_path / "time_to_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _pq(first_hit, ap, pid=(1, 1, 2, 3)):
+    return {"pid": list(pid), "first_hit": list(first_hit), "ap": list(ap)}
+
+
+def test_summarize_pairs_ours_with_the_target_on_the_same_queries():
+    # peer's last epoch: hits at rank 1 for queries 0 and 2 -> R1 0.5; AP mean (1 + .5 + 1 + .25) / 4 = 0.6875
+    peer_pq = [_pq([2, 3, 2, 4], [.5, .2, .5, .2]), _pq([1, 2, 1, 3], [1, .5, 1, .25])]
+    # ours: epoch 1 ties the target's R1 (0.5) below its mAP; epoch 2 hits 3 of 4 (R1 0.75), AP all but the last 1
+    ours_pq = [_pq([3, 3, 3, 3], [.2, .2, .2, .2]), _pq([1, 3, 1, 2], [1, .3, 1, .3]), _pq([1, 1, 1, 5], [1, 1, 1, .2])]
+    peer = _rows([0, 10], [0.0, 0.5], [0.35, 0.6875])
+    ours = _rows([0, 4, 8], [0.0, 0.5, 0.75], [0.2, 0.65, 0.8])
+    s = tta.summarize({"peer": peer, "ours": ours}, {"peer": peer_pq, "ours": ours_pq})
+    final, reach = s["paired"]["final"], s["paired"]["at_reach"]
+    assert final["rank1"]["difference"] == pytest.approx(25.0) and final["rank1"]["epoch"] == 2
+    assert final["mAP"]["difference"] == pytest.approx(100 * (0.8 - 0.6875))
+    assert reach["rank1"]["epoch"] == 1 and reach["rank1"]["difference"] == pytest.approx(0.0)
+    assert reach["mAP"]["epoch"] == 2
+    for d in (final["rank1"], final["mAP"], reach["rank1"]):
+        lo, hi = d["ci95"]
+        assert lo <= d["difference"] <= hi
+    # without per-query data there is no pairing, and queries that differ are refused
+    assert "paired" not in tta.summarize({"peer": peer, "ours": ours})
+    other = [_pq(b["first_hit"], b["ap"], pid=(1, 2, 2, 3)) for b in ours_pq]
+    with pytest.raises(ValueError, match="same queries"):
+        tta.summarize({"peer": peer, "ours": ours}, {"peer": peer_pq, "ours": other})
+
+
+def test_markdown_and_figure_carry_intervals(tmp_path):
+    report = _report({})
+    for side in ("peer", "ours"):
+        for row in report["sides"][side]["curve"]:
+            row["rank1_ci"], row["mAP_ci"] = [row["rank1"] - 0.05, row["rank1"] + 0.05], [row["mAP"] - 0.04,
+                                                                                              row["mAP"] + 0.04]
+    s = report["summary"]
+    s["target_ci"] = {"rank1": [0.37, 0.47], "mAP": [0.36, 0.44]}
+    d = {"epoch": 2, "difference": 8.0, "ci95": [2.5, 13.5], "excludes_zero": True}
+    s["paired"] = {"final": {"rank1": d, "mAP": {**d, "difference": 5.0}}, "at_reach": {"rank1": None, "mAP": d}}
+    text = tta.markdown(report)
+    assert "the peer's final rank-1 42.0 [37.0, 47.0], mAP 40.0 [36.0, 44.0]" in text
+    assert "after our last epoch rank-1 +8.0 [+2.5, +13.5] (epoch 2), mAP +5.0 [+2.5, +13.5] (epoch 2)" in text
+    assert "at or above the target rank-1 not reached" in text
+    assert "| 2 | 10.00 | 50.0 [45.0, 55.0] | 45.0 [41.0, 49.0] | 1.50 |" in text
+    assert "| test rank-1 / mAP after the last epoch (%) | 42.0 [37.0, 47.0] / 40.0 [36.0, 44.0] |" in text
+    tta.figure(report, tmp_path / "tta.png")
+    assert (tmp_path / "tta.png").stat().st_size > 10_000
