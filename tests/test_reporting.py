@@ -227,9 +227,9 @@ def _three(resnet_map: float, osnet_map: float, mnv3_map: float, spread: float |
 
 
 @pytest.mark.parametrize("maps, verdict", [
-    ((30.0, 20.0, 19.0), "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0] mAP "
+    ((30.0, 20.0, 19.0), "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [+10.0, +10.0] mAP "
                          "points (paper: ResNet50 ahead; agrees)"),
-    ((30.0, 26.0, 19.0), "It holds only in part, by paired 95 % intervals: ResNet50 minus OSNet +4.0 [4.0, 4.0]"),
+    ((30.0, 26.0, 19.0), "It holds only in part, by paired 95 % intervals: ResNet50 minus OSNet +4.0 [+4.0, +4.0]"),
     ((20.0, 26.0, 19.0), "It does not hold here, by paired 95 % intervals: ResNet50 minus OSNet -6.0 [-6.0, -6.0] "
                          "mAP points (paper: ResNet50 ahead; reversed)"),
 ])
@@ -329,7 +329,7 @@ def test_ranking_paragraph_works_for_any_set_of_runs_and_leaves_out_failed_ones(
 
     two = {k: v for k, v in _three(30.0, 20.0, 19.0).items() if k != "10_train/m"}
     text = ranking_paragraph(two, ["10_train/r", "10_train/o"], paper=PAPER)
-    assert "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [10.0, 10.0]" in text
+    assert "It holds here, by paired 95 % intervals: ResNet50 minus OSNet +10.0 [+10.0, +10.0]" in text
     four = as_runs(dict(_three(30.0, 20.0, 19.0), **{"10_train/v": _scratch_run("mnv3_siamese", "MNV3 v", 5.0, 0.5,
                                                                                   spread=0.0)}))
     ids = ["10_train/r", "10_train/o", "10_train/m", "10_train/v"]
@@ -345,7 +345,7 @@ def test_at_a_glance_names_a_best_model_only_beyond_noise_and_says_what_it_rests
 
     clear = at_a_glance(_three(30.0, 20.0, 19.0), {}, {}, "p")
     assert clear.startswith("On CUHK03-NP the best model is **ResNet50** (rank-1 30.0 [")
-    assert "its mAP lead over OSNet is +10.0 [10.0, 10.0] points (paired 95 % interval), beyond noise." in clear
+    assert "its mAP lead over OSNet is +10.0 [+10.0, +10.0] points (paired 95 % interval), beyond noise." in clear
     assert "init random, 30 epochs, input 128x64" in clear and "seed" in clear
     assert "not seed-to-seed or CPU-kind" in clear
     noisy = at_a_glance(_three(21.0, 20.0, 19.0, spread=8.0), {}, {}, "p")
@@ -421,3 +421,13 @@ def test_a_fine_tuned_row_names_its_source_set_by_label():
     row = comparison_table(as_runs(runs)).set_index("run").loc["`20_finetune/synth-a-to-synth-b-osnet`"]
     assert row["data"] == "Synthetic B (fine-tuned from Synthetic A)"
     assert row["init"] == "fine-tuned from Synthetic A"
+
+
+def test_differences_are_signed_everywhere_and_never_minus_zero():
+    from reidlib.stages.uncertainty import fmt_diff, fmt_signed_interval
+
+    assert fmt_signed_interval(2.64, [0.93, 4.3]) == "+2.6 [+0.9, +4.3]"
+    assert fmt_signed_interval(-0.04, [-0.21, 0.12]) == "+0.0 [-0.2, +0.1]"
+    assert fmt_signed_interval(-1.0, None) == "-1.0 [n/a]"
+    assert fmt_diff({"difference": -0.02, "ci95": [-0.04, 0.3]}, "mAP") == "+0.0 [+0.0, +0.3] mAP"
+    assert fmt_diff(None) == "n/a"

@@ -95,7 +95,7 @@ def test_a_best_distance_is_named_only_when_its_lead_excludes_zero():
     clear = [0.75] * 40  # every query better: the lead's interval is [25, 25] points
     table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", clear)])
     best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))
-    assert best.iloc[0, 0] == "cosine (L2) (+25.0 [25.0, 25.0] mAP over euclidean (L2))"
+    assert best.iloc[0, 0] == "cosine (L2) (+25.0 [+25.0, +25.0] mAP over euclidean (L2))"
     mixed = [0.5 + (0.25 if i % 4 == 0 else -0.05) for i in range(40)]  # higher mean, spread over identities
     table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", mixed)])
     best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))

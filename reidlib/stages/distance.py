@@ -125,7 +125,7 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
 def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
     """Per model x dataset: the best plain distance, named only where its paired lead over the runner-up excludes
     zero ("within noise" otherwise), and the re-ranking gain over the reference setting (points, 95 % CI)."""
-    from .uncertainty import fmt_interval
+    from .uncertainty import fmt_signed_interval
 
     if paired_rows is None or paired_rows.empty:
         return pd.DataFrame()
@@ -135,14 +135,14 @@ def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
         lead = grp[grp["comparison"] == "lead"]
         if not lead.empty:
             top = lead.iloc[0]
-            margin = f"{top['mAP diff']:+.1f} {fmt_interval(top['mAP ci95'])} mAP over {top['versus']}"
+            margin = f"{fmt_signed_interval(top['mAP diff'], top['mAP ci95'])} mAP over {top['versus']}"
             row["best distance for ranking"] = (f"{top['setting']} ({margin})" if top["mAP ci95"][0] > 0
                                                 else f"within noise (highest: {top['setting']}, {margin})")
         rk = grp[(grp["comparison"] == "vs reference") & grp["setting"].str.endswith("+RK")]
         if not rk.empty:
             g = rk.iloc[0]
-            row["re-ranking gain over " + g["versus"]] = (f"R1 {g['R1 diff']:+.1f} {fmt_interval(g['R1 ci95'])}, "
-                                                         f"mAP {g['mAP diff']:+.1f} {fmt_interval(g['mAP ci95'])}")
+            row["re-ranking gain over " + g["versus"]] = (f"R1 {fmt_signed_interval(g['R1 diff'], g['R1 ci95'])}, "
+                                                         f"mAP {fmt_signed_interval(g['mAP diff'], g['mAP ci95'])}")
         out.append(row)
     return pd.DataFrame(out).set_index(["model", "dataset"])
 
@@ -299,22 +299,23 @@ def pivot_verification_table(table: pd.DataFrame) -> pd.DataFrame:
 def distance_summary(paired_rows: pd.DataFrame) -> str:
     """A paragraph (markdown) from :func:`paired_distance_table`: the re-ranking gain per model, then on how many
     models one plain distance leads the runner-up beyond noise (paired 95 % intervals, points)."""
-    from .uncertainty import fmt_interval
+    from .uncertainty import fmt_signed_interval
 
     if paired_rows is None or paired_rows.empty:
         return "No paired comparison of distances is available (the study has no per-query results)."
     parts = []
     rk = paired_rows[(paired_rows["comparison"] == "vs reference") & paired_rows["setting"].str.endswith("+RK")]
     if not rk.empty:
-        gains = "; ".join(f"{r['model']} on {r['dataset']} {r['R1 diff']:+.1f} {fmt_interval(r['R1 ci95'])} / "
-                          f"{r['mAP diff']:+.1f} {fmt_interval(r['mAP ci95'])}" for r in rk.to_dict("records"))
+        gains = "; ".join(f"{r['model']} on {r['dataset']} {fmt_signed_interval(r['R1 diff'], r['R1 ci95'])} / "
+                          f"{fmt_signed_interval(r['mAP diff'], r['mAP ci95'])}" for r in rk.to_dict("records"))
         parts.append(f"k-reciprocal re-ranking changes rank-1 / mAP against {rk['versus'].iloc[0]} by {gains} "
                      "(points, paired 95 % intervals over the same queries).")
     lead = paired_rows[paired_rows["comparison"] == "lead"]
     if not lead.empty:
         clear = lead[[ci[0] > 0 for ci in lead["mAP ci95"]]]
-        named = "; ".join(f"{r['setting']} on {r['model']} ({r['dataset']}), {r['mAP diff']:+.1f} "
-                          f"{fmt_interval(r['mAP ci95'])} mAP over {r['versus']}" for r in clear.to_dict("records"))
+        named = "; ".join(f"{r['setting']} on {r['model']} ({r['dataset']}), "
+                          f"{fmt_signed_interval(r['mAP diff'], r['mAP ci95'])} mAP over {r['versus']}"
+                          for r in clear.to_dict("records"))
         parts.append(f"Without re-ranking, the distance with the highest mAP leads the runner-up beyond noise on "
                      f"{len(clear)} of {len(lead)} models" + (f": {named}." if named else ".")
                      + (" On the others the distances are within noise of each other."

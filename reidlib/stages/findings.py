@@ -18,7 +18,7 @@ from .ids import TRAIN_STAGE, in_stage
 from .records import EvalRecord, Runs, TrainRecord
 from .report_runs import or_dash, precision_of, run_setting
 from .seeds import Noise, SeedSpread, VariantShift
-from .uncertainty import fmt_diff, fmt_interval
+from .uncertainty import fmt_diff, fmt_signed_interval
 
 PAPER_TIE_POINTS = 1.0  # two published mAPs closer than this count as "close" in the published ranking
 SEED_SDS = 2.0  # a lead beyond this many seed sds is larger than seed noise (the text says "twice")
@@ -164,7 +164,7 @@ def ranking_paragraph(runs: Runs, run_ids: list[str], failed: dict[str, str] | N
         st = _pair_status(gap, d, leads_lo)
         status.append(st)
         relation = "close" if abs(gap) < PAPER_TIE_POINTS else f"{_name(runs[a])} ahead"
-        details.append(f"{_name(runs[a])} minus {_name(runs[b])} {d['difference']:+.1f} {fmt_interval(d['ci95'])} "
+        details.append(f"{_name(runs[a])} minus {_name(runs[b])} {fmt_signed_interval(d['difference'], d['ci95'])} "
                        f"mAP points (paper: {relation}; {st})")
     verdict = ("It holds here" if all(s == "agrees" for s in status) else
                "It does not hold here" if "reversed" in status else "It holds only in part")
@@ -331,12 +331,12 @@ def at_a_glance(runs: Runs, report: dict | None, failed: dict[str, str], profile
                              "carry no per-query results, so its lead has no interval and no model is named best.")
         elif lead["ci95"][0] > 0:
             sentences.append(f"On {data} the best model is **{_name(runs[best])}** ({numbers}): its mAP lead over "
-                             f"{_name(runs[second])} is {lead['difference']:+.1f} {fmt_interval(lead['ci95'])} "
+                             f"{_name(runs[second])} is {fmt_signed_interval(lead['difference'], lead['ci95'])} "
                              "points (paired 95 % interval), beyond noise.")
             leads.append(Lead(_name(runs[best]), _name(runs[second]), lead["difference"], (best, second)))
         else:
             sentences.append(f"On {data} {_name(runs[best])} has the highest mAP ({numbers}), but its lead over "
-                             f"{_name(runs[second])}, {lead['difference']:+.1f} {fmt_interval(lead['ci95'])} points, "
+                             f"{_name(runs[second])}, {fmt_signed_interval(lead['difference'], lead['ci95'])} points, "
                              "is within noise: no model is named best.")
         basis.append(_setting_line(runs, keep or group, noise))
     sentences.append("The comparison rests on " + "; and on ".join(basis) + ".")

@@ -119,12 +119,22 @@ def fmt_record(ev: dict) -> str:
     return f"{fmt_value(ev, 'R1')} / {fmt_value(ev, 'mAP')}"
 
 
+def fmt_signed(value: float) -> str:
+    """A difference at one decimal with its sign (``"+2.6"``, ``"-0.4"``); one that rounds to zero is ``"+0.0"``."""
+    text = f"{value:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
+def fmt_signed_interval(value: float, ci: list | None) -> str:
+    """A difference with its interval, every bound signed: ``"+2.6 [+0.9, +4.3]"`` (``[n/a]`` without one)."""
+    return f"{fmt_signed(value)} " + (f"[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]" if ci else f"[{NA}]")
+
+
 def fmt_diff(res: dict | None, stat: str = "") -> str:
     """A paired difference as ``"+2.6 [+0.9, +4.3]"`` (``n/a`` when it could not be computed)."""
     if res is None:
         return NA
-    lo, hi = res["ci95"]
-    return f"{res['difference']:+.1f} [{lo:+.1f}, {hi:+.1f}]" + (f" {stat}" if stat else "")
+    return fmt_signed_interval(res["difference"], res["ci95"]) + (f" {stat}" if stat else "")
 
 
 def has_intervals(ev: dict) -> bool:
