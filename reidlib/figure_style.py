@@ -32,6 +32,8 @@ def model_run_of(run_id: str) -> str:
     """The model run name inside a run id: ``"10_train/cuhk03-osnet_x0_25_msmt17"`` -> ``"osnet_x0_25_msmt17"``.
 
     Run ids name the dataset(s) first and the model run last, joined by ``-``; a bare run name is returned as is.
+    Only ids of a profile's own first-seed runs read right: a variant's or a seed's id (``...@<variant>``,
+    ``...-seed<s>``) ends in that suffix, so callers holding one pass its record's model run name instead.
     """
     return str(run_id).rsplit("/", 1)[-1].rsplit("-", 1)[-1]
 
