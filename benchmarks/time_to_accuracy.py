@@ -185,34 +185,24 @@ def summarize(curves: dict[str, list[dict]], per_query: dict[str, list[dict]] | 
     return out
 
 
-def _query_values(block: dict, metric: str):
-    """Per-query values of ``metric`` (hit at rank 1, or AP) and the queries' ids from a per-query block."""
-    from reidlib.stages.uncertainty import decode_per_query
-
-    pq = decode_per_query(block)
-    return (pq["first_hit"] == 1).astype(float) if metric == "rank1" else pq["ap"], pq["pid"]
-
-
 def paired_to_target(ours: list[dict], ours_pq: list[dict], target_pq: dict) -> dict:
     """Ours minus the peer's last epoch on the same queries, after our last epoch and where ours first reached it.
 
-    Returns ``{"final" | "at_reach": {metric: {"epoch", "difference", "ci95"} or None}}``: percentage points, a
-    95 % paired identity-bootstrap interval (:func:`reidlib.evaluation.bootstrap.paired_difference`).
+    Returns ``{"final" | "at_reach": {metric: {"epoch", "difference", "ci95", "excludes_zero"} or None}}``:
+    percentage points with a 95 % paired identity-bootstrap interval (:func:`reidlib.stages.uncertainty.paired`).
     """
-    from reidlib.evaluation.bootstrap import paired_difference
+    from reidlib.stages.uncertainty import paired, per_query_values
 
-    target = {m: _query_values(target_pq, m) for m in METRICS}
+    stat = {"rank1": "R1", "mAP": "mAP"}
+    target = {"per_query": target_pq}
 
     def diff(i: int, m: str) -> dict:
-        values, pids = _query_values(ours_pq[i], m)
-        t_values, t_pids = target[m]
-        if len(pids) != len(t_pids) or (pids != t_pids).any():
+        res = paired({"per_query": ours_pq[i]}, target, stat[m])
+        if res is None:
             raise ValueError("the two sides were not evaluated on the same queries")
-        res = paired_difference(values, t_values, pids, ci=EVAL_SETTINGS["ci"])
-        return {"epoch": ours[i]["epoch"], "difference": 100 * res["difference"],
-                "ci95": [100 * v for v in res["ci"]], "excludes_zero": res["excludes_zero"]}
+        return {"epoch": ours[i]["epoch"], **res}
 
-    t_final = {m: float(target[m][0].mean()) for m in METRICS}
+    t_final = {m: float(per_query_values(target, stat[m])[0].mean()) for m in METRICS}
     reach = {m: next((i for i, r in enumerate(ours) if r[m] >= t_final[m] - 1e-12), None) for m in METRICS}
     return {"final": {m: diff(len(ours) - 1, m) for m in METRICS},
             "at_reach": {m: None if reach[m] is None else diff(reach[m], m) for m in METRICS}}
