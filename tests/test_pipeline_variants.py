@@ -205,16 +205,18 @@ def _record(r1: float, m_ap: float) -> dict:
     return {"R1": r1, "mAP": m_ap, "ci95": {"R1": [r1 - 2, r1 + 2], "mAP": [m_ap - 1, m_ap + 1]}}
 
 
-def _group(tmp_path, variant, values, stage="10_train", held_out=False):
+def _group(tmp_path, variant, values, stage="10_train", held_out=False, seconds=None):
     paths = []
+    history = [{"epoch": 1, "val_rank1": 0.1, "val_mAP": 0.2}, {"epoch": 2, "val_rank1": 0.25, "val_mAP": 0.125}]
+    if seconds:
+        history = [{**h, "train_seconds": s} for h, s in zip(history, seconds)]
     for seed, (r1, m_ap) in enumerate(values):
         path = tmp_path / f"{variant}-{seed}.json"
         role = "held-out" if held_out else "test"
         path.write_text(json.dumps({"model_label": "OSNet", "dataset_label": "A",
                                     "evaluations": {role: _record(r1, m_ap)},
                                     "train": {"best_epoch": 2},
-                                    "history": [{"epoch": 1, "val_rank1": 0.1, "val_mAP": 0.2},
-                                                {"epoch": 2, "val_rank1": 0.25, "val_mAP": 0.125}]}))
+                                    "history": history}))
         paths.append(str(path))
     return {"stage": stage, "variant": variant, "model_run": "osnet", "dataset_key": "a",
             "seeds": list(range(len(values))), "runs": [f"{stage}/x{i}" for i in range(len(values))], "metrics": paths}
@@ -244,6 +246,25 @@ def test_held_out_variant_table_shows_the_selected_and_last_epoch(tmp_path):
     assert row["R1 / mAP [95% CI], held-out, selected epoch"].startswith("20.0 [18.0, 22.0]")
     assert row["R1 / mAP, last evaluated epoch"] == "25.0 / 12.5 (epoch 2)"
     assert row["selected epoch"] == 2
+    assert row["training minutes"] == "-"  # the run recorded no epoch seconds
+
+
+def test_held_out_variant_table_and_curves_count_training_minutes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    timed = seeds_mod.load_groups([_group(tmp_path, "v", [(20.0, 10.0)], held_out=True, seconds=[90.0, 60.0])])
+    row = seeds_mod.variant_table(timed, {"v": {"training": {"lr": 1.0}}}, test_split=False).iloc[0]
+    assert row["training minutes"] == "2.5"  # (90 + 60) s
+    first = timed[0]["records"][0]
+    assert seeds_mod._training_minutes(first, list(first.history)) == [1.5, 2.5]
+    fig = seeds_mod.plot_held_out_curves(timed)
+    assert len(fig.axes) == 4 and fig.axes[2].get_xlabel().startswith("training minutes")
+    assert list(fig.axes[2].lines[0].get_xdata()) == [1.5, 2.5]
+    plt.close(fig)
+    untimed = seeds_mod.load_groups([_group(tmp_path, "w", [(20.0, 10.0)], held_out=True)])
+    fig = seeds_mod.plot_held_out_curves(untimed)
+    assert len(fig.axes) == 2  # by epoch only
+    plt.close(fig)
 
 
 def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):

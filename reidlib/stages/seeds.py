@@ -235,7 +235,7 @@ def _last_held_out(m: TrainRecord | None) -> tuple[int, float, float] | None:
 def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True) -> pd.DataFrame:
     """One row per (variant, model, dataset), the profile's own runs first: what the variant changes, the first
     seed's rank-1 / mAP [95 % CI] (held-out identities at the selected epoch when ``test_split`` is off, with the
-    last evaluated epoch beside it), the mean ± sd over seeds where there are several, and rank-1 / mAP minus the
+    last evaluated epoch and the run's training minutes beside it), the mean ± sd over seeds where there are several, and rank-1 / mAP minus the
     profile's own run with a paired 95 % interval (``n/a`` where the two were not evaluated on the same queries)."""
     base = {(g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")): g for g in groups
             if g["variant"] is None}
@@ -252,6 +252,8 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
             last = _last_held_out(first)
             row["selected epoch"] = "-" if best is None else best
             row["R1 / mAP, last evaluated epoch"] = f"{last[1]:.1f} / {last[2]:.1f} (epoch {last[0]})" if last else "-"
+            minutes = _training_minutes(first, list(first.history)) if first is not None else None
+            row["training minutes"] = f"{minutes[-1]:.1f}" if minutes else "-"
         if len(g["seeds"]) > 1:
             done = [e for e in (evaluation_of(m, test_split) for m in g["records"]) if e is not None]
             row["R1 / mAP mean ± sd over seeds"] = (f"{mean_sd([e.R1 for e in done])} / "
@@ -267,43 +269,78 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
     return pd.DataFrame(rows)
 
 
+def _training_minutes(m: TrainRecord, rows: list[Epoch]) -> list[float] | None:
+    """Cumulative training minutes (the epochs' ``train_seconds``, evaluations left out) at the end of each of
+    ``rows``; None when a run did not record them."""
+    total, at = 0.0, {}
+    if not rows:
+        return []
+    for h in m.history:
+        if h.train_seconds is None:
+            return None
+        total += float(h.train_seconds)
+        at[h.epoch] = total / 60.0
+    return [at[h.epoch] for h in rows]
+
+
 def plot_held_out_curves(groups: list[dict]):
-    """Held-out rank-1 and mAP (%) per evaluated epoch, one line per training group's first seed (two panels,
-    the legend under them): a model keeps its colour across the study's figures, each recipe (the profile's own,
-    then each variant in order) its line style."""
+    """Held-out rank-1 and mAP (%) of each training group's first seed, against the epoch (top row) and against
+    the cumulative training minutes (bottom row, where every run recorded them: a cheaper epoch shows as a
+    steeper curve); the legend under the panels. With several models a model keeps its colour across the
+    study's figures and each recipe (the profile's own, then each variant in order) its line style; with one
+    model each recipe gets a colour of its own as well. The value axis spans the data (rounded out to tens)."""
+    import math
+
     import matplotlib.pyplot as plt
-
-    from reidlib.figure_style import model_style
-
-    variants = list(dict.fromkeys(g["variant"] for g in groups))
-    dashes = ("-", "--", ":", "-.")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
-    for g in groups:
-        first = g["records"][0]
-        if g["stage"] != TRAIN_STAGE or first is None:
-            continue
-        rows = _evaluated_epochs(first)
-        if not rows:
-            continue
-        name = f"{_label(g, first)}, {g['variant'] or 'profile'}"
-        epochs = [h.epoch for h in rows]
-        for ax, values in zip(axes, ([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
-            ax.plot(epochs, [100.0 * v for v in values], marker="o", markersize=3, label=name,
-                    color=model_style(g["model_run"])["color"],
-                    linestyle=dashes[variants.index(g["variant"]) % len(dashes)])
     from matplotlib.ticker import MaxNLocator
 
-    for ax, title in zip(axes, ("rank-1 (%)", "mAP (%)")):
-        ax.set_title(f"Held-out identities: {title}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
+    from reidlib.figure_style import DEFAULT_CYCLE, model_style
+
+    plotted = []
+    for g in groups:
+        first = g["records"][0]
+        rows = _evaluated_epochs(first) if g["stage"] == TRAIN_STAGE and first is not None else []
+        if rows:
+            plotted.append((g, first, rows, _training_minutes(first, rows)))
+    variants = list(dict.fromkeys(g["variant"] for g, *_ in plotted))
+    one_model = len({g["model_run"] for g, *_ in plotted}) == 1
+    by_minutes = bool(plotted) and all(minutes is not None for *_, minutes in plotted)
+    dashes = ("-", "--", ":", "-.")
+    n_rows = 2 if by_minutes else 1
+    fig, axes = plt.subplots(n_rows, 2, figsize=(10, 3.6 * n_rows + 0.4), squeeze=False)
+    values_seen: list[float] = []
+    for g, first, rows, minutes in plotted:
+        v = variants.index(g["variant"])
+        recipe = g["variant"] or "the profile's recipe"
+        name = recipe if one_model else f"{_label(g, first)}, {g['variant'] or 'profile'}"
+        colour = DEFAULT_CYCLE[v % len(DEFAULT_CYCLE)] if one_model else model_style(g["model_run"])["color"]
+        look = {"marker": "o", "markersize": 3, "color": colour, "linestyle": dashes[v % len(dashes)]}
+        for col, values in enumerate(([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
+            pct = [100.0 * x for x in values]
+            values_seen += pct
+            axes[0][col].plot([h.epoch for h in rows], pct, label=name, **look)
+            if by_minutes:
+                axes[1][col].plot(minutes, pct, **look)
+    low = max(0.0, 10 * math.floor(min(values_seen, default=0.0) / 10 - 0.5))
+    high = min(100.0, 10 * math.ceil(max(values_seen, default=100.0) / 10 + 0.5))
+    for row, xlabel in enumerate(("epoch", "training minutes (evaluations left out)")[:n_rows]):
+        for col, title in enumerate(("rank-1 (%)", "mAP (%)")):
+            ax = axes[row][col]
+            ax.set_title(f"Held-out identities: {title}")
+            ax.set_xlabel(xlabel)
+            if row == 0:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(low, high)
+            ax.grid(alpha=0.3)
+    if one_model and plotted:
+        fig.suptitle(_label(plotted[0][0], plotted[0][1]))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    per_row = 4 if one_model else 3
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(handles) - 1) // 3), 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(per_row, len(handles)), frameon=False,
+                   bbox_to_anchor=(0.5, -0.01))
+    legend_rows = (len(handles) - 1) // per_row + 1 if handles else 0
+    fig.tight_layout(rect=(0, (0.035 + 0.03 * legend_rows) * (2 / (n_rows + 1)) * 1.5, 1, 1))
     return fig
 
 
