@@ -235,8 +235,9 @@ def _last_held_out(m: TrainRecord | None) -> tuple[int, float, float] | None:
 def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True) -> pd.DataFrame:
     """One row per (variant, model, dataset), the profile's own runs first: what the variant changes, the first
     seed's rank-1 / mAP [95 % CI] (held-out identities at the selected epoch when ``test_split`` is off, with the
-    last evaluated epoch and the run's training minutes beside it), the mean ± sd over seeds where there are several, and rank-1 / mAP minus the
-    profile's own run with a paired 95 % interval (``n/a`` where the two were not evaluated on the same queries)."""
+    last evaluated epoch and the run's training minutes beside it), the mean ± sd over seeds where there are
+    several, and rank-1 / mAP minus the profile's own run with a paired 95 % interval (``n/a`` where the two were
+    not evaluated on the same queries)."""
     base = {(g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")): g for g in groups
             if g["variant"] is None}
     rows = []
