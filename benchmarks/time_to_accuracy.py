@@ -488,7 +488,7 @@ def side_curve(folder: Path) -> list[dict]:
                      "setup_seconds": rec.get("setup_seconds", 0.0), "rank1": ev["rank1"], "mAP": ev["mAP"],
                      "rank1_ci": ci.get("rank1"), "mAP_ci": ci.get("mAP"),
                      "rank5": ev.get("rank5"), "mINP": ev.get("mINP"), "load_1min": rec["load"][0],
-                     "eval_seconds": ev["seconds"]})
+                     "eval_seconds": ev["seconds"], "ended_at": rec.get("time")})
     return rows
 
 
@@ -538,6 +538,17 @@ def noise_lines(s: dict) -> list[str]:
     return lines
 
 
+def _trained_span(curve: list[dict]) -> str:
+    """``"2026-12-05 03:44 to 04:21"``: when a side's epoch 0 was recorded and its last epoch ended (UTC)."""
+    from datetime import datetime, timezone
+
+    start, end = curve[0].get("ended_at"), curve[-1].get("ended_at")
+    if start is None or end is None:
+        return "-"
+    a, b = (datetime.fromtimestamp(t, tz=timezone.utc) for t in (start, end))
+    return f"{a:%Y-%m-%d %H:%M} to {b:%H:%M}" if a.date() == b.date() else f"{a:%Y-%m-%d %H:%M} to {b:%Y-%m-%d %H:%M}"
+
+
 def markdown(report: dict) -> str:
     """The report page: setting, headline table, figure, the per-epoch curves, the recipes."""
     hw, s, sides = report["hardware"], report["summary"], report["sides"]
@@ -546,13 +557,14 @@ def markdown(report: dict) -> str:
     lines = ["# Time to accuracy: reidlib against torchreid on CUHK03-NP", "", f"Command: `{report['command']}`", "",
              f"{hw['cpu']}, {hw['cores']} cores ({bf16}), {hw['threads']} torch threads on each side; torch "
              f"{report['versions'].get('torch', '?')}, torchreid {report['versions'].get('torchreid', '?')}. The sides "
-             "trained one after the other. Load average (1, 5, 15 min) at the start "
+             "trained one after the other (when: in the table). Load average (1, 5, 15 min) at the start "
              f"{', '.join(f'{v:.2f}' for v in la['start'])}, at the end {', '.join(f'{v:.2f}' for v in la['end'])}; "
              "per epoch in the tables."
              + (" **Quick mode: a subset and a few epochs; not a measurement to quote.**" if report["quick"] else ""),
              "", report["method"], "",
              "| | " + " | ".join(sides[k]["label"] for k in ("peer", "ours")) + " |", "|---|---|---|"]
-    rows = [("precision", lambda d, k: d["precision"]),
+    rows = [("trained (UTC)", lambda d, k: _trained_span(d["curve"])),
+            ("precision", lambda d, k: d["precision"]),
             ("epochs", lambda d, k: str(d["curve"][-1]["epoch"])),
             ("training minutes", lambda d, k: f"{d['curve'][-1]['minutes']:.1f}"),
             ("test rank-1 / mAP after the last epoch (%)",

@@ -177,6 +177,18 @@ def test_markdown_states_minutes_ratio_and_curves():
     assert "rank-1 not reached by ours, mAP **×2.67**" in not_reached
 
 
+def test_markdown_says_when_each_side_trained():
+    report = _report({})
+    for i, row in enumerate(report["sides"]["peer"]["curve"]):
+        row["ended_at"] = 1796442285.0 + 600.0 * i  # 2026-12-05 03:44:45 UTC, then every 10 min
+    for i, row in enumerate(report["sides"]["ours"]["curve"]):
+        row["ended_at"] = 1796442285.0 + 86400.0 + 300.0 * i  # the next day
+    assert "| trained (UTC) | 2026-12-05 03:44 to 04:04 | 2026-12-06 03:44 to 03:54 |" in tta.markdown(report)
+    assert tta._trained_span([{"ended_at": 1796442285.0}, {"ended_at": 1796442285.0 + 86400.0}]) == \
+        "2026-12-05 03:44 to 2026-12-06 03:44"
+    assert "| trained (UTC) | - | - |" in tta.markdown(_report({}))  # records made before the times were kept
+
+
 def test_markdown_says_not_reached():
     report = _report({})
     report["summary"]["minutes_to_target"]["ours"]["mAP"] = None
