@@ -8,6 +8,7 @@ colours by a stable hash of its name, and a run ending in ``_paper_code`` gets i
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,11 +32,12 @@ LEGEND_FONTSIZE = 9
 def model_run_of(run_id: str) -> str:
     """The model run name inside a run id: ``"10_train/cuhk03-osnet_x0_25_msmt17"`` -> ``"osnet_x0_25_msmt17"``.
 
-    Run ids name the dataset(s) first and the model run last, joined by ``-``; a bare run name is returned as is.
-    Only ids of a profile's own first-seed runs read right: a variant's or a seed's id (``...@<variant>``,
-    ``...-seed<s>``) ends in that suffix, so callers holding one pass its record's model run name instead.
+    Run ids name the dataset(s) first and the model run last, joined by ``-``, then ``@<variant>`` for a variant's
+    run and ``-seed<s>`` for a repeated seed (``"10_train/cuhk03-osnet_x0_25@lr-low-seed1"`` -> ``"osnet_x0_25"``);
+    a bare run name is returned as is.
     """
-    return str(run_id).rsplit("/", 1)[-1].rsplit("-", 1)[-1]
+    name = re.sub(r"-seed\d+$", "", str(run_id).rsplit("/", 1)[-1])
+    return name.split("@", 1)[0].rsplit("-", 1)[-1]
 
 
 def model_style(model_run: str) -> dict[str, Any]:

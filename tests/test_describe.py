@@ -103,6 +103,10 @@ def test_an_empty_block_is_trainconfig_defaults_and_finetune_its_own():
     assert "10 epochs at lr 3.5e-4, no warm-up, a constant lr" in tune and "Head first" not in tune
     tune = describe_recipe({"epochs": 10, "head_only_epochs": 1}, stage="finetune")
     assert "the first epoch trains only the new classifier and neck" in tune
+    assert "Low resolution" not in text
+    prog = describe_recipe({"epochs": 20, "low_res_epochs": 10, "low_res_size": [192, 96]}, image_size=(256, 128))
+    assert ("- **Low resolution first**: the first 10 epochs train on batches downscaled to 192×96 px (progressive "
+            "resizing); later epochs, model selection and the test use the full size") in prog
 
 
 def test_milestones_past_the_last_epoch_and_the_loss_variants():

@@ -263,3 +263,33 @@ def test_fit_on_cuda(source, tmp_path, precision):
     state = load_checkpoint(res.checkpoint)
     assert state["epoch"] >= 1
     assert next(iter(state["model"].values())).device.type == "cpu"
+
+
+def test_low_res_epochs_train_on_downscaled_batches_and_evaluate_at_full_size(source, tmp_path):
+    from reidlib.models import build_model
+
+    model = build_model("osnet_x0_25", 21, feature_dim=32)
+    seen: list[tuple[bool, tuple[int, int]]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append((m.training, tuple(args[0].shape[-2:]))))
+    res = fit(model, source, out_dir=tmp_path / "run", epochs=2, num_val_ids=3, low_res_epochs=1,
+              low_res_size=(32, 16), **FAST)
+    assert [row["input_size"] for row in res.history] == [[32, 16], [64, 32]]
+    trained = [size for training, size in seen if training]
+    steps = len(trained) // 2
+    assert trained == [(32, 16)] * steps + [(64, 32)] * steps  # the first epoch low, the second full
+    assert {size for training, size in seen if not training} == {(64, 32)}  # selection and test at full size
+    assert res.config["low_res_size"] == [32, 16]
+
+
+def test_low_res_size_is_checked_against_the_input_size():
+    from reidlib.engine import TrainConfig
+
+    cfg = TrainConfig(height=256, width=128, low_res_epochs=3, low_res_size=[192, 96])
+    assert [cfg.train_size(e) for e in (0, 2, 3)] == [(192, 96), (192, 96), (256, 128)]
+    assert TrainConfig().train_size(0) == (256, 128)  # off by default
+    with pytest.raises(ValueError, match=r"low_res_epochs=2 needs low_res_size \[height, width\].*256x128.*got \[\]"):
+        TrainConfig(low_res_epochs=2)
+    with pytest.raises(ValueError, match=r"at most the input size 256x128 pixels, got \[300, 96\]"):
+        TrainConfig(low_res_epochs=2, low_res_size=[300, 96])
+    with pytest.raises(ValueError, match="low_res_epochs must be >= 0"):
+        TrainConfig(low_res_epochs=-1, low_res_size=[192, 96])

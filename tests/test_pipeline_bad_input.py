@@ -98,6 +98,8 @@ def test_yaml_exponent_without_a_dot_is_read_as_a_number(tmp_path):
     (lambda c: c["training"].update(batch_size="16"),
      r"training.batch_size: must be an integer, got the string '16' \(remove the quotes\)"),
     (lambda c: c["training"].update(batch_size=18), r"batch_size \(18\) must be a multiple of num_instances"),
+    (lambda c: c.update(image_size=[64, 32]) or c["training"].update(low_res_epochs=2, low_res_size=[96, 48]),
+     r"low_res_size .* at most the input size 64x32 pixels, got \[96, 48\]"),
 ])
 def test_wrong_types_name_the_key(tmp_path, edit, message):
     with pytest.raises(ProfileError, match=message):

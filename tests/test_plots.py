@@ -125,6 +125,9 @@ def test_model_style_is_fixed_per_model_and_dashes_the_paper_code_variant():
     assert model_style("mnv3_siamese_paper_code") == {"color": FAMILY_COLOURS["mnv3_siamese"], "linestyle": "--"}
     # a run id names the same model run: same style wherever it is drawn
     assert model_run_of("10_train/synth-a-osnet_x0_25_msmt17") == "osnet_x0_25_msmt17"
+    for run_id in ("10_train/cuhk03-osnet_x0_25@lr-low", "10_train/cuhk03-osnet_x0_25-seed2",
+                   "10_train/cuhk03-osnet_x0_25@cos12-lr3e-3-seed1"):  # a variant's and a seed's ids too
+        assert model_run_of(run_id) == "osnet_x0_25"
     assert model_style("20_finetune/cuhk03-to-cuhk01-osnet_x0_25_msmt17") == model_style("osnet_x0_25_msmt17")
     # a variant of a family (other weights) gets its own colour, none of the three paper models' colours
     variant = model_style("osnet_x0_25_msmt17")["color"]

@@ -12,6 +12,11 @@ is the soft-margin triplet, ``softplus(d_ap - d_an)`` per anchor (Hermans et al.
 ``max(0, d_ap - d_an + margin)``; ``metric_warmup_epochs=W`` ramps the metric losses in: for 0-based epoch ``e`` the
 triplet and center weights are multiplied by ``metric_weight_factor(e, W)`` = 0 for ``e < W``, then
 ``min(1, (e - W + 1) / W)`` (W epochs of cross-entropy alone, then a linear ramp to full weight over W epochs).
+
+Progressive resizing (off by default): ``low_res_epochs=N, low_res_size=(h, w)`` trains the first N epochs on
+each batch downscaled from ``height x width`` to ``h x w`` (bilinear, antialiased, after augmentation), the rest at
+full size; selection and test always evaluate at ``height x width``. A low-resolution step costs about
+``h*w / (height*width)`` of a full one, so early epochs, where the network learns coarse features, come cheaper.
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ RESUME_FREE = frozenset({"resume", "progress", "max_minutes", "stop_after", "num
 DATA_PATHS = ("cached", "pil")
 # what a checkpoint written before a field existed ran with (compared on resume instead of the new default)
 LEGACY_VALUES: dict[str, Any] = {"data_path": "pil", "cache_dir": None, "metric_warmup_epochs": 0,
-                                 "eval_normalize": True, "eval_max_rank": 50, "eval_rerank": None}
+                                 "eval_normalize": True, "eval_max_rank": 50, "eval_rerank": None,
+                                 "low_res_epochs": 0, "low_res_size": []}
 # the fields that carry the selection's EvalSettings, by EvalSettings attribute
 EVAL_FIELDS = {"metric": "metric", "normalize": "eval_normalize", "flip": "eval_flip", "batch_size": "test_batch_size",
                "max_rank": "eval_max_rank", "rerank": "eval_rerank"}
@@ -100,6 +106,8 @@ class TrainConfig:
     pad: int = 10
     color_jitter: float | None = None
     erasing_p: float = 0.5
+    low_res_epochs: int = 0  # the first this many epochs train on batches downscaled to low_res_size
+    low_res_size: tuple[int, ...] = ()  # (height, width) in pixels, at most (height, width)
     num_workers: int = 0
     test_batch_size: int = 128
     data_path: str = "cached"
@@ -150,7 +158,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_instances", "height", "width", "eval_every", "test_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "head_only_epochs", "num_workers", "metric_warmup_epochs"):
+        for name in ("warmup_epochs", "head_only_epochs", "num_workers", "metric_warmup_epochs", "low_res_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -160,11 +168,26 @@ class TrainConfig:
         if self.batch_size % self.num_instances:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of num_instances ({self.num_instances})")
+        self.low_res_size = tuple(int(v) for v in self.low_res_size)
+        if self.low_res_epochs:
+            h, w = self.low_res_size if len(self.low_res_size) == 2 else (0, 0)
+            if not (1 <= h <= self.height and 1 <= w <= self.width):
+                raise ValueError(f"low_res_epochs={self.low_res_epochs} needs low_res_size [height, width] of at "
+                                 f"least 1 and at most the input size {self.height}x{self.width} pixels, got "
+                                 f"{list(self.low_res_size)}; e.g. low_res_size: [{self.height * 3 // 4}, "
+                                 f"{self.width * 3 // 4}]")
         if self.stop_after is not None and self.stop_after < 1:
             raise ValueError(f"stop_after must be >= 1 epoch, got {self.stop_after}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         self.eval_rerank = self.evaluation.rerank  # checks every evaluation field; rerank in its one form
+
+    def train_size(self, epoch: int) -> tuple[int, int]:
+        """(height, width) in pixels of the batches of 0-based ``epoch``: ``low_res_size`` for the first
+        ``low_res_epochs`` epochs, else (``height``, ``width``)."""
+        if epoch < self.low_res_epochs:
+            return int(self.low_res_size[0]), int(self.low_res_size[1])
+        return self.height, self.width
 
     @property
     def evaluation(self) -> EvalSettings:
@@ -202,6 +225,7 @@ class TrainConfig:
         """Plain-builtin dict (tuples become lists) for JSON and checkpoints."""
         out = dataclasses.asdict(self)
         out["milestones"] = list(self.milestones)
+        out["low_res_size"] = list(self.low_res_size)
         return out
 
 

@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from reidlib.progress import bars_enabled, progress_bar, write_line
 from reidlib.runtime import autocast, resolve_device, resolve_precision, seed_everything, to_memory_format
@@ -396,8 +397,12 @@ class _Trainer:
         show = cfg.progress and self.info.is_main and bars_enabled()
         bar = progress_bar(prefetch(self.loader, dev), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            total=len(self.loader), enabled=show)
+        size = cfg.train_size(epoch)
+        low_res = size != (cfg.height, cfg.width)
         t0 = time.perf_counter()
         for it, (img, target, _cam, _path) in enumerate(bar):  # img, target already on dev
+            if low_res:
+                img = F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
             img = to_memory_format(img, True) if self.channels_last else img.contiguous()
             with autocast(dev, self.precision):
                 logits, feat = self.net(img)
@@ -428,6 +433,8 @@ class _Trainer:
         row.update(diag.result())
         if cfg.metric_warmup_epochs:
             row["metric_weight"] = self.criterion.metric_scale
+        if cfg.low_res_epochs:
+            row["input_size"] = list(size)
         return row
 
     def _step(self, total: torch.Tensor) -> None:

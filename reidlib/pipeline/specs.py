@@ -368,7 +368,8 @@ class Study:
             _check_selection(model.train, f"models[{i}].train", selection, ck)
             merged = deep_merge(self.training, model.train)  # the recipe load_profile resolves
             if not any(e.startswith(("training", f"models[{i}]")) for e in ck.errors):  # else named once already
-                _try_train_config(merged, f"models[{i}] (training merged with its train block)", ck)
+                _try_train_config(merged, f"models[{i}] (training merged with its train block)", ck,
+                                  self.image_size)
             own_k = "num_instances" in model.train
             recipes[model.run] = (merged, f"models[{i}].train.num_instances" if own_k else "training.num_instances")
             _check_positive_pairs(*recipes[model.run], ck)
@@ -493,13 +494,16 @@ def _check_transforms(block: Any, where: str, fields: dict[str, Rule], ck: Probl
     return {k: check_value(v, fields[k], f"{where}.{k}", ck, {}) for k, v in block.items() if k in TRANSFORM_KEYS}
 
 
-def _try_train_config(train: dict, where: str, ck: Problems) -> None:
-    """Build a :class:`TrainConfig` from a merged recipe, so cross-field rules (batch_size a multiple of
-    num_instances, ...) fail now rather than inside a notebook. ``epochs: 0`` (evaluate only) is checked as 1."""
+def _try_train_config(train: dict, where: str, ck: Problems, image_size: Any = None) -> None:
+    """Build a :class:`TrainConfig` from a merged recipe at the profile's ``image_size``, so cross-field rules
+    (batch_size a multiple of num_instances, low_res_size within the input size, ...) fail now rather than inside a
+    notebook. ``epochs: 0`` (evaluate only) is checked as 1."""
     from reidlib.engine.config import TrainConfig
 
     kwargs = {k: v for k, v in train.items() if k != "transforms"}
     kwargs.update(train.get("transforms") or {})
+    if isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        kwargs["height"], kwargs["width"] = (int(v) for v in image_size)
     kwargs["epochs"] = max(int(kwargs.get("epochs", 1) or 1), 1)
     try:
         TrainConfig.from_kwargs(**kwargs)

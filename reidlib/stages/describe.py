@@ -184,6 +184,12 @@ def describe_recipe(train: Mapping[str, Any], *, stage: str = "train", image_siz
         size = f"{int(recipe['height'])}×{int(recipe['width'])} px (height × width)"
     p, k = int(recipe["batch_size"]) // int(recipe["num_instances"]), int(recipe["num_instances"])
     lines.append(f"- **Batches**: P×K = {p}×{k} ({p * k} images: {k} of each of {p} identities), images at {size}")
+    low_res = int(recipe.get("low_res_epochs") or 0)
+    if low_res:
+        h, w = (int(v) for v in recipe["low_res_size"])
+        first = "the first epoch trains" if low_res == 1 else f"the first {low_res} epochs train"
+        lines.append(f"- **Low resolution first**: {first} on batches downscaled to {h}×{w} px (progressive "
+                     "resizing); later epochs, model selection and the test use the full size")
     sigmoid = bool(kwargs.get("paper_code")) and model_name == "mnv3_siamese"
     lines.append(f"- **Loss**: {describe_loss(recipe, sigmoid_logits=sigmoid)}")
     opt = OPTIMIZER_WORDS.get(str(recipe["optimizer"]).lower(), str(recipe["optimizer"]))
