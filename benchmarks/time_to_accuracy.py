@@ -357,7 +357,7 @@ def _ours_curve(spec: dict) -> dict:
         setup = extra or (records[0]["cache_seconds"] if epoch == 1 else 0.0)  # fit's own decode replaces ours
         records.append({"epoch": epoch, "train_seconds": row["train_seconds"], "setup_seconds": setup,
                         "images": row["images"], "checkpoint": f"epoch-{epoch}.pt", "load": list(os.getloadavg()),
-                        "time": time.time()})
+                        "time": time.time(), "input_size": row.get("input_size")})
         write_records(out, records)
         print(f"ours epoch {epoch}/{epochs}: {row['train_seconds']:.1f} s, {row['images_per_s']:.1f} img/s",
               flush=True)
@@ -488,7 +488,8 @@ def side_curve(folder: Path) -> list[dict]:
                      "setup_seconds": rec.get("setup_seconds", 0.0), "rank1": ev["rank1"], "mAP": ev["mAP"],
                      "rank1_ci": ci.get("rank1"), "mAP_ci": ci.get("mAP"),
                      "rank5": ev.get("rank5"), "mINP": ev.get("mINP"), "load_1min": rec["load"][0],
-                     "eval_seconds": ev["seconds"], "ended_at": rec.get("time")})
+                     "eval_seconds": ev["seconds"], "ended_at": rec.get("time"),
+                     "input_size": rec.get("input_size")})
     return rows
 
 
@@ -585,11 +586,19 @@ def markdown(report: dict) -> str:
               "![test accuracy against training minutes](time_to_accuracy.png)", "",
               "## Per epoch", "",
               "Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the test split in % "
-              "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch.", ""]
+              "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch"
+              + ("; trained at: the epoch's training input size in pixels (progressive resizing; every evaluation "
+                 "at the full size)" if any(c.get("input_size") for c in sides["ours"]["curve"]) else "")
+              + ".", ""]
     for k in ("peer", "ours"):
-        lines += [f"**{sides[k]['label']}**", "", "| epoch | minutes | R1 | mAP | load |", "|---|---|---|---|---|"]
+        curve = sides[k]["curve"]
+        sized = any(c.get("input_size") for c in curve)  # progressive resizing: each epoch's training input size
+        lines += [f"**{sides[k]['label']}**", "", "| epoch | minutes | R1 | mAP | load |" + (" trained at |" if sized
+                  else ""), "|---|---|---|---|---|" + ("---|" if sized else "")]
         lines += [f"| {c['epoch']} | {c['minutes']:.2f} | {_with_ci(c['rank1'], c.get('rank1_ci'))} | "
-                  f"{_with_ci(c['mAP'], c.get('mAP_ci'))} | {c['load_1min']:.2f} |" for c in sides[k]["curve"]]
+                  f"{_with_ci(c['mAP'], c.get('mAP_ci'))} | {c['load_1min']:.2f} |"
+                  + (f" {'×'.join(str(v) for v in c['input_size']) if c.get('input_size') else '-'} |" if sized
+                     else "") for c in curve]
         lines.append("")
     lines += ["## Recipes", "", f"- peer: `{json.dumps(sides['peer']['recipe'])}`",
               f"- ours: `{json.dumps(sides['ours']['recipe'])}`"

@@ -189,6 +189,19 @@ def test_markdown_says_when_each_side_trained():
     assert "| trained (UTC) | - | - |" in tta.markdown(_report({}))  # records made before the times were kept
 
 
+def test_markdown_gives_each_epochs_training_size_under_progressive_resizing():
+    report = _report({})
+    assert "trained at" not in tta.markdown(report)
+    for row, size in zip(report["sides"]["ours"]["curve"], (None, [192, 96], [256, 128])):
+        row["input_size"] = size
+    text = tta.markdown(report)
+    assert "| epoch | minutes | R1 | mAP | load | trained at |" in text
+    assert "| 1 | 5.00 | 40.0 | 35.0 | 1.50 | 192×96 |" in text
+    assert "| 2 | 10.00 | 50.0 | 45.0 | 1.50 | 256×128 |" in text
+    assert "| 0 | 0.00 | 10.0 | 10.0 | 1.50 | - |" in text  # epoch 0: the start, not trained
+    assert "| 2 | 20.00 | 42.0 | 40.0 | 1.50 |\n" in text  # the peer's rows keep their five columns
+
+
 def test_markdown_says_not_reached():
     report = _report({})
     report["summary"]["minutes_to_target"]["ours"]["mAP"] = None
