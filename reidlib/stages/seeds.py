@@ -289,13 +289,13 @@ def plot_held_out_curves(groups: list[dict]):
     the cumulative training minutes (bottom row, where every run recorded them: a cheaper epoch shows as a
     steeper curve); the legend under the panels. With several models a model keeps its colour across the
     study's figures and each recipe (the profile's own, then each variant in order) its line style; with one
-    model each recipe gets a colour of its own as well. The value axis spans the data (rounded out to tens)."""
+    model the profile's own recipe is a thick black line and each variant gets a colour (then a dash) of its own. The value axis spans the data (rounded out to tens)."""
     import math
 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from reidlib.figure_style import DEFAULT_CYCLE, model_style
+    from reidlib.figure_style import DEFAULT_CYCLE, OKABE_ITO, model_style
 
     plotted = []
     for g in groups:
@@ -314,8 +314,14 @@ def plot_held_out_curves(groups: list[dict]):
         v = variants.index(g["variant"])
         recipe = g["variant"] or "the profile's recipe"
         name = recipe if one_model else f"{_label(g, first)}, {g['variant'] or 'profile'}"
-        colour = DEFAULT_CYCLE[v % len(DEFAULT_CYCLE)] if one_model else model_style(g["model_run"])["color"]
-        look = {"marker": "o", "markersize": 3, "color": colour, "linestyle": dashes[v % len(dashes)]}
+        if one_model:  # the profile's recipe in black, drawn over the variants; a variant: a colour, then a dash
+            others = [c for c in DEFAULT_CYCLE if c != OKABE_ITO["black"]]
+            k = [x for x in variants if x is not None].index(g["variant"]) if g["variant"] is not None else -1
+            look = ({"color": OKABE_ITO["black"], "linestyle": "-", "linewidth": 2.0, "zorder": 3} if k < 0 else
+                    {"color": others[k % len(others)], "linestyle": dashes[k // len(others) % 4]})
+        else:
+            look = {"color": model_style(g["model_run"])["color"], "linestyle": dashes[v % len(dashes)]}
+        look.update(marker="o", markersize=3)
         for col, values in enumerate(([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
             pct = [100.0 * x for x in values]
             values_seen += pct
