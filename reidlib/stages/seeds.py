@@ -289,7 +289,8 @@ def plot_held_out_curves(groups: list[dict]):
     the cumulative training minutes (bottom row, where every run recorded them: a cheaper epoch shows as a
     steeper curve); the legend under the panels. With several models a model keeps its colour across the
     study's figures and each recipe (the profile's own, then each variant in order) its line style; with one
-    model the profile's own recipe is a thick black line and each variant gets a colour (then a dash) of its own. The value axis spans the data (rounded out to tens)."""
+    model the profile's own recipe is a thick black line and each variant gets a colour (then a dash) of its own.
+    The value axis spans the data (rounded out to tens)."""
     import math
 
     import matplotlib.pyplot as plt
