@@ -38,7 +38,13 @@ run the same command again and it continues after the last recorded epoch of eac
 not yet evaluated. A side whose recipe or data changed is refused (``--fresh peer|ours|all`` discards it).
 
 Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default ``results/benchmarks``; with
-``--quick`` the work folder).
+``--quick`` or ``--held-out`` the work folder).
+
+``--held-out N`` asks the same question without the test split, to choose a recipe: both sides train on the training
+split minus the N identities ``fit(num_val_ids=N, seed=0)`` holds out (those of the held-out sweep profiles) and
+are evaluated on them (work folder ``<work root>/time_to_accuracy/full-held-out-N``). To time several of our
+recipes against one peer run, give each its own ``--work`` holding a copy of the first run's ``peer`` folder (a
+side's folder may move; its records and weights are all it needs) and the same ``--held-out N``.
 """
 from __future__ import annotations
 
@@ -427,11 +433,17 @@ def _sha(obj: Any) -> str:
 
 
 def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: dict) -> dict:
-    """Write the training items, the test split and each side's spec; return ``{"peer": spec, "ours": spec}``."""
+    """Write the training items, the evaluation split (the test split, or with ``--held-out N`` the N identities
+    ``fit(num_val_ids=N, seed=0)`` holds out of the training split) and each side's spec; return
+    ``{"peer": spec, "ours": spec}``."""
     from reidlib.data import build_dataset, relabel
+    from reidlib.engine.trainer import split_training_data
 
     cuhk = build_dataset("folder", DATA / "cuhk03-np-detected")
-    train, query, gallery = cuhk.train, cuhk.query, cuhk.gallery
+    train, query, gallery, protocol = cuhk.train, cuhk.query, cuhk.gallery, cuhk.protocol
+    if args.held_out:  # exactly fit's held-out identities, so a held-out sweep and this run see the same ones
+        train, (query, gallery), _ = split_training_data(cuhk, num_val_ids=args.held_out, seed=0)
+        protocol = "market"  # fit's protocol for held-out ids (each query keeps a match from another camera)
     if args.quick:
         keep = set(sorted({pid for _, pid, _ in train})[:QUICK_TRAIN_IDS])
         train = relabel([it for it in train if it[1] in keep])
@@ -440,7 +452,7 @@ def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: di
     train = [list(it) for it in train]
     work.mkdir(parents=True, exist_ok=True)
     (work / "train_items.json").write_text(json.dumps(train))
-    test = {"query": [list(it) for it in query], "gallery": [list(it) for it in gallery], "protocol": cuhk.protocol}
+    test = {"query": [list(it) for it in query], "gallery": [list(it) for it in gallery], "protocol": protocol}
     (work / "test.json").write_text(json.dumps(test))
     base = {"train_items": str(work / "train_items.json"), "train_sha": _sha(train), "weights": str(WEIGHTS),
             "threads": args.threads, "seed": 0}
@@ -520,17 +532,23 @@ def _diff(d: dict | None) -> str:
     return f"{d['difference']:+.1f} [{lo:+.1f}, {hi:+.1f}] (epoch {d['epoch']})"
 
 
-def noise_lines(s: dict) -> list[str]:
-    """What the test split's sampling noise says about the target and the two sides (needs ``paired``)."""
+def _on(report: dict) -> str:
+    """The evaluation split's adjective: ``"held-out"`` for a ``--held-out`` run, else ``"test"``."""
+    return "held-out" if report.get("evaluation", {}).get("held_out") else "test"
+
+
+def noise_lines(s: dict, on: str = "test") -> list[str]:
+    """What the evaluation split's sampling noise says about the target and the two sides (needs ``paired``);
+    ``on``: ``"test"`` or ``"held-out"``, the split's adjective."""
     ci = s.get("target_ci") or {}
     lines = []
     if ci.get("rank1") and ci.get("mAP"):
-        lines.append("The target is one run's accuracy on the test identities: the peer's final rank-1 "
+        lines.append(f"The target is one run's accuracy on the {on} identities: the peer's final rank-1 "
                      f"{_with_ci(s['target']['rank1'], ci['rank1'])}, mAP {_with_ci(s['target']['mAP'], ci['mAP'])} "
                      "(95 % identity-bootstrap intervals).")
     pair = s.get("paired")
     if pair:
-        lines.append("Ours minus the target on the same test queries, in points with a 95 % paired "
+        lines.append(f"Ours minus the target on the same {on} queries, in points with a 95 % paired "
                      f"identity-bootstrap interval: after our last epoch rank-1 {_diff(pair['final']['rank1'])}, "
                      f"mAP {_diff(pair['final']['mAP'])}; at the first epoch at or above the target rank-1 "
                      f"{_diff(pair['at_reach']['rank1'])}, mAP {_diff(pair['at_reach']['mAP'])}. A crossing of the "
@@ -555,7 +573,10 @@ def markdown(report: dict) -> str:
     hw, s, sides = report["hardware"], report["summary"], report["sides"]
     bf16 = ("native bf16" + (", AMX" if hw["amx"] else "")) if hw["native_bf16"] else "no native bf16"
     la = report["load_average"]
-    lines = ["# Time to accuracy: reidlib against torchreid on CUHK03-NP", "", f"Command: `{report['command']}`", "",
+    on = _on(report)
+    title = "# Time to accuracy: reidlib against torchreid on CUHK03-NP" + (
+        " (held-out training identities)" if on == "held-out" else "")
+    lines = [title, "", f"Command: `{report['command']}`", "",
              f"{hw['cpu']}, {hw['cores']} cores ({bf16}), {hw['threads']} torch threads on each side; torch "
              f"{report['versions'].get('torch', '?')}, torchreid {report['versions'].get('torchreid', '?')}. The sides "
              "trained one after the other (when: in the table). Load average (1, 5, 15 min) at the start "
@@ -568,7 +589,7 @@ def markdown(report: dict) -> str:
             ("precision", lambda d, k: d["precision"]),
             ("epochs", lambda d, k: str(d["curve"][-1]["epoch"])),
             ("training minutes", lambda d, k: f"{d['curve'][-1]['minutes']:.1f}"),
-            ("test rank-1 / mAP after the last epoch (%)",
+            (f"{on} rank-1 / mAP after the last epoch (%)",
              lambda d, k: f"{_with_ci(d['curve'][-1]['rank1'], d['curve'][-1].get('rank1_ci'))} / "
                           f"{_with_ci(d['curve'][-1]['mAP'], d['curve'][-1].get('mAP_ci'))}"),
             (f"minutes to the peer's final rank-1 ({_pct(s['target']['rank1'])}%)",
@@ -581,11 +602,12 @@ def markdown(report: dict) -> str:
     lines += ["", "Ratio (peer minutes / our minutes to the peer's final accuracy): rank-1 "
               + (why["rank1"] if r["rank1"] is None else f"**×{r['rank1']:.2f}**") + ", mAP "
               + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", ""]
-    noise = noise_lines(s)
+    noise = noise_lines(s, on)
     lines += ([" ".join(noise), ""] if noise else []) + [
-              "![test accuracy against training minutes](time_to_accuracy.png)", "",
+              f"![{on} accuracy against training minutes](time_to_accuracy.png)", "",
               "## Per epoch", "",
-              "Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the test split in % "
+              f"Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the {on} "
+              f"{'split' if on == 'test' else 'identities'} in % "
               "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch"
               + ("; trained at: the epoch's training input size in pixels (progressive resizing; every evaluation "
                  "at the full size)" if any(c.get("input_size") for c in sides["ours"]["curve"]) else "")
@@ -631,8 +653,9 @@ def figure(report: dict, path: Path) -> None:
                 ax.plot([reach], [100 * s["target"][metric]], marker="x", markersize=8, color=styles[side]["color"])
         ax.axhline(100 * s["target"][metric], color="0.4", linestyle="--", linewidth=1)
         ax.set_xlabel("training minutes")
-        ax.set_ylabel(f"{name} on the test split (%)")
-        ax.set_title(f"CUHK03-NP test {name}")
+        on = _on(report)
+        ax.set_ylabel(f"{name} on the {on} {'split' if on == 'test' else 'identities'} (%)")
+        ax.set_title(f"CUHK03-NP {on} {name}")
         ax.grid(alpha=0.3)
     handles = [handle(f"{report['sides'][k]['label']} ({report['sides'][k]['precision']})", styles[k], marker="o")
                for k in ("peer", "ours")]
@@ -643,15 +666,26 @@ def figure(report: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-METHOD = ("Both sides start from the MSMT17 OSNet x0.25 weights and train on the same CUHK03-NP training split. "
+METHOD = ("Both sides start from the MSMT17 OSNet x0.25 weights and train on the same {train}. "
           "Training minutes count the epochs' training loops only (ours: plus the one-off image-cache decode, in "
-          "epoch 1); checkpoints and the per-epoch test evaluation are outside them. Each epoch's weights (epoch 0 = "
-          "before training) are evaluated afterwards on the test split with the same evaluator for both sides "
+          "epoch 1); checkpoints and the per-epoch {on} evaluation are outside them. Each epoch's weights (epoch 0 "
+          "= before training) are evaluated afterwards on {split} with the same evaluator for both sides "
           "(reidlib embed_and_rank: flip averaging, L2-normalised features, euclidean, {precision}), for the curve "
           "only: nothing is selected on it. Minutes to reach an accuracy: the first epoch at or above it, the minute "
           "linearly interpolated between that epoch's end and the previous one's (epoch 0 at minute 0), the same "
-          "rule on both sides; \"not reached\" if no epoch gets there. Target: the peer's test accuracy after its "
+          "rule on both sides; \"not reached\" if no epoch gets there. Target: the peer's {on} accuracy after its "
           "last epoch; ratio = peer minutes / our minutes to it.")
+
+
+def method_text(precision: str, held_out: int = 0) -> str:
+    """The report's method paragraph, for a test run or a ``--held-out N`` run."""
+    if not held_out:
+        return METHOD.format(train="CUHK03-NP training split", on="test", split="the test split",
+                             precision=precision)
+    return METHOD.format(train=f"CUHK03-NP training split minus {held_out} identities held out of it (the ones "
+                               f"fit(num_val_ids={held_out}, seed=0) holds out, as in the held-out sweep profiles)",
+                         on="held-out", split=f"those {held_out} identities (one query image each, the rest "
+                                               "gallery; no test image is read)", precision=precision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -662,6 +696,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fit keywords on top of the recipe")
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK_TRAIN_IDS} training ids, {QUICK_TEST_IDS} test ids, {QUICK_EPOCHS} epochs a side")
+    ap.add_argument("--held-out", type=int, default=0, metavar="N",
+                    help="train both sides without N training identities and evaluate on those instead of the test "
+                         "split (the identities fit(num_val_ids=N) holds out): a recipe's time to the peer's accuracy "
+                         "judged without the test split")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     ap.add_argument("--eval-precision", default="auto", choices=("auto", "fp32", "bf16"),
                     help="precision of the test evaluation (both sides; its time is not counted)")
@@ -671,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="discard these sides' records and weights first")
     ap.add_argument("--rebuild-peer", action="store_true", help="make .peer-venv afresh")
     ap.add_argument("--out", type=Path, default=None, help="report folder (default results/benchmarks; "
-                                                           "--quick: the work folder)")
+                                                           "--quick or --held-out: the work folder)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args(argv)
     if args.child:
@@ -695,7 +733,10 @@ def main(argv: list[str] | None = None) -> int:
     recipe, model_kwargs = load_recipe(args.recipe, args.set, QUICK_EPOCHS if args.quick else None,
                                        args.recipe_from)
     load_start = os.getloadavg()
-    work = (args.work or work_root() / "time_to_accuracy" / ("quick" if args.quick else "full")).resolve()
+    if args.held_out < 0:
+        ap.error(f"--held-out takes a number of identities >= 1 (0: the test split), got {args.held_out}")
+    kind = ("quick" if args.quick else "full") + (f"-held-out-{args.held_out}" if args.held_out else "")
+    work = (args.work or work_root() / "time_to_accuracy" / kind).resolve()
     sides = prepare(args, work, recipe, model_kwargs)
     peer_python = ensure_peer_env(args.rebuild_peer)
     me, ours, t = Path(__file__), Path(sys.executable), args.threads
@@ -718,8 +759,10 @@ def main(argv: list[str] | None = None) -> int:
               "versions": {"torch": runs["ours"].get("torch"), "torchreid": runs["peer"].get("versions", {})
                            .get("torchreid")},
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-              "method": METHOD.format(precision=f"in {eval_precision}"),
-              "evaluation": {**EVAL_SETTINGS, "precision": eval_precision, "split": "CUHK03-NP (detected) test"
+              "method": method_text(f"in {eval_precision}", args.held_out),
+              "evaluation": {**EVAL_SETTINGS, "precision": eval_precision, "held_out": args.held_out,
+                             "split": (f"{args.held_out} identities held out of the CUHK03-NP (detected) training "
+                                       "split" if args.held_out else "CUHK03-NP (detected) test")
                              + (f", first {QUICK_TEST_IDS} ids" if args.quick else "")},
               "sides": {"peer": {"label": SIDE_LABELS["peer"], "precision": "fp32", "threads": t,
                                  "recipe": peer_recipe, "model_kwargs": {}, "curve": curves["peer"]},
@@ -727,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "recipe": recipe, "model_kwargs": model_kwargs, "curve": curves["ours"],
                                  "recipe_source": _recipe_source(args)}},
               "summary": summary, "ratio": summary["ratio"]}
-    out = args.out or (work if args.quick else ROOT / "results" / "benchmarks")
+    out = args.out or (work if args.quick or args.held_out else ROOT / "results" / "benchmarks")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "time_to_accuracy.json", report)
     write_atomic(out / "time_to_accuracy.md", markdown(report))

@@ -264,3 +264,34 @@ def test_markdown_and_figure_carry_intervals(tmp_path):
     assert "| test rank-1 / mAP after the last epoch (%) | 42.0 [37.0, 47.0] / 40.0 [36.0, 44.0] |" in text
     tta.figure(report, tmp_path / "tta.png")
     assert (tmp_path / "tta.png").stat().st_size > 10_000
+
+
+def test_held_out_mode_trains_without_fits_held_out_ids_and_evaluates_on_them(shared_data, tmp_path):
+    import argparse
+
+    from reidlib.data import build_dataset
+    from reidlib.engine.trainer import split_training_data
+
+    args = argparse.Namespace(quick=False, held_out=100, threads=2, fresh=[], eval_precision="auto")
+    sides = tta.prepare(args, tmp_path, dict(tta.PEER_RECIPE, epochs=20), {})
+    train = json.loads((tmp_path / "train_items.json").read_text())
+    held = json.loads((tmp_path / "test.json").read_text())
+    cuhk = build_dataset("folder", shared_data / "cuhk03-np-detected")
+    assert held["protocol"] == "market" and len({pid for _, pid, _ in held["query"]}) == 100
+    held_paths = {p for p, _, _ in held["query"] + held["gallery"]}
+    assert not held_paths & {p for p, _, _ in train}  # no held-out image trains
+    assert held_paths | {p for p, _, _ in train} == {p for p, _, _ in cuhk.train}  # nor a test image anywhere
+    _, (vq, _), _ = split_training_data(cuhk, num_val_ids=100, seed=0)
+    assert [p for p, _, _ in held["query"]] == [p for p, _, _ in vq]  # the very ids a held-out sweep judges on
+    assert sides["peer"]["train_sha"] == sides["ours"]["train_sha"]
+
+
+def test_held_out_reports_say_held_out_not_test():
+    text = tta.method_text("in bf16", 100)
+    assert "training split minus 100 identities" in text and "no test image is read" in text
+    assert "the test split" in tta.method_text("in bf16") and "held-out" not in tta.method_text("in bf16")
+    report = _report({})
+    report["evaluation"] = {"held_out": 100}
+    md = tta.markdown(report)
+    assert md.startswith("# Time to accuracy: reidlib against torchreid on CUHK03-NP (held-out training identities)")
+    assert "| held-out rank-1 / mAP after the last epoch (%) |" in md and "test" not in md.split("## Recipes")[0]
