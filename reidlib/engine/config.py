@@ -15,8 +15,8 @@ triplet and center weights are multiplied by ``metric_weight_factor(e, W)`` = 0 
 
 Progressive resizing (off by default): ``low_res_epochs=N, low_res_size=(h, w)`` trains the first N epochs on
 each batch downscaled from ``height x width`` to ``h x w`` (bilinear, antialiased, after augmentation), the rest at
-full size; selection and test always evaluate at ``height x width``. A low-resolution step costs about
-``h*w / (height*width)`` of a full one, so early epochs, where the network learns coarse features, come cheaper.
+full size; selection and test always evaluate at ``height x width``. A low-resolution step costs roughly the
+pixel ratio ``h*w / (height*width)`` of a full one (plus the per-batch costs that do not scale with pixels).
 """
 from __future__ import annotations
 
