@@ -537,6 +537,9 @@ def _on(report: dict) -> str:
     return "held-out" if report.get("evaluation", {}).get("held_out") else "test"
 
 
+SPLIT_WORDS = {"test": "test split", "held-out": "held-out identities"}  # the split named by its adjective
+
+
 def noise_lines(s: dict, on: str = "test") -> list[str]:
     """What the evaluation split's sampling noise says about the target and the two sides (needs ``paired``);
     ``on``: ``"test"`` or ``"held-out"``, the split's adjective."""
@@ -606,8 +609,7 @@ def markdown(report: dict) -> str:
     lines += ([" ".join(noise), ""] if noise else []) + [
               f"![{on} accuracy against training minutes](time_to_accuracy.png)", "",
               "## Per epoch", "",
-              f"Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the {on} "
-              f"{'split' if on == 'test' else 'identities'} in % "
+              f"Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the {SPLIT_WORDS[on]} in % "
               "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch"
               + ("; trained at: the epoch's training input size in pixels (progressive resizing; every evaluation "
                  "at the full size)" if any(c.get("input_size") for c in sides["ours"]["curve"]) else "")
@@ -654,7 +656,7 @@ def figure(report: dict, path: Path) -> None:
         ax.axhline(100 * s["target"][metric], color="0.4", linestyle="--", linewidth=1)
         ax.set_xlabel("training minutes")
         on = _on(report)
-        ax.set_ylabel(f"{name} on the {on} {'split' if on == 'test' else 'identities'} (%)")
+        ax.set_ylabel(f"{name} on the {SPLIT_WORDS[on]} (%)")
         ax.set_title(f"CUHK03-NP {on} {name}")
         ax.grid(alpha=0.3)
     handles = [handle(f"{report['sides'][k]['label']} ({report['sides'][k]['precision']})", styles[k], marker="o")
