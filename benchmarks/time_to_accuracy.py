@@ -44,7 +44,10 @@ Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default `
 split minus the N identities ``fit(num_val_ids=N, seed=0)`` holds out (those of the held-out sweep profiles) and
 are evaluated on them (work folder ``<work root>/time_to_accuracy/full-held-out-N``). To time several of our
 recipes against one peer run, give each its own ``--work`` holding a copy of the first run's ``peer`` folder (a
-side's folder may move; its records and weights are all it needs) and the same ``--held-out N``.
+side's folder may move; its records and weights are all it needs) and the same ``--held-out N``. Or, cheaper,
+``--sweep PROFILE`` with ``--held-out N`` ranks every recipe of a held-out sweep profile (the same identities and
+evaluator, so its committed per-epoch records hold the accuracies such a run would) by its minutes to the peer's
+held-out accuracy, in the report's last section.
 """
 from __future__ import annotations
 
@@ -309,6 +312,118 @@ def load_recipe(path: Path | None, sets: Sequence[str], epochs: int | None = Non
         raise SystemExit(f"our recipe is not a valid fit recipe: {err}") from None
     recipe["milestones"] = list(recipe.get("milestones") or [])
     return recipe, model_kwargs
+
+
+# ---- a held-out sweep's recipes against the peer's held-out accuracy ---------------------------------------------
+def sweep_curves(spec: str, held_out: int) -> dict[str, dict]:
+    """Each recipe of a held-out sweep profile with its committed per-epoch record, keyed by variant (``""``: the
+    profile's own runs): ``{"changes": variant overrides, "trained": ISO date or None, "curve": rows}``, rows
+    ``{"epoch", "minutes", "rank1", "mAP"}`` (fractions; cumulative training minutes) from epoch 1 on.
+
+    The sweep's held-out evaluation after every epoch is ``fit``'s: the same ``num_val_ids`` identities, the same
+    evaluator settings as this benchmark's (:data:`EVAL_SETTINGS`), so its accuracies are those a ``--held-out``
+    run of that recipe records. Its minutes are from its own sitting.
+
+    Raises:
+        SystemExit: the profile does not load, trains another model or holds out another number of identities,
+            or a recipe has no record with a held-out evaluation after every epoch (run the sweep first).
+    """
+    from reidlib.pipeline import ProfileError, load_profile, run_dir, train_run_name
+
+    try:
+        cfg = load_profile(spec)
+    except ProfileError as err:
+        raise SystemExit(f"--sweep {spec}: {err}") from None
+    out = {}
+    for variant, study in {"": cfg, **(cfg.get("variant_profiles") or {})}.items():
+        model = study["models"][0]
+        if (len(study["models"]) != 1 or model["name"] != MODEL or len(model["train_on"]) != 1
+                or model["train"].get("num_val_ids") != held_out):
+            raise SystemExit(f"--sweep {spec}: a sweep of one {MODEL} model on one dataset holding out {held_out} "
+                             f"identities is needed; {variant or 'its own runs'} train "
+                             f"{[m['name'] for m in study['models']]} on {model['train_on']} holding out "
+                             f"{model['train'].get('num_val_ids')}")
+        folder = run_dir(cfg, "10_train", train_run_name(model["run"], model["train_on"][0], variant or None))
+        path = folder / "metrics.json"
+        history = json.loads(path.read_text())["history"] if path.is_file() else []
+        if not history or any(row.get("val_rank1") is None for row in history):
+            raise SystemExit(f"--sweep {spec}: {path} holds no held-out evaluation after every epoch; run the "
+                             f"sweep first: ./run_all.sh params/{spec.removesuffix('.yaml')}.yaml")
+        run = folder / "run.json"
+        started = json.loads(run.read_text()).get("started") if run.is_file() else None
+        minutes, rows = 0.0, []
+        for row in history:
+            minutes += row["train_seconds"] / 60
+            rows.append({"epoch": row["epoch"], "minutes": minutes, "rank1": row["val_rank1"],
+                         "mAP": row["val_mAP"]})
+        out[variant] = {"changes": (cfg.get("variants") or {}).get(variant, {}),
+                        "trained": started[:10] if started else None,
+                        "curve": rows}
+    return out
+
+
+def rank_sweep(summary: dict, peer: list[dict], recipes: dict[str, dict]) -> dict:
+    """Each sweep recipe's minutes to the peer's final accuracy (``summary["target"]``) and its two ratios to the
+    peer's minutes; the chosen recipe is the one whose smaller ratio is largest (None if no recipe reaches both).
+
+    ``peer``: the peer's rows (epoch 0 first); its epoch 0 (the shared starting weights) starts every recipe's curve.
+    Returns ``{"recipes": [{"variant", "changes", "trained", "epochs", "minutes", "final", "minutes_to_target",
+    "ratio", "smaller"}], "chosen": variant or None}``, recipes sorted by ``smaller`` (largest first, unreached last).
+    """
+    start = peer[0]
+    rows = []
+    for variant, rec in recipes.items():
+        curve = [{"minutes": 0.0, **{m: start[m] for m in METRICS}}] + rec["curve"]
+        mins = [r["minutes"] for r in curve]
+        to = {m: minutes_to_reach(mins, [r[m] for r in curve], summary["target"][m]) for m in METRICS}
+        rat = {m: ratio(summary["minutes_to_target"]["peer"][m], to[m]) for m in METRICS}
+        smaller = None if None in rat.values() else min(rat.values())
+        rows.append({"variant": variant, "changes": rec["changes"], "trained": rec["trained"],
+                     "epochs": curve[-1]["epoch"], "minutes": curve[-1]["minutes"],
+                     "final": {m: curve[-1][m] for m in METRICS}, "minutes_to_target": to, "ratio": rat,
+                     "smaller": smaller})
+    rows.sort(key=lambda r: (r["smaller"] is None, -(r["smaller"] or 0.0), r["variant"]))
+    return {"recipes": rows, "chosen": rows[0]["variant"] if rows and rows[0]["smaller"] is not None else None}
+
+
+OWN_RUNS = "the profile's own recipe"  # the sweep recipe that is no variant
+
+
+def sweep_lines(report: dict) -> list[str]:
+    """The report section ranking a held-out sweep's recipes by their time to the peer's held-out accuracy."""
+    sw = report.get("sweep")
+    if not sw:
+        return []
+    peer = report["summary"]["minutes_to_target"]["peer"]
+    lines = ["## The sweep's recipes against the peer's held-out accuracy", "",
+             f"Each recipe of `params/{sw['profile']}.yaml`, from its committed run (the same held-out identities and "
+             "evaluator as above, so the same accuracies a run of it here would record; its training minutes from "
+             f"its own sitting): minutes to the peer's final held-out rank-1 and mAP (the peer: {_mins(peer['rank1'])}"
+             f" / {_mins(peer['mAP'])}) and the ratios. The recipe whose smaller ratio is largest is the one the "
+             "benchmark commits to"
+             + (f": **{sw['chosen'] or OWN_RUNS}**." if sw["chosen"] is not None else "; no recipe reaches both."),
+             "",
+             "| recipe | changes | trained | epochs | minutes | last epoch R1 / mAP | minutes to R1 / mAP | "
+             "ratio R1 / mAP |", "|---|---|---|---:|---:|---|---|---|"]
+    for r in sw["recipes"]:
+        changes = "; ".join(f"{k}: {json.dumps(v)}" for k, v in _flat(r["changes"]).items()) or "-"
+        rat = " / ".join("-" if r["ratio"][m] is None else f"×{r['ratio'][m]:.2f}" for m in METRICS)
+        lines.append(f"| {r['variant'] or '(profile)'} | {changes} | {r['trained'] or '-'} | {r['epochs']} | "
+                     f"{r['minutes']:.1f} | "
+                     f"{_pct(r['final']['rank1'])} / {_pct(r['final']['mAP'])} | "
+                     f"{_mins(r['minutes_to_target']['rank1'])} / {_mins(r['minutes_to_target']['mAP'])} | {rat} |")
+    return lines + [""]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"training": {"epochs": 12}}`` -> ``{"training.epochs": 12}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 # ---- the children (our side, in the project venv) --------------------------------------------------------------
@@ -607,7 +722,7 @@ def markdown(report: dict) -> str:
               + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", ""]
     noise = noise_lines(s, on)
     lines += ([" ".join(noise), ""] if noise else []) + [
-              f"![{on} accuracy against training minutes](time_to_accuracy.png)", "",
+              f"![{on} accuracy against training minutes](time_to_accuracy.png)", "", *sweep_lines(report),
               "## Per epoch", "",
               f"Minutes: cumulative training minutes at the end of the epoch; R1 / mAP on the {SPLIT_WORDS[on]} in % "
               "[95 % identity-bootstrap interval]; load: 1-minute load average at the end of the epoch"
@@ -702,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="train both sides without N training identities and evaluate on those instead of the test "
                          "split (the identities fit(num_val_ids=N) holds out): a recipe's time to the peer's accuracy "
                          "judged without the test split")
+    ap.add_argument("--sweep", default=None, metavar="PROFILE",
+                    help="with --held-out: rank the committed runs of this held-out sweep profile by their time to "
+                         "the peer's held-out accuracy (the report's last section)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     ap.add_argument("--eval-precision", default="auto", choices=("auto", "fp32", "bf16"),
                     help="precision of the test evaluation (both sides; its time is not counted)")
@@ -737,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     if args.held_out < 0:
         ap.error(f"--held-out takes a number of identities >= 1 (0: the test split), got {args.held_out}")
+    if args.sweep and not args.held_out:
+        ap.error("--sweep ranks a held-out sweep's recipes on held-out identities: give --held-out N as well")
+    recipes = sweep_curves(args.sweep, args.held_out) if args.sweep else None
     kind = ("quick" if args.quick else "full") + (f"-held-out-{args.held_out}" if args.held_out else "")
     work = (args.work or work_root() / "time_to_accuracy" / kind).resolve()
     sides = prepare(args, work, recipe, model_kwargs)
@@ -772,6 +893,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "recipe": recipe, "model_kwargs": model_kwargs, "curve": curves["ours"],
                                  "recipe_source": _recipe_source(args)}},
               "summary": summary, "ratio": summary["ratio"]}
+    if recipes is not None:
+        report["sweep"] = {"profile": args.sweep.removesuffix(".yaml"),
+                           **rank_sweep(summary, curves["peer"], recipes)}
     out = args.out or (work if args.quick or args.held_out else ROOT / "results" / "benchmarks")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "time_to_accuracy.json", report)

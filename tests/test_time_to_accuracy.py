@@ -298,3 +298,56 @@ def test_held_out_reports_say_held_out_not_test():
     md = tta.markdown(report)
     assert md.startswith("# Time to accuracy: reidlib against torchreid on CUHK03-NP (held-out training identities)")
     assert "| held-out rank-1 / mAP after the last epoch (%) |" in md and "test" not in md.split("## Recipes")[0]
+
+
+def test_rank_sweep_times_each_recipe_to_the_peers_accuracy_and_chooses_the_larger_smaller_ratio():
+    peer = _rows([0, 10, 20, 30], [0.10, 0.30, 0.40, 0.42], [0.10, 0.28, 0.36, 0.40])
+    s = tta.summarize({"peer": peer, "ours": peer})  # peer minutes to its final rank-1 and mAP: 30 and 30
+    recipes = {  # rows from epoch 1 on; epoch 0 is the peer's (the same starting weights)
+        "": {"changes": {}, "trained": "2026-12-05",
+             "curve": [{"epoch": 1, "minutes": 5.0, "rank1": 0.42, "mAP": 0.38},
+                       {"epoch": 2, "minutes": 10.0, "rank1": 0.44, "mAP": 0.40}]},
+        "fast": {"changes": {"training": {"epochs": 1}}, "trained": None,
+                 "curve": [{"epoch": 1, "minutes": 4.0, "rank1": 0.50, "mAP": 0.40}]},
+        "never": {"changes": {"training": {"lr": 1.0}}, "trained": None,
+                  "curve": [{"epoch": 1, "minutes": 1.0, "rank1": 0.50, "mAP": 0.20}]}}
+    ranked = tta.rank_sweep(s, peer, recipes)
+    rows = {r["variant"]: r for r in ranked["recipes"]}
+    # the profile's own: rank-1 0.10 -> 0.42 in its first 5 minutes: 5 * 0.32 / 0.32 = 5.0; mAP at minute 10
+    assert rows[""]["minutes_to_target"]["rank1"] == pytest.approx(5.0)
+    assert rows[""]["minutes_to_target"]["mAP"] == pytest.approx(10.0)
+    assert rows[""]["ratio"] == {"rank1": pytest.approx(6.0), "mAP": pytest.approx(3.0)}
+    # "fast": rank-1 0.10 -> 0.50 over 4 minutes, 0.42 at 4 * 0.32 / 0.40 = 3.2; mAP 0.40 at minute 4
+    assert rows["fast"]["minutes_to_target"]["rank1"] == pytest.approx(3.2)
+    assert rows["fast"]["smaller"] == pytest.approx(30 / 4.0)
+    assert rows["never"]["smaller"] is None and rows["never"]["ratio"]["mAP"] is None
+    assert [r["variant"] for r in ranked["recipes"]] == ["fast", "", "never"] and ranked["chosen"] == "fast"
+    assert tta.rank_sweep(s, peer, {"never": recipes["never"]})["chosen"] is None
+
+
+def test_the_sweep_section_names_the_chosen_recipe():
+    report = _report({})
+    report["evaluation"] = {"held_out": 100}
+    peer = report["sides"]["peer"]["curve"]
+    recipes = {"": {"changes": {}, "trained": "2026-12-05", "curve": [dict(r) for r in peer[1:]]},
+               "cos8": {"changes": {"training": {"epochs": 8}}, "trained": "2026-12-04",
+                        "curve": [{"epoch": 1, "minutes": 0.5, "rank1": 0.0, "mAP": 0.0}]}}
+    report["sweep"] = {"profile": "sweeps/x", **tta.rank_sweep(report["summary"], peer, recipes)}
+    md = tta.markdown(report)
+    section = md.split("## The sweep's recipes against the peer's held-out accuracy")[1].split("## Per epoch")[0]
+    assert "`params/sweeps/x.yaml`" in section
+    assert "the one the benchmark commits to: **the profile's own recipe**" in section
+    assert '| cos8 | training.epochs: 8 | 2026-12-04 | 1 | 0.5 |' in section and "not reached" in section
+    assert "## The sweep's recipes" not in tta.markdown(_report({}))
+
+
+def test_sweep_curves_read_the_committed_held_out_sweep():
+    recipes = tta.sweep_curves("sweeps/cuhk03-osnet-speed", 100)
+    root = Path(__file__).resolve().parents[1] / "results" / "cuhk03-osnet-speed" / "10_train"
+    history = json.loads((root / "cuhk03-osnet_x0_25" / "metrics.json").read_text())["history"]
+    own = recipes[""]["curve"]
+    assert [r["rank1"] for r in own] == [h["val_rank1"] for h in history]
+    assert own[-1]["minutes"] == pytest.approx(sum(h["train_seconds"] for h in history) / 60)
+    assert recipes["cos8"]["changes"] == {"training": {"epochs": 8}} and len(recipes["cos8"]["curve"]) == 8
+    with pytest.raises(SystemExit, match="holding out 100"):
+        tta.sweep_curves("sweeps/cuhk03-osnet-speed", 50)
