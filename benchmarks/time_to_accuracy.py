@@ -47,7 +47,7 @@ recipes against one peer run, give each its own ``--work`` holding a copy of the
 side's folder may move; its records and weights are all it needs) and the same ``--held-out N``. Or, cheaper,
 ``--sweep PROFILE`` with ``--held-out N`` ranks every recipe of a held-out sweep profile (the same identities and
 evaluator, so its committed per-epoch records hold the accuracies such a run would) by its minutes to the peer's
-held-out accuracy, in the report's last section.
+held-out accuracy, in a section of the report.
 """
 from __future__ import annotations
 
@@ -391,6 +391,8 @@ OWN_RUNS = "the profile's own recipe"  # the sweep recipe that is no variant
 
 def sweep_lines(report: dict) -> list[str]:
     """The report section ranking a held-out sweep's recipes by their time to the peer's held-out accuracy."""
+    from reidlib.stages.seeds import _changes as variant_changes  # the sweep report's own wording of a variant
+
     sw = report.get("sweep")
     if not sw:
         return []
@@ -406,24 +408,13 @@ def sweep_lines(report: dict) -> list[str]:
              "| recipe | changes | trained | epochs | minutes | last epoch R1 / mAP | minutes to R1 / mAP | "
              "ratio R1 / mAP |", "|---|---|---|---:|---:|---|---|---|"]
     for r in sw["recipes"]:
-        changes = "; ".join(f"{k}: {json.dumps(v)}" for k, v in _flat(r["changes"]).items()) or "-"
+        changes = variant_changes(r["changes"])
         rat = " / ".join("-" if r["ratio"][m] is None else f"×{r['ratio'][m]:.2f}" for m in METRICS)
         lines.append(f"| {r['variant'] or '(profile)'} | {changes} | {r['trained'] or '-'} | {r['epochs']} | "
                      f"{r['minutes']:.1f} | "
                      f"{_pct(r['final']['rank1'])} / {_pct(r['final']['mAP'])} | "
                      f"{_mins(r['minutes_to_target']['rank1'])} / {_mins(r['minutes_to_target']['mAP'])} | {rat} |")
     return lines + [""]
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """``{"training": {"epochs": 12}}`` -> ``{"training.epochs": 12}``."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 # ---- the children (our side, in the project venv) --------------------------------------------------------------
@@ -819,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
                          "judged without the test split")
     ap.add_argument("--sweep", default=None, metavar="PROFILE",
                     help="with --held-out: rank the committed runs of this held-out sweep profile by their time to "
-                         "the peer's held-out accuracy (the report's last section)")
+                         "the peer's held-out accuracy (a section of the report)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     ap.add_argument("--eval-precision", default="auto", choices=("auto", "fp32", "bf16"),
                     help="precision of the test evaluation (both sides; its time is not counted)")
