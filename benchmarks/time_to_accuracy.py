@@ -150,6 +150,13 @@ def minutes_to_reach(minutes: Sequence[float], values: Sequence[float], target: 
     return None
 
 
+def minutes_to_targets(rows: Sequence[dict], target: dict) -> dict[str, float | None]:
+    """Per metric of :data:`METRICS`, the minute a curve (rows ``{"minutes", "rank1", "mAP"}``, epoch 0 first)
+    first reaches ``target[metric]`` (:func:`minutes_to_reach`)."""
+    mins = [r["minutes"] for r in rows]
+    return {m: minutes_to_reach(mins, [r[m] for r in rows], target[m]) for m in METRICS}
+
+
 def ratio(peer_minutes: float | None, our_minutes: float | None) -> float | None:
     """Peer minutes / our minutes to the same accuracy; None when either side never reached it (or ours at 0)."""
     if peer_minutes is None or our_minutes is None or our_minutes <= 0:
@@ -183,9 +190,7 @@ def summarize(curves: dict[str, list[dict]], per_query: dict[str, list[dict]] | 
                            "target_ci": {m: final.get(f"{m}_ci") for m in METRICS},
                            "minutes_to_target": {}, "ratio": {}, "ratio_note": {}}
     for side, rows in curves.items():
-        mins = [r["minutes"] for r in rows]
-        out["minutes_to_target"][side] = {m: minutes_to_reach(mins, [r[m] for r in rows], final[m])
-                                          for m in METRICS}
+        out["minutes_to_target"][side] = minutes_to_targets(rows, final)
     for m in METRICS:
         pair = (out["minutes_to_target"]["peer"][m], out["minutes_to_target"]["ours"][m])
         out["ratio"][m], out["ratio_note"][m] = ratio(*pair), ratio_note(*pair)
@@ -374,8 +379,7 @@ def rank_sweep(summary: dict, peer: list[dict], recipes: dict[str, dict]) -> dic
     rows = []
     for variant, rec in recipes.items():
         curve = [{"minutes": 0.0, **{m: start[m] for m in METRICS}}] + rec["curve"]
-        mins = [r["minutes"] for r in curve]
-        to = {m: minutes_to_reach(mins, [r[m] for r in curve], summary["target"][m]) for m in METRICS}
+        to = minutes_to_targets(curve, summary["target"])
         rat = {m: ratio(summary["minutes_to_target"]["peer"][m], to[m]) for m in METRICS}
         smaller = None if None in rat.values() else min(rat.values())
         rows.append({"variant": variant, "changes": rec["changes"], "trained": rec["trained"],
