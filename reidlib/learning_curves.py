@@ -1,4 +1,5 @@
-"""Learning curves of training runs: one panel per loss term, train accuracy and the selection split's rank-1.
+"""Learning curves of training runs: one panel per loss term, train accuracy, the selection split's rank-1 and the
+collapse diagnostics (mean feature norm, mean batch-hard anchor-positive and anchor-negative distances).
 
 Each loss term gets its own panel (runs with different loss mixes are never summed onto one axis), a panel is drawn
 only where some run recorded that quantity, accuracies are in percent, and one legend under the grid names the runs.
@@ -20,6 +21,9 @@ LOSS_TITLES = {"loss_id": "ID loss (label-smoothed CE)", "loss_triplet": "triple
 SELECTION_MARKERS = {"val_rank1": ("o", "held-out identities"), "test_rank1": ("x", "TEST split")}
 LOG_SPAN = 50.0  # a panel whose positive values span more than this factor gets a log y axis
 MARGIN_STYLE = {"color": "grey", "linestyle": ":", "linewidth": 1.2}
+DIAGNOSTIC_TITLES = {"feat_norm": "mean feature norm (triplet input)",
+                     "dist_ap": "hardest-positive distance (mean)",
+                     "dist_an": "hardest-negative distance (mean)"}
 
 
 def _panels(frames: Mapping[str, pd.DataFrame]) -> list[str]:
@@ -36,6 +40,7 @@ def _panels(frames: Mapping[str, pd.DataFrame]) -> list[str]:
     panels = [c for c in [*LOSS_TITLES, *extra] if recorded(c, positive=True)]
     panels += ["train_acc"] if recorded("train_acc") else []
     panels += ["rank1"] if any(recorded(c) for c in SELECTION_MARKERS) else []
+    panels += [c for c in DIAGNOSTIC_TITLES if recorded(c)]
     return panels
 
 
@@ -50,6 +55,8 @@ def _title(panel: str, frames: Mapping[str, pd.DataFrame]) -> str:
         if splits == ["test_rank1"]:
             return "TEST-split rank-1 (%)"
         return "rank-1 (%) of the selection split"
+    if panel in DIAGNOSTIC_TITLES:
+        return DIAGNOSTIC_TITLES[panel]
     return LOSS_TITLES.get(panel, panel.removeprefix("loss_").replace("_", " ") + " loss")
 
 
@@ -63,15 +70,22 @@ def _draw(ax: Axes, panel: str, df: pd.DataFrame, style: dict[str, Any]) -> None
     elif panel == "train_acc":
         if "train_acc" in df and df["train_acc"].notna().any():
             ax.plot(df["epoch"], 100.0 * df["train_acc"].astype(float), marker=marker, **style)
+    elif panel in DIAGNOSTIC_TITLES:
+        if panel in df and df[panel].notna().any():
+            ax.plot(df["epoch"], df[panel].astype(float), marker=marker, **style)
     elif panel in df and (pd.to_numeric(df[panel], errors="coerce") > 0).any():
         ax.plot(df["epoch"], df[panel].astype(float), marker=marker, **style)
 
 
 def _fit_y(ax: Axes, panel: str, margins: Sequence[float]) -> str:
-    """Log axis for wide-ranging losses; the triplet axis cut at 5 margins. Returns a note for the title."""
+    """Log axis for wide-ranging losses; the triplet axis cut at 5 margins; diagnostics from 0. Returns a note for
+    the title."""
     values = np.concatenate([np.asarray(ln.get_ydata(), dtype=float) for ln in ax.lines if ln.get_label() != "_m"]
                             or [np.zeros(0)])
     positive = values[np.isfinite(values) & (values > 0)]
+    if panel in DIAGNOSTIC_TITLES:
+        ax.set_ylim(bottom=0.0)  # norms and distances: a fall towards 0 is the collapse to see
+        return ""
     if panel == "loss_triplet" and margins:
         top = 5.0 * max(margins)
         if len(positive) and positive.max() > top:

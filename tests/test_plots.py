@@ -189,6 +189,28 @@ def test_histories_draw_one_panel_per_loss_term_and_no_empty_panel():
     assert fig.axes == [] and "No training" in fig.texts[0].get_text()
 
 
+def test_histories_plot_the_collapse_diagnostics_where_recorded():
+    from reidlib.learning_curves import plot_histories
+
+    healthy = [{"epoch": e, "loss_id": 5.0 - e, "feat_norm": 10.0 + e, "dist_ap": 4.0, "dist_an": 4.0 + e}
+               for e in (1, 2, 3)]
+    collapsing = [{"epoch": e, "loss_id": 5.0 - e, "feat_norm": 8.0 / e, "dist_ap": 1.0 / e, "dist_an": 0.9 / e}
+                  for e in (1, 2, 3)]
+    fig = plot_histories({"healthy": healthy, "collapsing": collapsing})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["ID loss (label-smoothed CE)", "mean feature norm (triplet input)",
+                      "hardest-positive distance (mean)", "hardest-negative distance (mean)"]
+    _, norm_ax, ap_ax, an_ax = fig.axes
+    assert list(norm_ax.lines[1].get_ydata()) == pytest.approx([8.0, 4.0, 8.0 / 3])
+    assert list(ap_ax.lines[0].get_ydata()) == pytest.approx([4.0, 4.0, 4.0])
+    assert list(an_ax.lines[1].get_ydata()) == pytest.approx([0.9, 0.45, 0.3])
+    assert all(ax.get_ylim()[0] == 0.0 for ax in (norm_ax, ap_ax, an_ax))  # a fall towards 0 stays visible
+    _legends_clear_of_data(fig)
+    # histories from before the diagnostics were recorded get no such panels
+    fig = plot_histories({"old": [{"epoch": 1, "loss_id": 5.0}, {"epoch": 2, "loss_id": 4.0}]})
+    assert [ax.get_title() for ax in fig.axes] == ["ID loss (label-smoothed CE)"]
+
+
 def _run(model_run: str, label: str, data_key: str, data_label: str, **extra) -> dict:
     cmc = list(np.linspace(0.3, 0.9, 50))
     hist = [{"epoch": e, "loss_id": 6.0 - e, "loss_triplet": 0.5 / e, "train_acc": 0.2 * e,
