@@ -615,6 +615,13 @@ def side_curve(folder: Path) -> list[dict]:
     return rows
 
 
+def training_load(folder: Path) -> dict[str, list[float]]:
+    """Load average (1, 5, 15 min) recorded when a side's epoch 0 was saved and when its last epoch ended: the
+    machine's business while that side trained, whichever invocation of this benchmark trained it."""
+    records = read_records(folder)
+    return {"start": list(records[0]["load"]), "end": list(records[-1]["load"])}
+
+
 def side_per_query(folder: Path) -> list[dict] | None:
     """Per epoch (in record order), the per-query block of its test evaluation; None if any epoch lacks one."""
     evals = _evals(folder)
@@ -686,14 +693,15 @@ def markdown(report: dict) -> str:
     hw, s, sides = report["hardware"], report["summary"], report["sides"]
     bf16 = ("native bf16" + (", AMX" if hw["amx"] else "")) if hw["native_bf16"] else "no native bf16"
     la = report["load_average"]
+    load = "; ".join(f"{sides[k]['label']} {', '.join(f'{v:.2f}' for v in la[k]['start'])} at its start and "
+                     f"{', '.join(f'{v:.2f}' for v in la[k]['end'])} at its end" for k in ("peer", "ours"))
     on = _on(report)
     title = "# Time to accuracy: reidlib against torchreid on CUHK03-NP" + (
         " (held-out training identities)" if on == "held-out" else "")
     lines = [title, "", f"Command: `{report['command']}`", "",
              f"{hw['cpu']}, {hw['cores']} cores ({bf16}), {hw['threads']} torch threads on each side; torch "
              f"{report['versions'].get('torch', '?')}, torchreid {report['versions'].get('torchreid', '?')}. The sides "
-             "trained one after the other (when: in the table). Load average (1, 5, 15 min) at the start "
-             f"{', '.join(f'{v:.2f}' for v in la['start'])}, at the end {', '.join(f'{v:.2f}' for v in la['end'])}; "
+             f"trained one after the other (when: in the table). Load average (1, 5, 15 min) while training: {load}; "
              "per epoch in the tables."
              + (" **Quick mode: a subset and a few epochs; not a measurement to quote.**" if report["quick"] else ""),
              "", report["method"], "",
@@ -847,7 +855,6 @@ def main(argv: list[str] | None = None) -> int:
                              "(or $REIDLIB_SHARED)")
     recipe, model_kwargs = load_recipe(args.recipe, args.set, QUICK_EPOCHS if args.quick else None,
                                        args.recipe_from)
-    load_start = os.getloadavg()
     if args.held_out < 0:
         ap.error(f"--held-out takes a number of identities >= 1 (0: the test split), got {args.held_out}")
     if args.sweep and not args.held_out:
@@ -876,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": command_line(__file__, argv).strip(), "quick": args.quick, "hardware": hardware(t),
               "versions": {"torch": runs["ours"].get("torch"), "torchreid": runs["peer"].get("versions", {})
                            .get("torchreid")},
-              "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+              "load_average": {side: training_load(work / side) for side in ("peer", "ours")},
               "method": method_text(f"in {eval_precision}", args.held_out),
               "evaluation": {**EVAL_SETTINGS, "precision": eval_precision, "held_out": args.held_out,
                              "split": (f"{args.held_out} identities held out of the CUHK03-NP (detected) training "

@@ -94,6 +94,17 @@ def test_records_round_trip(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.json"]  # no temporary file left
 
 
+def test_training_load_comes_from_the_sides_records_not_the_invocation(tmp_path):
+    rows = [{"epoch": 0, "train_seconds": 0.0, "load": [0.3, 0.5, 0.7]},
+            {"epoch": 1, "train_seconds": 9.0, "load": [2.0, 1.1, 0.8]},
+            {"epoch": 2, "train_seconds": 9.0, "load": [2.1, 1.6, 1.0]}]
+    tta.write_records(tmp_path, rows)
+    assert tta.training_load(tmp_path) == {"start": [0.3, 0.5, 0.7], "end": [2.1, 1.6, 1.0]}
+    report = _report({})
+    report["load_average"]["ours"] = tta.training_load(tmp_path)
+    assert "reidlib fit 0.30, 0.50, 0.70 at its start and 2.10, 1.60, 1.00 at its end" in tta.markdown(report)
+
+
 def test_spec_differences_ignore_places():
     old = {"curve_dir": "/a/peer", "train_items": "/a/items.json", "lr": 1.5e-3, "threads": 2}
     new = {"curve_dir": "/b/peer", "train_items": "/b/items.json", "lr": 3e-3, "threads": 2, "seed": 0}
@@ -155,7 +166,8 @@ def _report(ratio_map, summary=None):
     hw = {"cpu": "Test CPU", "cores": 2, "threads": 2, "native_bf16": True, "amx": False}
     return {"command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/time_to_accuracy.py --quick", "quick": True,
             "hardware": hw, "versions": {"torch": "2.x", "torchreid": "0.2.5"},
-            "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.0, 2.0, 2.0]}, "method": "METHOD TEXT",
+            "load_average": {side: {"start": [1.0, 1.0, 1.0], "end": [2.0, 2.0, 2.0]} for side in ("peer", "ours")},
+            "method": "METHOD TEXT",
             "sides": {"peer": {"label": "torchreid 0.2.5", "precision": "fp32", "recipe": {"lr": 1.5e-3},
                                "model_kwargs": {}, "curve": peer},
                       "ours": {"label": "reidlib fit", "precision": "bf16", "recipe": {"lr": 1.5e-3},
