@@ -433,3 +433,45 @@ def test_only_takes_a_run_name_without_its_stage_and_names_the_runs_on_a_typo(tm
     assert pipeline.main(["run", str(path), "--only", "synth-a-osnet_x0_2", "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "did you mean 'synth-a-osnet_x0_25'?" in err and "its runs: 00_data/datasets, 10_train/" in err, err
+
+
+# ---- --only runs first what the chosen runs read, when that is not up to date -----------------------------------
+def _statuses(monkeypatch, stale: set[str]) -> None:
+    """Make every run up to date except the ids in ``stale`` (no notebook is executed in these tests)."""
+    from reidlib.pipeline import runner
+
+    monkeypatch.setattr(runner, "run_status", lambda run, cfg, needed=True: (run.id not in stale, ""))
+
+
+def test_only_adds_the_inputs_that_are_not_up_to_date_and_never_for_the_report(tmp_path, monkeypatch):
+    from reidlib.pipeline.runner import _select_only, _with_stale_inputs
+
+    cfg = load_profile(_profile(tmp_path))
+    everything = plan(cfg)
+    chosen = _select_only(everything, ["20_finetune"])
+    train_inputs = sorted({d for r in chosen for d in r.depends_on})
+    assert train_inputs and all(d.startswith("10_train/") for d in train_inputs)
+
+    _statuses(monkeypatch, {"00_data/datasets"})  # the data stage never ran: it and, after it, every input
+    runs, added = _with_stale_inputs(cfg, everything, chosen)
+    assert added[0] == "00_data/datasets" and sorted(added[1:]) == train_inputs  # they read what reruns
+    assert [r.id for r in runs] == [r.id for r in everything if r.id in added or r in chosen]  # plan order
+
+    _statuses(monkeypatch, {train_inputs[0]})  # one stale input: only it
+    assert _with_stale_inputs(cfg, everything, chosen)[1] == [train_inputs[0]]
+    _statuses(monkeypatch, set())
+    assert _with_stale_inputs(cfg, everything, chosen) == (chosen, [])
+    _statuses(monkeypatch, {"00_data/datasets"})  # --only 40_report gathers what is there, stale or not
+    report = _select_only(everything, ["40_report"])
+    assert _with_stale_inputs(cfg, everything, report) == (report, [])
+
+
+def test_dry_run_says_a_run_reruns_when_its_input_reruns_before_it(tmp_path, monkeypatch, capsys):
+    path = _profile(tmp_path)
+    _statuses(monkeypatch, {"00_data/datasets"})
+    assert pipeline.main(["run", str(path), "--only", "synth-a-osnet_x0_25", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "--only: runs first what the chosen runs read that is not up to date: 00_data/datasets"
+    assert out[1] == "[1/2] 00_data/datasets: would run 00_data.ipynb"
+    assert out[2] == ("[2/2] 10_train/synth-a-osnet_x0_25: would run 10_train.ipynb (00_data/datasets runs before "
+                      "it and its results are this run's input)")

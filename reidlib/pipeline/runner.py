@@ -144,6 +144,31 @@ def _select_only(everything: list[Run], only: list[str]) -> list[Run]:
     return [r for r in everything if r.stage in only or r.id in only or r.name in only]
 
 
+def _with_stale_inputs(cfg: dict, everything: list[Run], runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """``runs`` plus every run they read from (transitively) that is not up to date, in plan order, and the ids
+    added.
+
+    A run executed before its inputs exist or while they are stale records inputs that their own run then
+    replaces, which leaves it stale straight away. The report is the exception: ``--only 40_report`` gathers
+    what is there and names the stale runs beside it, so its inputs are never added for it.
+    """
+    chosen = {r.id for r in runs}
+    wanted = {dep for r in runs if r.stage != REPORT_STAGE for dep in r.depends_on} - chosen
+    by_id = {r.id: r for r in everything}
+    stack = list(wanted)
+    while stack:  # every ancestor of a chosen run
+        for dep in by_id[stack.pop()].depends_on:
+            if dep not in wanted and dep not in chosen:
+                wanted.add(dep)
+                stack.append(dep)
+    added: list[str] = []
+    for run in everything:  # plan order: a run's inputs come before it
+        if run.id in wanted and (not run_status(run, cfg, needed=True)[0]
+                                 or any(dep in added for dep in run.depends_on)):
+            added.append(run.id)
+    return [r for r in everything if r.id in chosen or r.id in added], added
+
+
 def run_study(profile: str, data_root: str | None = None, only: list[str] | None = None, force: bool = False,
               dry_run: bool = False, log_output: bool = False, cwd: str | None = None) -> list[Path]:
     """Run (or refresh) a whole profile. ``only`` restricts to stages (e.g. ``["10_train"]``) or run ids.
@@ -161,7 +186,9 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
     everything = plan(cfg)
     runs = everything
     if only:
-        runs = _select_only(everything, only)
+        runs, added = _with_stale_inputs(cfg, everything, _select_only(everything, only))
+        if added:
+            print_flush(f"--only: runs first what the chosen runs read that is not up to date: {', '.join(added)}")
     check_results_dir(cfg)
     current: Run | None = None
     try:
@@ -193,6 +220,9 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
         if run.stage == REPORT_STAGE:  # the runs executed above are up to date now
             with_stale_runs(everything, cfg)
         fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
+        rerun_inputs = [dep for dep in run.depends_on if dep in would]
+        if dry_run and fresh and rerun_inputs:
+            fresh, reason = False, f"{rerun_inputs[0]} runs before it and its results are this run's input"
         if not force and fresh:
             print_flush(f"{head}: up to date")
             continue
