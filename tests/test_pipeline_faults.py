@@ -137,7 +137,10 @@ def test_force_asks_every_forced_run_for_a_fresh_start(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline.runner, "execute", fake)
     pipeline.run_study(str(path), only=["10_train/synth-a-osnet_x0_25"])
     pipeline.run_study(str(path), only=["10_train/synth-a-osnet_x0_25"], force=True)
-    assert calls == [("10_train/synth-a-osnet_x0_25", False), ("10_train/synth-a-osnet_x0_25", True)]
+    train = [c for c in calls if c[0] == "10_train/synth-a-osnet_x0_25"]
+    assert train == [("10_train/synth-a-osnet_x0_25", False), ("10_train/synth-a-osnet_x0_25", True)]
+    # the data stage it reads never ran (the fake writes no record): run first both times, never forced
+    assert [c for c in calls if c not in train] == [("00_data/datasets", False)] * 2
 
 
 def test_a_forced_run_trains_from_epoch_0_not_from_the_finished_checkpoint(tmp_path, one_torch_thread):
@@ -475,3 +478,17 @@ def test_dry_run_says_a_run_reruns_when_its_input_reruns_before_it(tmp_path, mon
     assert out[1] == "[1/2] 00_data/datasets: would run 00_data.ipynb"
     assert out[2] == ("[2/2] 10_train/synth-a-osnet_x0_25: would run 10_train.ipynb (00_data/datasets runs before "
                       "it and its results are this run's input)")
+
+
+def test_force_with_only_forces_the_chosen_runs_not_the_inputs_it_added(tmp_path, monkeypatch, capsys):
+    path = _profile(tmp_path)
+    finetune = next(r for r in plan(load_profile(path)) if r.stage == "20_finetune")
+    _statuses(monkeypatch, {"00_data/datasets"})
+    assert pipeline.main(["run", str(path), "--only", finetune.id, "--force", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    inputs = [line for line in out[1:] if line.split()[1].rstrip(":") in finetune.depends_on]
+    # an added input runs because its own input reruns (the reason shown), not because --force says so
+    assert inputs and all(line.endswith("(00_data/datasets runs before it and its results are this run's input)")
+                          for line in inputs)
+    assert out[-2].startswith(f"[{len(out) - 2}/{len(out) - 2}] {finetune.id}: would run 20_finetune.ipynb")
+    assert out[-2].endswith("20_finetune.ipynb")  # forced: no reason given

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -153,14 +153,11 @@ def _with_stale_inputs(cfg: dict, everything: list[Run], runs: list[Run]) -> tup
     what is there and names the stale runs beside it, so its inputs are never added for it.
     """
     chosen = {r.id for r in runs}
-    wanted = {dep for r in runs if r.stage != REPORT_STAGE for dep in r.depends_on} - chosen
-    by_id = {r.id: r for r in everything}
-    stack = list(wanted)
-    while stack:  # every ancestor of a chosen run
-        for dep in by_id[stack.pop()].depends_on:
-            if dep not in wanted and dep not in chosen:
-                wanted.add(dep)
-                stack.append(dep)
+    wanted = {dep for r in runs if r.stage != REPORT_STAGE for dep in r.depends_on}
+    for run in reversed(everything):  # a run's inputs come before it: this reaches every ancestor
+        if run.id in wanted:
+            wanted.update(run.depends_on)
+    wanted -= chosen
     added: list[str] = []
     for run in everything:  # plan order: a run's inputs come before it
         if run.id in wanted and (not run_status(run, cfg, needed=True)[0]
@@ -185,6 +182,7 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
     cfg = load_profile(profile, data_root, cwd=cwd)
     everything = plan(cfg)
     runs = everything
+    added: list[str] = []
     if only:
         runs, added = _with_stale_inputs(cfg, everything, _select_only(everything, only))
         if added:
@@ -194,7 +192,7 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
     try:
         with sigterm_as_interrupt():
             if dry_run:
-                return _run_all(cfg, everything, runs, force, True, log_output, lambda r: None)
+                return _run_all(cfg, everything, runs, force, True, log_output, lambda r: None, added)
             check_work_dir(cfg)
             with profile_lock(cfg["work_dir"], cfg["name"], say=print_flush):
                 clean_leftovers(cfg, everything)
@@ -202,7 +200,7 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
                 def note(run: Run | None) -> None:
                     nonlocal current
                     current = run
-                return _run_all(cfg, everything, runs, force, False, log_output, note)
+                return _run_all(cfg, everything, runs, force, False, log_output, note, added)
     except _Terminated:
         raise TerminatedRun(interrupted_message(current, cfg, "terminated (SIGTERM)")) from None
     except KeyboardInterrupt:
@@ -210,8 +208,9 @@ def run_study(profile: str, data_root: str | None = None, only: list[str] | None
 
 
 def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry_run: bool, log_output: bool,
-             note) -> list[Path]:
-    """The loop of :func:`run_study`; ``note(run)`` is told which run is executing (None between runs)."""
+             note, unforced: Sequence[str] = ()) -> list[Path]:
+    """The loop of :func:`run_study`; ``note(run)`` is told which run is executing (None between runs); ``force``
+    applies to every run but those in ``unforced`` (the inputs ``--only`` added: they run only if not up to date)."""
     done: list[Path] = []
     would: list[str] = []
     total = time.time()
@@ -219,21 +218,22 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
         head = f"[{i}/{len(runs)}] {run.id}"
         if run.stage == REPORT_STAGE:  # the runs executed above are up to date now
             with_stale_runs(everything, cfg)
+        forced = force and run.id not in unforced
         fresh, reason = run_status(run, cfg, needed=_needed_downstream(run, everything))
         rerun_inputs = [dep for dep in run.depends_on if dep in would]
         if dry_run and fresh and rerun_inputs:
             fresh, reason = False, f"{rerun_inputs[0]} runs before it and its results are this run's input"
-        if not force and fresh:
+        if not forced and fresh:
             print_flush(f"{head}: up to date")
             continue
-        why = f" ({reason})" if reason and not force else ""
+        why = f" ({reason})" if reason and not forced else ""
         if dry_run:
             print_flush(f"{head}: would run {run.notebook.name}{why}")
             would.append(run.id)
             continue
         t0 = time.time()
         note(run)
-        out = execute(run, cfg, log_output=log_output, **({"fresh": True} if force else {}))
+        out = execute(run, cfg, log_output=log_output, **({"fresh": True} if forced else {}))
         note(None)
         shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
         print_flush(f"{head}: done in {time.time() - t0:.0f} s{why} -> {shown}")
