@@ -255,8 +255,11 @@ def test_a_comment_or_docstring_edit_to_the_trainer_reruns_nothing_a_code_edit_i
     _edited_digest(monkeypatch, trainer, lambda s: "# a new comment\n" + s.replace('"""', '"""Reworded. ', 1))
     assert _would_run(path, capsys) == {}
     _edited_digest(monkeypatch, trainer, lambda s: s + "\n_A_REAL_CHANGE = 1\n")
-    assert set(_would_run(path, capsys)) == {r.id for r in runs if r.stage in ("10_train", "20_finetune",
-                                                                               "40_report")}
+    would = _would_run(path, capsys)
+    direct = {run for run, why in would.items() if "runs before it" not in why}
+    assert direct == {r.id for r in runs if r.stage in ("10_train", "20_finetune", "40_report")}
+    # the distance study runs no trainer code but reads the retrained runs' results, so it reruns after them
+    assert set(would) - direct == {r.id for r in runs if r.stage == "30_distance_study"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -309,8 +312,12 @@ def test_changed_images_make_the_runs_that_read_them_stale_and_dry_run_names_the
     (tmp_path / "a" / "bounding_box_train" / "0001_c1_000.jpg").write_bytes(b"ABC")  # noise, same name and size
     fp.forget_fingerprints()
     why = f"(dataset a ({tmp_path / 'a'}) changed: 2 files then, 2 now)"
+    after = "(10_train/a-mnv3_siamese runs before it and its results are this run's input)"
     assert _would_run(path, capsys) == {"00_data/datasets": f"00_data.ipynb {why}",
                                         "10_train/a-mnv3_siamese": f"10_train.ipynb {why}",
+                                        # they read no image of a but the retrained run's results
+                                        "20_finetune/a-to-b-mnv3_siamese": f"20_finetune.ipynb {after}",
+                                        "30_distance_study/all": f"30_distance_study.ipynb {after}",
                                         "40_report/report": "40_report.ipynb"}  # told 2 runs are stale
 
 
