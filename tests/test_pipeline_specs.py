@@ -220,8 +220,11 @@ def _record_all_current(cfg: dict) -> list:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text("{}")
     def record(run) -> None:
-        info = {"input_hash": pipeline.input_hash(run, cfg), "data": provenance.data_fingerprints(run)}
-        (pipeline.run_dir(cfg, run.stage, run.name) / "run.json").write_text(json.dumps(info))
+        info = {"input_hash": pipeline.input_hash(run, cfg), "inputs": provenance.input_digests(run, cfg),
+                "data": provenance.data_fingerprints(run)}
+        out = pipeline.run_dir(cfg, run.stage, run.name)
+        (out / "run.json").write_text(json.dumps(info))
+        (out / "params.yaml").write_text(yaml.safe_dump(provenance.portable(run.parameters), sort_keys=False))
 
     for run in runs[:-1]:
         record(run)
@@ -234,6 +237,60 @@ def _would_run(path: Path, capsys) -> dict[str, str]:
     pipeline.run_study(str(path), dry_run=True)
     lines = [ln.split("] ", 1)[1] for ln in capsys.readouterr().out.splitlines() if ": would run " in ln]
     return {ln.split(":", 1)[0]: ln.split(": would run ", 1)[1] for ln in lines}
+
+
+def test_dry_run_names_the_input_that_made_a_run_stale(tmp_path, capsys):
+    path = _smoke_copy(tmp_path)
+    cfg = load_profile(path)
+    runs = _record_all_current(cfg)
+    fine = next(r for r in runs if r.stage == "20_finetune")
+    train = next(r for r in runs if r.id in fine.depends_on and r.stage == "10_train")
+    assert _would_run(path, capsys) == {}
+
+    # an upstream run's results: the runs reading them say whose
+    (pipeline.run_dir(cfg, train.stage, train.name) / "metrics.json").write_text('{"edited": 1}')
+    assert provenance.run_status(fine, cfg) == (False, f"the results of {train.id} changed")
+    assert provenance.run_status(train, cfg) == (True, "")
+
+    # a parameter: named with both values
+    epochs = SMOKE["training"]["epochs"]
+    _smoke_copy(tmp_path, training={**SMOKE["training"], "epochs": epochs + 1})
+    cfg = load_profile(path)
+    train = next(r for r in plan(cfg) if r.id == train.id)
+    assert provenance.run_status(train, cfg) == (False, f"parameters changed: train.epochs {epochs} -> {epochs + 1}")
+    assert _would_run(path, capsys)[train.id] == f"10_train.ipynb (parameters changed: train.epochs {epochs} -> " \
+                                                 f"{epochs + 1})"
+
+
+def test_a_run_made_before_its_input_had_results_says_so_and_an_old_record_says_it_cannot_tell(tmp_path):
+    cfg = load_profile(_smoke_copy(tmp_path))
+    runs = plan(cfg)
+    data, train = runs[0], next(r for r in runs if r.stage == "10_train")
+    out = pipeline.run_dir(cfg, train.stage, train.name)
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text("{}")
+    (out / "params.yaml").write_text(yaml.safe_dump(provenance.portable(train.parameters)))
+    info = {"input_hash": pipeline.input_hash(train, cfg), "inputs": provenance.input_digests(train, cfg)}
+    (out / "run.json").write_text(json.dumps(info))
+    assert provenance.run_status(train, cfg) == (True, "")  # trained while the data stage had no record
+    _write(pipeline.run_dir(cfg, data.stage, data.name) / "metrics.json", "{}")
+    assert provenance.run_status(train, cfg) == (False, f"it ran before {data.id} had results")
+
+    # a record from before per-input digests: the parameters still compare, the rest cannot be told apart
+    (out / "run.json").write_text(json.dumps({"input_hash": info["input_hash"]}))
+    ok, why = provenance.run_status(train, cfg)
+    assert not ok and why.startswith("its notebook, library code or upstream results changed; its record predates")
+    (pipeline.run_dir(cfg, data.stage, data.name) / "metrics.json").unlink()
+    assert provenance.run_status(train, cfg) == (True, "")
+
+
+def test_the_input_hash_is_the_hash_of_its_pieces_in_order(tmp_path):
+    cfg = load_profile(_smoke_copy(tmp_path))
+    for run in plan(cfg)[:2]:
+        pieces = provenance._input_pieces(run, cfg)
+        assert [name for name, _ in pieces][:3] == ["notebook", "parameters", "library"]
+        assert pipeline.input_hash(run, cfg) == hashlib.sha256(b"".join(p for _, p in pieces)).hexdigest()
+        assert provenance.input_digests(run, cfg) == {n: hashlib.sha256(p).hexdigest()[:16] for n, p in pieces}
 
 
 def _edited_digest(monkeypatch, target: Path, edit) -> None:
@@ -258,6 +315,8 @@ def test_a_comment_or_docstring_edit_to_the_trainer_reruns_nothing_a_code_edit_i
     would = _would_run(path, capsys)
     direct = {run for run, why in would.items() if "runs before it" not in why}
     assert direct == {r.id for r in runs if r.stage in ("10_train", "20_finetune", "40_report")}
+    assert {why for run, why in would.items() if run.startswith("10_train/")} == {
+        "10_train.ipynb (the library code it runs changed)"}
     # the distance study runs no trainer code but reads the retrained runs' results, so it reruns after them
     assert set(would) - direct == {r.id for r in runs if r.stage == "30_distance_study"}
 
@@ -318,7 +377,8 @@ def test_changed_images_make_the_runs_that_read_them_stale_and_dry_run_names_the
                                         # they read no image of a but the retrained run's results
                                         "20_finetune/a-to-b-mnv3_siamese": f"20_finetune.ipynb {after}",
                                         "30_distance_study/all": f"30_distance_study.ipynb {after}",
-                                        "40_report/report": "40_report.ipynb"}  # told 2 runs are stale
+                                        # told 2 runs are stale
+                                        "40_report/report": "40_report.ipynb (parameters changed: stale_runs)"}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -72,20 +72,39 @@ def hashed_parameters(parameters: dict) -> dict:
     return out
 
 
-def input_hash(run: Run, cfg: dict) -> str:
-    """What a run's outputs depend on: notebook, parameters (guards aside), the library code it runs, the data it
-    reads and upstream metrics."""
-    h = hashlib.sha256()
-    h.update(run.notebook.read_bytes())
-    h.update(json.dumps(portable(hashed_parameters(run.parameters)), sort_keys=True, default=str).encode())
-    h.update(library_hash(run.stage, run.model_name).encode())
-    for key, record in data_fingerprints(run).items():
-        h.update(f"data {key} {record['fingerprint']}\n".encode())
+# what an upstream run that has no results contributes to the hash
+MISSING_UPSTREAM = b"missing"
+
+
+def _input_pieces(run: Run, cfg: dict) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of each input, in hashing order: ``notebook``, ``parameters`` (guards aside, portable),
+    ``library`` (the code it runs), ``data KEY`` per dataset read, ``upstream RUN_ID`` per run it reads."""
+    pieces = [("notebook", run.notebook.read_bytes()),
+              ("parameters", json.dumps(portable(hashed_parameters(run.parameters)), sort_keys=True,
+                                        default=str).encode()),
+              ("library", library_hash(run.stage, run.model_name).encode())]
+    pieces += [(f"data {key}", f"data {key} {record['fingerprint']}\n".encode())
+               for key, record in data_fingerprints(run).items()]
     for dep in run.depends_on:
         stage, name = dep.split("/", 1)
         metrics = run_dir(cfg, stage, name) / "metrics.json"
-        h.update(metrics.read_bytes() if metrics.is_file() else b"missing")
+        pieces.append((f"upstream {dep}", metrics.read_bytes() if metrics.is_file() else MISSING_UPSTREAM))
+    return pieces
+
+
+def input_hash(run: Run, cfg: dict) -> str:
+    """What a run's outputs depend on: notebook, parameters (guards aside), the library code it runs, the data it
+    reads and upstream metrics, as one sha256 hex digest."""
+    h = hashlib.sha256()
+    for _, piece in _input_pieces(run, cfg):
+        h.update(piece)
     return h.hexdigest()
+
+
+def input_digests(run: Run, cfg: dict) -> dict[str, str]:
+    """Each input of :func:`input_hash` hashed on its own (name -> first 16 hex digits of its sha256), recorded in
+    ``run.json`` so that a stale run can be told *which* input changed."""
+    return {name: hashlib.sha256(piece).hexdigest()[:16] for name, piece in _input_pieces(run, cfg)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -166,14 +185,84 @@ def changed_datasets(run: Run, recorded: dict) -> list[str]:
     return out
 
 
+def changed_parameters(run: Run, cfg: dict, limit: int = 3) -> str:
+    """The parameters that differ from those the run was executed with (its ``params.yaml``), guards aside, as
+    ``"parameters changed: train.lr 0.0015 -> 0.003, ..."``; empty when they are the same or none were recorded."""
+    import yaml
+
+    try:
+        then = yaml.safe_load((run_dir(cfg, run.stage, run.name) / "params.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return ""
+    if not isinstance(then, dict):
+        return ""
+    now = json.loads(json.dumps(portable(hashed_parameters(run.parameters)), default=str))
+    then = json.loads(json.dumps(hashed_parameters(then), default=str))
+    diffs: list[str] = []
+
+    unset = object()
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is unset else json.dumps(value)
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k, unset), b.get(k, unset), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            short = len(shown(a)) <= 40 and len(shown(b)) <= 40
+            diffs.append(f"{key} {shown(a)} -> {shown(b)}" if short else key)
+
+    walk(then, now, "")
+    if not diffs:
+        return ""
+    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "parameters changed: " + ", ".join(diffs[:limit]) + more
+
+
+def stale_reasons(run: Run, cfg: dict, recorded: dict) -> list[str]:
+    """Why a recorded run's input hash is no longer today's, one phrase per changed input: its notebook, its
+    parameters (the keys), the library code it runs, a dataset, an upstream run's results. A record written before
+    ``run.json`` held per-input digests is told apart as far as its ``params.yaml`` and data fingerprints allow."""
+    reasons = changed_datasets(run, recorded)
+    then = recorded.get("inputs")
+    now = input_digests(run, cfg)
+    missing = hashlib.sha256(MISSING_UPSTREAM).hexdigest()[:16]
+    upstream = [k for k in now if k.startswith("upstream ")]
+    if isinstance(then, dict):
+        if then.get("notebook") != now["notebook"]:
+            reasons.append(f"notebook {run.notebook.name} changed")
+        if then.get("parameters") != now["parameters"]:
+            reasons.append(changed_parameters(run, cfg) or "parameters changed")
+        if then.get("library") != now["library"]:
+            reasons.append("the library code it runs changed")
+        for key in upstream:
+            dep = key.split(" ", 1)[1]
+            if then.get(key) == now[key]:
+                continue
+            if now[key] == missing:
+                reasons.append(f"{dep} has no results now")
+            elif then.get(key) == missing:
+                reasons.append(f"it ran before {dep} had results")
+            else:
+                reasons.append(f"the results of {dep} changed")
+        return reasons
+    params = changed_parameters(run, cfg)
+    reasons += [params] if params else []
+    reasons += [f"{k.split(' ', 1)[1]} has no results now" for k in upstream if now[k] == missing]
+    if not reasons:
+        reasons.append("its notebook, library code or upstream results changed; its record predates per-input "
+                       "digests, so which one is not known")
+    return reasons
+
+
 def run_status(run: Run, cfg: dict, needed: bool = True) -> tuple[bool, str]:
-    """``(up to date, why not)``. Why not is empty when the run never ran or its code, parameters or upstream
-    results changed; else it names the changed dataset, the unreadable checkpoint or features, or (``needed``:
-    later stages read them) the work file that is gone."""
+    """``(up to date, why not)``. Why not is empty when the run never ran; else it names what changed (the inputs
+    :func:`stale_reasons` finds), the unreadable checkpoint or features, or (``needed``: later stages read them)
+    the work file that is gone."""
     recorded = recorded_run(run, cfg)
     if recorded.get("input_hash") != input_hash(run, cfg):
-        changed = changed_datasets(run, recorded) if recorded else []
-        return False, "; ".join(changed)
+        return False, "; ".join(stale_reasons(run, cfg, recorded)) if recorded else ""
     unreadable = unreadable_artefacts(run, cfg)
     if unreadable:
         return False, unreadable[0]
