@@ -34,8 +34,7 @@ from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, WORK_PREFIX, sha
 from reidlib.stages.ids import REPORT_STAGE
 
 from .plan import STAGES, Run, results_dir, run_dir
-from .provenance import (data_fingerprints, environment_info, git_commit, input_digests, input_hash,
-                         portable)
+from .provenance import data_fingerprints, environment_info, git_commit, input_digests, input_hash, portable
 
 
 class StageFailed(RuntimeError):
