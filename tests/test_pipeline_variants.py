@@ -164,6 +164,11 @@ def test_held_out_runs_are_told_so(tmp_path):
     cfg = load_profile(_profile(tmp_path, test_split=False))
     runs = plan(cfg)
     assert runs[1].parameters["test_split"] is False and runs[-1].parameters["test_split"] is False
+    # without variants or seeds too, the report gets its run groups: its whole report is built from them
+    assert not cfg.get("variant_profiles") and not cfg.get("seeds")
+    groups = runs[-1].parameters["run_groups"]
+    trains = [r for r in runs if r.stage == "10_train"]
+    assert [g["runs"] for g in groups] == [[r.id] for r in trains] and all(g["variant"] is None for g in groups)
 
 
 # ---------------------------------------------------------------------------------------------------------------

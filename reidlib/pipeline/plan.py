@@ -225,13 +225,15 @@ def _finetune_runs(cfg: dict, study: dict, variant: str | None, train_ids: dict[
 def _report_extras(cfg: dict, groups: list[dict], runs: list[Run]) -> dict:
     """The report's parameters for variants, seeds and held-out-only profiles (none for a profile without them,
     so its report's inputs stay what they were): ``run_groups`` (each group's runs, one per seed, with their
-    ``metrics.json``), ``variant_overrides`` (what each variant changes, as written) and ``test_split``."""
+    ``metrics.json``), ``variant_overrides`` (what each variant changes, as written) and ``test_split``. A held-out
+    profile always gets its groups: its whole report is built from them, variants or not."""
     out: dict = {}
-    if cfg.get("seeds") or cfg.get("variant_profiles") or any(m.get("seeds") for m in cfg["models"]):
+    held_out = not cfg.get("test_split", True)
+    if held_out or cfg.get("seeds") or cfg.get("variant_profiles") or any(m.get("seeds") for m in cfg["models"]):
         where = {r.id: str(run_dir(cfg, r.stage, r.name) / "metrics.json") for r in runs}
         out["run_groups"] = [{**g, "metrics": [where[rid] for rid in g["runs"]]} for g in groups]
         out["variant_overrides"] = {k: v for k, v in (cfg.get("variants") or {}).items() if v is not None}
-    if not cfg.get("test_split", True):
+    if held_out:
         out["test_split"] = False
     return out
 
