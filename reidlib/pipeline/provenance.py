@@ -95,16 +95,24 @@ def _input_pieces(run: Run, cfg: dict) -> list[tuple[str, bytes]]:
 def input_hash(run: Run, cfg: dict) -> str:
     """What a run's outputs depend on: notebook, parameters (guards aside), the library code it runs, the data it
     reads and upstream metrics, as one sha256 hex digest."""
-    h = hashlib.sha256()
-    for _, piece in _input_pieces(run, cfg):
-        h.update(piece)
-    return h.hexdigest()
+    return _combined(_input_pieces(run, cfg))
 
 
 def input_digests(run: Run, cfg: dict) -> dict[str, str]:
     """Each input of :func:`input_hash` hashed on its own (name -> first 16 hex digits of its sha256), recorded in
     ``run.json`` so that a stale run can be told *which* input changed."""
-    return {name: hashlib.sha256(piece).hexdigest()[:16] for name, piece in _input_pieces(run, cfg)}
+    return _digests(_input_pieces(run, cfg))
+
+
+def _combined(pieces: list[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for _, piece in pieces:
+        h.update(piece)
+    return h.hexdigest()
+
+
+def _digests(pieces: list[tuple[str, bytes]]) -> dict[str, str]:
+    return {name: hashlib.sha256(piece).hexdigest()[:16] for name, piece in pieces}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -220,13 +228,14 @@ def changed_parameters(run: Run, cfg: dict, limit: int = 3) -> str:
     return "parameters changed: " + ", ".join(diffs[:limit]) + more
 
 
-def stale_reasons(run: Run, cfg: dict, recorded: dict) -> list[str]:
+def stale_reasons(run: Run, cfg: dict, recorded: dict, now: dict[str, str] | None = None) -> list[str]:
     """Why a recorded run's input hash is no longer today's, one phrase per changed input: its notebook, its
     parameters (the keys), the library code it runs, a dataset, an upstream run's results. A record written before
-    ``run.json`` held per-input digests is told apart as far as its ``params.yaml`` and data fingerprints allow."""
+    ``run.json`` held per-input digests is told apart as far as its ``params.yaml`` and data fingerprints allow.
+    ``now``: today's :func:`input_digests`, where the caller has them."""
     reasons = changed_datasets(run, recorded)
     then = recorded.get("inputs")
-    now = input_digests(run, cfg)
+    now = now if now is not None else input_digests(run, cfg)
     missing = hashlib.sha256(MISSING_UPSTREAM).hexdigest()[:16]
     upstream = [k for k in now if k.startswith("upstream ")]
     if isinstance(then, dict):
@@ -261,8 +270,9 @@ def run_status(run: Run, cfg: dict, needed: bool = True) -> tuple[bool, str]:
     :func:`stale_reasons` finds), the unreadable checkpoint or features, or (``needed``: later stages read them)
     the work file that is gone."""
     recorded = recorded_run(run, cfg)
-    if recorded.get("input_hash") != input_hash(run, cfg):
-        return False, "; ".join(stale_reasons(run, cfg, recorded)) if recorded else ""
+    pieces = _input_pieces(run, cfg)
+    if recorded.get("input_hash") != _combined(pieces):
+        return False, "; ".join(stale_reasons(run, cfg, recorded, _digests(pieces))) if recorded else ""
     unreadable = unreadable_artefacts(run, cfg)
     if unreadable:
         return False, unreadable[0]
