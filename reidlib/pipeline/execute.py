@@ -34,7 +34,7 @@ from reidlib.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, WORK_PREFIX, sha
 from reidlib.stages.ids import REPORT_STAGE
 
 from .plan import STAGES, Run, results_dir, run_dir
-from .provenance import data_fingerprints, environment_info, git_commit, input_digests, input_hash, portable
+from .provenance import data_fingerprints, environment_info, git_commit, hash_and_digests, portable
 
 
 class StageFailed(RuntimeError):
@@ -194,7 +194,7 @@ def execute(run: Run, cfg: dict, log_output: bool = False, fresh: bool = False) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     out_nb = tmp / f"{run.stage}.ipynb"
-    key, digests = input_hash(run, cfg), input_digests(run, cfg)
+    key, digests = hash_and_digests(run, cfg)
     # run_key lets a training notebook tell "resume my interrupted run" (same key) from "inputs changed" (new key)
     params = {**run.parameters, "out_dir": str(tmp), "run_key": ("fresh:" if fresh else "") + key}
     (tmp / "params.yaml").write_text(yaml.safe_dump(portable(run.parameters), sort_keys=False))

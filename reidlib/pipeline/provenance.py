@@ -104,6 +104,12 @@ def input_digests(run: Run, cfg: dict) -> dict[str, str]:
     return _digests(_input_pieces(run, cfg))
 
 
+def hash_and_digests(run: Run, cfg: dict) -> tuple[str, dict[str, str]]:
+    """:func:`input_hash` and :func:`input_digests` from one read of the run's inputs."""
+    pieces = _input_pieces(run, cfg)
+    return _combined(pieces), _digests(pieces)
+
+
 def _combined(pieces: list[tuple[str, bytes]]) -> str:
     h = hashlib.sha256()
     for _, piece in pieces:
@@ -270,9 +276,9 @@ def run_status(run: Run, cfg: dict, needed: bool = True) -> tuple[bool, str]:
     :func:`stale_reasons` finds), the unreadable checkpoint or features, or (``needed``: later stages read them)
     the work file that is gone."""
     recorded = recorded_run(run, cfg)
-    pieces = _input_pieces(run, cfg)
-    if recorded.get("input_hash") != _combined(pieces):
-        return False, "; ".join(stale_reasons(run, cfg, recorded, _digests(pieces))) if recorded else ""
+    key, digests = hash_and_digests(run, cfg)
+    if recorded.get("input_hash") != key:
+        return False, "; ".join(stale_reasons(run, cfg, recorded, digests)) if recorded else ""
     unreadable = unreadable_artefacts(run, cfg)
     if unreadable:
         return False, unreadable[0]
