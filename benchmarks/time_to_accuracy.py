@@ -35,7 +35,8 @@ no epoch gets there. The target is the peer's accuracy after its last epoch (ran
 Resumable: every epoch leaves its record (``records.json``) and weights in the work folder (default
 ``<work root>/time_to_accuracy/{full,quick}``; ``--work DIR``; the work root is ``work/`` or ``$REIDLIB_WORK_ROOT``);
 run the same command again and it continues after the last recorded epoch of each side and evaluates only what is
-not yet evaluated. A side whose recipe or data changed is refused (``--fresh peer|ours|all`` discards it).
+not yet evaluated. Our side has one folder per recipe (``ours-<digest>``), so the runs of several recipes share one
+peer run; a side whose data changed is refused (``--fresh peer|ours|all`` discards it: ``ours`` this recipe's run).
 
 Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default ``results/benchmarks``; with
 ``--quick`` or ``--held-out`` the work folder).
@@ -43,8 +44,8 @@ Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default `
 ``--held-out N`` asks the same question without the test split, to choose a recipe: both sides train on the training
 split minus the N identities ``fit(num_val_ids=N, seed=0)`` holds out (those of the held-out sweep profiles) and
 are evaluated on them (work folder ``<work root>/time_to_accuracy/full-held-out-N``). To time several of our
-recipes against one peer run, give each its own ``--work`` holding a copy of the first run's ``peer`` folder (a
-side's folder may move; its records and weights are all it needs) and the same ``--held-out N``. Or, cheaper,
+recipes against one peer run, run each with the same ``--held-out N`` (each recipe trains in its own folder). Or,
+cheaper,
 ``--sweep PROFILE`` with ``--held-out N`` ranks every recipe of a held-out sweep profile (the same identities and
 evaluator, so its committed per-epoch records hold the accuracies such a run would) by its minutes to the peer's
 held-out accuracy, in a section of the report.
@@ -183,7 +184,8 @@ def summarize(curves: dict[str, list[dict]], per_query: dict[str, list[dict]] | 
     ``per_query[side]``: per epoch, the evaluation's per-query ``{"pid", "first_hit", "ap"}`` (encoded or arrays);
     with it the summary adds ``paired``: ours minus the target on the same test queries, in percentage points with a
     95 % paired identity-bootstrap interval, after our last epoch (``"final"``) and at the epoch where ours first
-    reached the target (``"at_reach"``, None where it never did).
+    reached the target (``"at_reach"``, None where it never did), and ``ratio_ci95``: the ratios' identity-bootstrap
+    intervals (:func:`ratio_interval`).
     """
     final = curves["peer"][-1]
     out: dict[str, Any] = {"target": {m: final[m] for m in METRICS}, "target_epoch": final["epoch"],
@@ -196,6 +198,49 @@ def summarize(curves: dict[str, list[dict]], per_query: dict[str, list[dict]] | 
         out["ratio"][m], out["ratio_note"][m] = ratio(*pair), ratio_note(*pair)
     if per_query:
         out["paired"] = paired_to_target(curves["ours"], per_query["ours"], per_query["peer"][-1])
+        out["ratio_ci95"] = ratio_interval(curves, per_query)
+    return out
+
+
+def ratio_interval(curves: dict[str, list[dict]], per_query: dict[str, list[dict]], n_boot: int = 1000,
+                   seed: int = 0) -> dict[str, list[float] | None]:
+    """Per metric, a 95 % identity-bootstrap interval ``[lo, hi]`` of :func:`summarize`'s ratio.
+
+    Each replicate draws the evaluation's identities with replacement (the draws of
+    :func:`reidlib.evaluation.bootstrap.bootstrap_means`, the same for every epoch of both sides), recomputes both
+    curves on the drawn queries, takes the peer's last epoch as the replicate's target and both sides' minutes to
+    it by the rule of :func:`minutes_to_reach`; a replicate where ours never reaches it counts as ratio 0, one where
+    the weights before training already reach it (both sides start from them) has no ratio and is left out. It covers
+    which people the evaluation sampled, not run-to-run variation of either side's training or timing. None for a
+    metric when the sides were not evaluated on the same queries.
+    """
+    import numpy as np
+
+    from reidlib.evaluation.bootstrap import bootstrap_means, percentile_interval
+    from reidlib.stages.uncertainty import per_query_values
+
+    stat = {"rank1": "R1", "mAP": "mAP"}
+    out: dict[str, list[float] | None] = {}
+    for m in METRICS:
+        got = {(side, i): per_query_values({"per_query": block}, stat[m])
+               for side in ("peer", "ours") for i, block in enumerate(per_query[side])}
+        pids = got[("peer", 0)][1]
+        if pids is None or any(v is None or v[1] is None or not np.array_equal(v[1], pids) for v in got.values()):
+            out[m] = None
+            continue
+        reps = bootstrap_means({f"{side}/{i}": v[0] for (side, i), v in got.items()}, pids, n_boot=n_boot,
+                               seed=seed)
+        ratios = []
+        for b in range(n_boot):
+            values = {side: [reps[f"{side}/{i}"][b] for i in range(len(per_query[side]))] for side in ("peer", "ours")}
+            target = values["peer"][-1]
+            peer_min, our_min = (minutes_to_reach([r["minutes"] for r in curves[side]], values[side], target)
+                                 for side in ("peer", "ours"))
+            if our_min is None:
+                ratios.append(0.0)
+            elif our_min > 0:
+                ratios.append(ratio(peer_min, our_min))
+        out[m] = percentile_interval(np.asarray(ratios)) if ratios else None
     return out
 
 
@@ -542,6 +587,12 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def ours_folder(recipe: dict, model_kwargs: dict) -> str:
+    """Our side's folder name in the work folder, one per recipe (``ours-<digest of recipe and model kwargs>``), so
+    that runs of several recipes (bf16 and fp32, a sweep's variants) keep their records beside one peer run."""
+    return "ours-" + _sha({"recipe": recipe, "model_kwargs": model_kwargs})[:10]
+
+
 def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: dict) -> dict:
     """Write the training items, the evaluation split (the test split, or with ``--held-out N`` the N identities
     ``fit(num_val_ids=N, seed=0)`` holds out of the training split) and each side's spec; return
@@ -570,7 +621,8 @@ def prepare(args: argparse.Namespace, work: Path, recipe: dict, model_kwargs: di
     sides = {"peer": {**base, **peer_spec(), "epochs": epochs, "workers": 2, "model_kwargs": {},
                       "curve_dir": str(work / "peer")},
              "ours": {**base, "model": MODEL, "recipe": recipe, "model_kwargs": model_kwargs,
-                      "height": recipe["height"], "width": recipe["width"], "curve_dir": str(work / "ours")}}
+                      "height": recipe["height"], "width": recipe["width"],
+                      "curve_dir": str(work / ours_folder(recipe, model_kwargs))}}
     for side, spec in sides.items():
         folder = Path(spec["curve_dir"])
         if side in args.fresh or "all" in args.fresh:
@@ -677,6 +729,21 @@ def noise_lines(s: dict, on: str = "test") -> list[str]:
     return lines
 
 
+def ratio_ci_lines(s: dict) -> list[str]:
+    """The ratios' bootstrap intervals (:func:`ratio_interval`), where the summary has them."""
+    ci = s.get("ratio_ci95") or {}
+    if not (ci.get("rank1") and ci.get("mAP")):
+        return []
+    def bound(v: float) -> str:
+        return "×0 (not reached)" if v == 0 else f"×{v:.2f}"
+
+    return ["", f"95 % identity-bootstrap intervals of the ratios: rank-1 {bound(ci['rank1'][0])} to "
+            f"{bound(ci['rank1'][1])}, mAP {bound(ci['mAP'][0])} to {bound(ci['mAP'][1])} (every epoch of both sides "
+            "evaluated on the same resampled identities, the peer's last epoch the target of each replicate; a "
+            "replicate where ours never reaches the target counts as 0). They cover which people the evaluation "
+            "sampled, not run-to-run variation of either side's training or timing."]
+
+
 def _trained_span(curve: list[dict]) -> str:
     """``"2026-12-05 03:44 to 04:21"``: when a side's epoch 0 was recorded and its last epoch ended (UTC)."""
     from datetime import datetime, timezone
@@ -722,7 +789,7 @@ def markdown(report: dict) -> str:
     r, why = s["ratio"], s["ratio_note"]
     lines += ["", "Ratio (peer minutes / our minutes to the peer's final accuracy): rank-1 "
               + (why["rank1"] if r["rank1"] is None else f"**×{r['rank1']:.2f}**") + ", mAP "
-              + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", ""]
+              + (why["mAP"] if r["mAP"] is None else f"**×{r['mAP']:.2f}**") + ".", *ratio_ci_lines(s), ""]
     noise = noise_lines(s, on)
     lines += ([" ".join(noise), ""] if noise else []) + [
               f"![{on} accuracy against training minutes](time_to_accuracy.png)", "", *sweep_lines(report),
@@ -867,7 +934,7 @@ def main(argv: list[str] | None = None) -> int:
     me, ours, t = Path(__file__), Path(sys.executable), args.threads
     runs = {}
     for side, python, script in (("peer", peer_python, PEER_WORKER), ("ours", ours, me)):
-        folder = work / side
+        folder = Path(sides[side]["curve_dir"])
         done = len(read_records(folder)) - 1
         epochs = sides[side]["epochs"] if side == "peer" else recipe["epochs"]
         print(f"{side}: {max(done, 0)} of {epochs} epochs recorded in {folder}", flush=True)
@@ -875,15 +942,16 @@ def main(argv: list[str] | None = None) -> int:
                               child_flag=side == "ours", stream=True)
     eval_precision = run_side(ours, me, "evaluate", work, t, "evaluate", child_flag=True, stream=True)["precision"]
 
-    curves = {side: side_curve(work / side) for side in ("peer", "ours")}
-    per_query = {side: side_per_query(work / side) for side in ("peer", "ours")}
+    folders = {side: Path(sides[side]["curve_dir"]) for side in ("peer", "ours")}
+    curves = {side: side_curve(folder) for side, folder in folders.items()}
+    per_query = {side: side_per_query(folder) for side, folder in folders.items()}
     summary = summarize(curves, per_query if all(per_query.values()) else None)
     peer_recipe = {**PEER_RECIPE, "epochs": sides["peer"]["epochs"], "precision": "fp32",
                    "loader": "torchreid DataLoader, 2 workers"}
     report = {"command": command_line(__file__, argv).strip(), "quick": args.quick, "hardware": hardware(t),
               "versions": {"torch": runs["ours"].get("torch"), "torchreid": runs["peer"].get("versions", {})
                            .get("torchreid")},
-              "load_average": {side: training_load(work / side) for side in ("peer", "ours")},
+              "load_average": {side: training_load(folder) for side, folder in folders.items()},
               "method": method_text(f"in {eval_precision}", args.held_out),
               "evaluation": {**EVAL_SETTINGS, "precision": eval_precision, "held_out": args.held_out,
                              "split": (f"{args.held_out} identities held out of the CUHK03-NP (detected) training "

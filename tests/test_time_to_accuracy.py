@@ -258,6 +258,26 @@ def test_summarize_pairs_ours_with_the_target_on_the_same_queries():
         tta.summarize({"peer": peer, "ours": ours}, {"peer": peer_pq, "ours": other})
 
 
+def test_ratio_interval_resamples_identities_on_both_sides():
+    # the same per-query results on both sides, ours in half the minutes: every replicate's curves coincide, so
+    # every replicate crosses its own target at the same interpolated point and the ratio is exactly 2
+    pq = [_pq([3, 3, 3, 3], [.2, .2, .2, .2]), _pq([1, 2, 1, 3], [1, .5, 1, .25]), _pq([1, 1, 1, 2], [1, 1, 1, .5])]
+    peer = _rows([0, 10, 20], [0.0, 0.5, 0.75], [0.2, 0.6875, 0.875])
+    ours = _rows([0, 5, 10], [0.0, 0.5, 0.75], [0.2, 0.6875, 0.875])
+    s = tta.summarize({"peer": peer, "ours": ours}, {"peer": pq, "ours": pq})
+    assert s["ratio"] == {"rank1": pytest.approx(2.0), "mAP": pytest.approx(2.0)}
+    assert s["ratio_ci95"]["rank1"] == pytest.approx([2.0, 2.0]) and s["ratio_ci95"]["mAP"] == pytest.approx([2.0, 2.0])
+    # ours never better than chance: every replicate counts as ratio 0
+    flat = [_pq([4, 4, 4, 4], [.1, .1, .1, .1])] * 3
+    ci = tta.ratio_interval({"peer": peer, "ours": ours}, {"peer": pq, "ours": flat}, n_boot=50)
+    assert ci == {"rank1": [0.0, 0.0], "mAP": [0.0, 0.0]}
+    # a replicate draws identities, not queries: with identity 1's two queries (first two) the only ones ours gets
+    # right at epoch 1, a replicate without identity 1 reaches the target later, so the interval is not a point
+    mixed = [pq[0], _pq([1, 1, 3, 3], [1, 1, .3, .3]), pq[2]]
+    lo, hi = tta.ratio_interval({"peer": peer, "ours": ours}, {"peer": pq, "ours": mixed})["rank1"]
+    assert lo < hi
+
+
 def test_markdown_and_figure_carry_intervals(tmp_path):
     report = _report({})
     for side in ("peer", "ours"):
@@ -268,7 +288,9 @@ def test_markdown_and_figure_carry_intervals(tmp_path):
     s["target_ci"] = {"rank1": [0.37, 0.47], "mAP": [0.36, 0.44]}
     d = {"epoch": 2, "difference": 8.0, "ci95": [2.5, 13.5], "excludes_zero": True}
     s["paired"] = {"final": {"rank1": d, "mAP": {**d, "difference": 5.0}}, "at_reach": {"rank1": None, "mAP": d}}
+    s["ratio_ci95"] = {"rank1": [2.5, 4.125], "mAP": [0.0, 3.0]}
     text = tta.markdown(report)
+    assert "intervals of the ratios: rank-1 ×2.50 to ×4.12, mAP ×0 (not reached) to ×3.00" in text
     assert "the peer's final rank-1 42.0 [37.0, 47.0], mAP 40.0 [36.0, 44.0]" in text
     assert "after our last epoch rank-1 +8.0 [+2.5, +13.5] (epoch 2), mAP +5.0 [+2.5, +13.5] (epoch 2)" in text
     assert "at or above the target rank-1 not reached" in text
@@ -299,6 +321,11 @@ def test_held_out_mode_trains_without_fits_held_out_ids_and_evaluates_on_them(sh
     _, (vq, _), _ = split_training_data(cuhk, num_val_ids=100, seed=0)
     assert names(held["query"]) == names(vq)  # the very ids a held-out sweep judges on
     assert sides["peer"]["train_sha"] == sides["ours"]["train_sha"]
+    # another recipe of ours trains in its own folder beside the same peer run (no refusal, nothing discarded)
+    again = tta.prepare(args, tmp_path, dict(tta.PEER_RECIPE, epochs=20, precision="fp32"), {})
+    assert again["peer"]["curve_dir"] == sides["peer"]["curve_dir"]
+    assert again["ours"]["curve_dir"] != sides["ours"]["curve_dir"]
+    assert Path(sides["ours"]["curve_dir"], "spec.json").is_file()
 
 
 def test_held_out_reports_say_held_out_not_test():
