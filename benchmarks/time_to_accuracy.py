@@ -45,10 +45,9 @@ Writes ``time_to_accuracy.md``, ``.json`` and ``.png`` into ``--out`` (default `
 split minus the N identities ``fit(num_val_ids=N, seed=0)`` holds out (those of the held-out sweep profiles) and
 are evaluated on them (work folder ``<work root>/time_to_accuracy/full-held-out-N``). To time several of our
 recipes against one peer run, run each with the same ``--held-out N`` (each recipe trains in its own folder). Or,
-cheaper,
-``--sweep PROFILE`` with ``--held-out N`` ranks every recipe of a held-out sweep profile (the same identities and
-evaluator, so its committed per-epoch records hold the accuracies such a run would) by its minutes to the peer's
-held-out accuracy, in a section of the report.
+cheaper, ``--sweep PROFILE`` with ``--held-out N`` ranks every recipe of a held-out sweep profile (the same
+identities and evaluator, so its committed per-epoch records hold the accuracies such a run would) by its minutes to
+the peer's held-out accuracy, in a section of the report.
 """
 from __future__ import annotations
 
