@@ -219,6 +219,7 @@ def ratio_interval(curves: dict[str, list[dict]], per_query: dict[str, list[dict
     from reidlib.stages.uncertainty import per_query_values
 
     stat = {"rank1": "R1", "mAP": "mAP"}
+    minutes = {side: [r["minutes"] for r in curves[side]] for side in ("peer", "ours")}
     out: dict[str, list[float] | None] = {}
     for m in METRICS:
         got = {(side, i): per_query_values({"per_query": block}, stat[m])
@@ -233,8 +234,7 @@ def ratio_interval(curves: dict[str, list[dict]], per_query: dict[str, list[dict
         for b in range(n_boot):
             values = {side: [reps[f"{side}/{i}"][b] for i in range(len(per_query[side]))] for side in ("peer", "ours")}
             target = values["peer"][-1]
-            peer_min, our_min = (minutes_to_reach([r["minutes"] for r in curves[side]], values[side], target)
-                                 for side in ("peer", "ours"))
+            peer_min, our_min = (minutes_to_reach(minutes[side], values[side], target) for side in ("peer", "ours"))
             if our_min is None:
                 ratios.append(0.0)
             elif our_min > 0:
