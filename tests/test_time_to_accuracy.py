@@ -339,17 +339,26 @@ def test_held_out_reports_say_held_out_not_test():
     assert "| held-out rank-1 / mAP after the last epoch (%) |" in md and "test" not in md.split("## Recipes")[0]
 
 
-def test_rank_sweep_times_each_recipe_to_the_peers_accuracy_and_chooses_the_larger_smaller_ratio():
+def _held_out(ap: float, n: int = 40) -> dict:
+    """A held-out record of n queries (one per identity), each with the given AP and its first match at rank 1."""
+    return {"R1": 100.0, "mAP": 100.0 * ap,
+            "per_query": {"pid": " ".join(map(str, range(n))), "first_hit": " ".join(["1"] * n),
+                          "ap": " ".join([str(ap)] * n)}}
+
+
+def test_rank_sweep_times_each_recipe_and_chooses_the_fastest_no_worse_than_the_profiles():
     peer = _rows([0, 10, 20, 30], [0.10, 0.30, 0.40, 0.42], [0.10, 0.28, 0.36, 0.40])
     s = tta.summarize({"peer": peer, "ours": peer})  # peer minutes to its final rank-1 and mAP: 30 and 30
     recipes = {  # rows from epoch 1 on; epoch 0 is the peer's (the same starting weights)
-        "": {"changes": {}, "trained": "2026-12-05",
+        "": {"changes": {}, "trained": "2026-12-05", "held_out": _held_out(0.80),
              "curve": [{"epoch": 1, "minutes": 5.0, "rank1": 0.42, "mAP": 0.38},
                        {"epoch": 2, "minutes": 10.0, "rank1": 0.44, "mAP": 0.40}]},
-        "fast": {"changes": {"training": {"epochs": 1}}, "trained": None,
+        "fast": {"changes": {"training": {"epochs": 1}}, "trained": None, "held_out": _held_out(0.77),
                  "curve": [{"epoch": 1, "minutes": 4.0, "rank1": 0.50, "mAP": 0.40}]},
-        "never": {"changes": {"training": {"lr": 1.0}}, "trained": None,
-                  "curve": [{"epoch": 1, "minutes": 1.0, "rank1": 0.50, "mAP": 0.20}]}}
+        "worse": {"changes": {"training": {"lr": 1.0}}, "trained": None, "held_out": _held_out(0.60),
+                  "curve": [{"epoch": 1, "minutes": 1.0, "rank1": 0.50, "mAP": 0.20}]},
+        "unrecorded": {"changes": {"training": {"epochs": 2}}, "trained": None, "held_out": None,
+                       "curve": [{"epoch": 1, "minutes": 2.0, "rank1": 0.50, "mAP": 0.45}]}}
     ranked = tta.rank_sweep(s, peer, recipes)
     rows = {r["variant"]: r for r in ranked["recipes"]}
     # the profile's own: rank-1 0.10 -> 0.42 in its first 5 minutes: 5 * 0.32 / 0.32 = 5.0; mAP at minute 10
@@ -359,24 +368,36 @@ def test_rank_sweep_times_each_recipe_to_the_peers_accuracy_and_chooses_the_larg
     # "fast": rank-1 0.10 -> 0.50 over 4 minutes, 0.42 at 4 * 0.32 / 0.40 = 3.2; mAP 0.40 at minute 4
     assert rows["fast"]["minutes_to_target"]["rank1"] == pytest.approx(3.2)
     assert rows["fast"]["smaller"] == pytest.approx(30 / 4.0)
-    assert rows["never"]["smaller"] is None and rows["never"]["ratio"]["mAP"] is None
-    assert [r["variant"] for r in ranked["recipes"]] == ["fast", "", "never"] and ranked["chosen"] == "fast"
-    assert tta.rank_sweep(s, peer, {"never": recipes["never"]})["chosen"] is None
+    assert rows["worse"]["ratio"]["mAP"] is None
+    # every query 3 AP points below the profile's: the paired interval is exactly [-3, -3], inside the 5-point margin
+    assert rows["fast"]["vs_own"]["mAP"]["ci95"] == [pytest.approx(-3.0), pytest.approx(-3.0)]
+    assert rows["fast"]["vs_own"]["R1"]["difference"] == pytest.approx(0.0)
+    assert rows["fast"]["non_inferior"] and rows[""]["non_inferior"] and rows[""]["vs_own"] is None
+    assert not rows["worse"]["non_inferior"] and not rows["unrecorded"]["non_inferior"]
+    assert rows["unrecorded"]["vs_own"] == {"R1": None, "mAP": None}
+    # the fewest minutes among those no worse, then the rest by minutes
+    assert [r["variant"] for r in ranked["recipes"]] == ["fast", "", "worse", "unrecorded"]
+    assert ranked["chosen"] == "fast" and ranked["margin"] == 5.0
+    assert tta.rank_sweep(s, peer, recipes, margin=2.0)["chosen"] == ""
+    assert tta.rank_sweep(s, peer, {"worse": recipes["worse"]})["chosen"] is None
 
 
 def test_the_sweep_section_names_the_chosen_recipe():
     report = _report({})
     report["evaluation"] = {"held_out": 100}
     peer = report["sides"]["peer"]["curve"]
-    recipes = {"": {"changes": {}, "trained": "2026-12-05", "curve": [dict(r) for r in peer[1:]]},
-               "cos8": {"changes": {"training": {"epochs": 8}}, "trained": "2026-12-04",
+    recipes = {"": {"changes": {}, "trained": "2026-12-05", "held_out": _held_out(0.8),
+                    "curve": [dict(r) for r in peer[1:]]},
+               "cos8": {"changes": {"training": {"epochs": 8}}, "trained": "2026-12-04", "held_out": _held_out(0.5),
                         "curve": [{"epoch": 1, "minutes": 0.5, "rank1": 0.0, "mAP": 0.0}]}}
     report["sweep"] = {"profile": "sweeps/x", **tta.rank_sweep(report["summary"], peer, recipes)}
     md = tta.markdown(report)
     section = md.split("## The sweep's recipes against the peer's held-out accuracy")[1].split("## Per epoch")[0]
     assert "`params/sweeps/x.yaml`" in section
-    assert "the one the benchmark commits to: **the profile's own recipe**" in section
-    assert '| cos8 | training.epochs: 8 | 2026-12-04 | 1 | 0.5 |' in section and "not reached" in section
+    assert "no worse than the profile's own recipe's by more than 5 points" in section
+    assert section.count("**the profile's own recipe**") == 1 and "| **(profile)** |" in section
+    assert ('| cos8 | training.epochs: 8 | 2026-12-04 | 1 | 0.5 |' in section and "not reached" in section
+            and "| +0.0 [+0.0, +0.0] / -30.0 [-30.0, -30.0] |" in section)
     assert "## The sweep's recipes" not in tta.markdown(_report({}))
 
 
@@ -388,5 +409,6 @@ def test_sweep_curves_read_the_committed_held_out_sweep():
     assert [r["rank1"] for r in own] == [h["val_rank1"] for h in history]
     assert own[-1]["minutes"] == pytest.approx(sum(h["train_seconds"] for h in history) / 60)
     assert recipes["cos8"]["changes"] == {"training": {"epochs": 8}} and len(recipes["cos8"]["curve"]) == 8
+    assert recipes["cos8"]["held_out"]["per_query"]["pid"] == recipes[""]["held_out"]["per_query"]["pid"]
     with pytest.raises(SystemExit, match="holding out 100"):
         tta.sweep_curves("sweeps/cuhk03-osnet-speed", 50)
