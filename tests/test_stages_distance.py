@@ -100,3 +100,30 @@ def test_a_best_distance_is_named_only_when_its_lead_excludes_zero():
     table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", mixed)])
     best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))
     assert best.iloc[0, 0].startswith("within noise (highest: cosine (L2), +2.5 [")
+
+
+def test_no_distance_is_named_best_on_a_model_near_chance():
+    import pandas as pd
+
+    pids = np.repeat(np.arange(20), 2)
+    curves = {"d-m": {"euclidean": {"per_query": {"pid": pids}}}}
+    base = [0.5] * 40
+    clear = [0.75] * 40  # a lead beyond noise, [25, 25] points
+    # no query has AP 1.0, so every setting's rank-1 is 0 %: within 2 points of a 0.5 % chance level
+    table = pd.DataFrame([{**_pq_row("euclidean", base), "chance_R1": 0.5},
+                          {**_pq_row("cosine", clear), "chance_R1": 0.5}])
+    paired = distance.paired_distance_table(table, curves)
+    assert paired["near_chance"].all()
+    best = distance.best_distances(table, pd.DataFrame(), paired)
+    assert best.iloc[0, 0].startswith("none named: the model is near chance (highest: cosine (L2), +25.0")
+    text = distance.distance_summary(paired)
+    assert "leads the runner-up" not in text
+    assert "No distance is named best for the models whose rank-1 is within 2 points of chance (M on D)" in text
+    # the same lead on a model 3 points above chance is named; a record without chance_R1 is judged as before
+    table["R1"], table["chance_R1"] = 3.5, 0.5
+    paired = distance.paired_distance_table(table, curves)
+    assert not paired["near_chance"].any()
+    assert distance.best_distances(table, pd.DataFrame(), paired).iloc[0, 0].startswith("cosine (L2) (+25.0")
+    assert "beyond noise on 1 of 1 models: cosine (L2) on M (D)" in distance.distance_summary(paired)
+    old = distance.paired_distance_table(table.drop(columns="chance_R1"), curves)
+    assert distance.best_distances(table, pd.DataFrame(), old).iloc[0, 0].startswith("cosine (L2) (+25.0")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .common import read_metrics, require_file, summarize
 from .ids import TRAIN_STAGE, run_id
+from .verdict import NEAR_CHANCE_POINTS, is_near_chance
 
 
 def setting_label(metric: str, normalized: bool, rerank: str | None = None) -> str:
@@ -27,8 +28,9 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
     With ``rerank``, one more row per model: k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) over squared
     euclidean distances of L2-normalised features, BoT's setting, whatever the profile's evaluation metric.
 
-    Each row carries ``ci95`` (percent, identity bootstrap) and ``per_query`` (``first_hit`` and ``ap`` strings,
-    see :mod:`reidlib.stages.uncertainty`); the queries' identities, the same for every row of a run (and those of
+    Each row carries ``ci95`` (percent, identity bootstrap), ``per_query`` (``first_hit`` and ``ap`` strings,
+    see :mod:`reidlib.stages.uncertainty`) and ``chance_R1`` (%, the training run's record of its test split; None
+    where the record predates it); the queries' identities, the same for every row of a run (and those of
     the run's test record), are in each curve's ``per_query["pid"]``.
 
     Returns:
@@ -51,6 +53,7 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
         qf = FeatureSet.load(require_file(feats["query"], hint))
         gf = FeatureSet.load(require_file(feats["gallery"], hint))
         run = f"{m['dataset_key']}-{m['model_run']}"
+        chance = ((m.get("evaluations") or {}).get("test") or {}).get("chance_R1")
         curves[run] = {}
         settings = [(metric, norm, None) for metric in metrics for norm in normalize]
         if rerank:  # BoT's setting: k-reciprocal re-ranking over squared euclidean on L2-normalised features
@@ -64,7 +67,7 @@ def distance_study(train_metrics: Iterable[str], metrics: list[str], normalize: 
             rows.append({"run": run, "model": m["model_label"], "dataset": m["dataset_label"], "metric": metric,
                          "normalized": norm, "rerank": rr or "none", **summarize(res),
                          "seconds": round(time.time() - t0, 2), "p": str(p) if metric == "minkowski" else "-",
-                         **record_extras(res, with_pid=False)})
+                         "chance_R1": chance, **record_extras(res, with_pid=False)})
             if norm and not rr:
                 curves[run][metric] = res
     return pd.DataFrame(rows), curves
@@ -89,8 +92,9 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
     Rows with ``comparison == "vs reference"``: every setting minus the profile's ``reference`` setting (re-ranking
     included). One row with ``comparison == "lead"``: the plain setting (no re-ranking) with the highest mAP minus
     the runner-up. Columns: ``run, model, dataset, comparison, setting, versus, R1 diff, R1 ci95, mAP diff,
-    mAP ci95``. ``table``, ``curves``: :func:`distance_study`'s (the curves give the queries' identities; a run
-    without L2-normalised curves is left out).
+    mAP ci95, near_chance`` (``near_chance``: the run's best plain rank-1 is within :data:`NEAR_CHANCE_POINTS` of
+    its split's chance level, so no distance is named best on it). ``table``, ``curves``: :func:`distance_study`'s
+    (the curves give the queries' identities; a run without L2-normalised curves is left out).
     """
     from .uncertainty import paired
 
@@ -98,12 +102,12 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
         return pd.DataFrame()
     rows = []
 
-    def add(kind: str, row: dict, label: str, other: dict, other_label: str) -> None:
+    def add(kind: str, row: dict, label: str, other: dict, other_label: str, near: bool) -> None:
         r1, m_ap = paired(row, other, "R1"), paired(row, other, "mAP")
         if r1 is not None and m_ap is not None:
             rows.append({"run": row["run"], "model": row["model"], "dataset": row["dataset"], "comparison": kind,
                          "setting": label, "versus": other_label, "R1 diff": r1["difference"], "R1 ci95": r1["ci95"],
-                         "mAP diff": m_ap["difference"], "mAP ci95": m_ap["ci95"]})
+                         "mAP diff": m_ap["difference"], "mAP ci95": m_ap["ci95"], "near_chance": near})
 
     for run, grp in table.groupby("run", sort=True):
         pids = (next(iter(curves.get(run, {}).values()), None) or {}).get("per_query", {}).get("pid")
@@ -111,20 +115,30 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
             continue
         by_label = {setting_label(r["metric"], r["normalized"], r["rerank"]):
                     {**r, "per_query": {**(r.get("per_query") or {}), "pid": pids}} for r in grp.to_dict("records")}
+        plain_rows = [r for r in by_label.values() if r["rerank"] == "none"]
+        chance = next(iter(by_label.values())).get("chance_R1")
+        near = bool(plain_rows) and chance is not None and is_near_chance(max(r["R1"] for r in plain_rows), chance)
         if reference in by_label:
             for label, row in by_label.items():
                 if label != reference:
-                    add("vs reference", row, label, by_label[reference], reference)
+                    add("vs reference", row, label, by_label[reference], reference, near)
         plain = sorted(((r["mAP"], label) for label, r in by_label.items() if r["rerank"] == "none"), reverse=True)
         if len(plain) >= 2:
             (_, top), (_, second) = plain[0], plain[1]
-            add("lead", by_label[top], top, by_label[second], second)
+            add("lead", by_label[top], top, by_label[second], second, near)
     return pd.DataFrame(rows)
+
+
+def _near(row) -> bool:
+    """A paired row of a model near chance (rows written before the column existed: False)."""
+    value = row.get("near_chance")
+    return bool(value) if value is not None and value == value else False
 
 
 def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
     """Per model x dataset: the best plain distance, named only where its paired lead over the runner-up excludes
-    zero ("within noise" otherwise), and the re-ranking gain over the reference setting (points, 95 % CI)."""
+    zero ("within noise" otherwise) and the model is not near chance, and the re-ranking gain over the reference
+    setting (points, 95 % CI)."""
     from .uncertainty import fmt_signed_interval
 
     if paired_rows is None or paired_rows.empty:
@@ -136,8 +150,10 @@ def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
         if not lead.empty:
             top = lead.iloc[0]
             margin = f"{fmt_signed_interval(top['mAP diff'], top['mAP ci95'])} mAP over {top['versus']}"
-            row["best distance for ranking"] = (f"{top['setting']} ({margin})" if top["mAP ci95"][0] > 0
-                                                else f"within noise (highest: {top['setting']}, {margin})")
+            row["best distance for ranking"] = (
+                f"none named: the model is near chance (highest: {top['setting']}, {margin})" if _near(top)
+                else f"{top['setting']} ({margin})" if top["mAP ci95"][0] > 0
+                else f"within noise (highest: {top['setting']}, {margin})")
         rk = grp[(grp["comparison"] == "vs reference") & grp["setting"].str.endswith("+RK")]
         if not rk.empty:
             g = rk.iloc[0]
@@ -311,6 +327,8 @@ def distance_summary(paired_rows: pd.DataFrame) -> str:
         parts.append(f"k-reciprocal re-ranking changes rank-1 / mAP against {rk['versus'].iloc[0]} by {gains} "
                      "(points, paired 95 % intervals over the same queries).")
     lead = paired_rows[paired_rows["comparison"] == "lead"]
+    near = lead[[_near(r) for r in lead.to_dict("records")]]
+    lead = lead.drop(near.index)
     if not lead.empty:
         clear = lead[[ci[0] > 0 for ci in lead["mAP ci95"]]]
         named = "; ".join(f"{r['setting']} on {r['model']} ({r['dataset']}), "
@@ -320,6 +338,10 @@ def distance_summary(paired_rows: pd.DataFrame) -> str:
                      f"{len(clear)} of {len(lead)} models" + (f": {named}." if named else ".")
                      + (" On the others the distances are within noise of each other."
                         if len(clear) < len(lead) else ""))
+    if not near.empty:
+        models = "; ".join(f"{r['model']} on {r['dataset']}" for r in near.to_dict("records"))
+        parts.append(f"No distance is named best for the models whose rank-1 is within {NEAR_CHANCE_POINTS:g} points "
+                     f"of chance ({models}): their differences say nothing about the distances.")
     return " ".join(parts)
 
 

@@ -1,5 +1,5 @@
-"""Did each model learn? The chance level of a split, the spread of its features, and the verdict that keeps a
-run out of every ranking claim ("near chance" or "collapsed").
+"""Did each model learn? The chance level of a split, the spread of its features, and the verdict
+(:mod:`reidlib.stages.verdict`) that keeps a run out of every ranking claim ("near chance" or "collapsed").
 
 Rank-1 values are percentages (0-100); the feature spread is a distance between unit vectors (0 to 1 for
 typical sets, 0 = collapse).
@@ -14,32 +14,16 @@ import pandas as pd
 from .ids import TRAIN_STAGE, in_stage
 from .records import Runs, TrainRecord
 from .uncertainty import fmt_interval
+from .verdict import MIN_SPREAD, NEAR_CHANCE_POINTS, learning_verdict
 
-NEAR_CHANCE_POINTS = 2.0  # a test rank-1 less than this many points above chance counts as near chance
-MIN_SPREAD = 0.1  # feature spread below this: every image mapped to nearly the same feature (collapse)
-
-
-def chance_rank1(q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray, g_cams: np.ndarray,
-                 protocol: str = "market") -> float:
-    """Expected rank-1 (%) of a random ranking: mean over queries with a positive of positives / ranked items.
-
-    ``protocol="market"`` drops the gallery items sharing the query's pid and camera (junk), as the evaluator
-    does; ``"last"`` keeps them as positives.
-    """
-    values = []
-    for pid, cam in zip(q_pids, q_cams):
-        same = g_pids == pid
-        junk = same & (g_cams == cam) if protocol == "market" else np.zeros_like(same)
-        positives = int((same & ~junk).sum())
-        if positives:
-            values.append(positives / int((~junk).sum()))
-    return 100.0 * float(np.mean(values)) if values else float("nan")
+__all__ = ["MIN_SPREAD", "NEAR_CHANCE_POINTS", "chance_levels", "failed_runs", "feature_spread",
+           "learned_view", "learning_check", "learning_verdict"]
 
 
 def chance_levels(runs: Runs) -> dict[str, float]:
     """Random-ranking rank-1 (%) per evaluated dataset label: the records' ``chance_R1`` where they hold it, else
-    computed from the test features the training runs stored."""
-    from reidlib.evaluation import FeatureSet
+    computed from the test features the training runs stored (:func:`reidlib.evaluation.chance_rank1`)."""
+    from reidlib.evaluation import FeatureSet, chance_rank1
 
     out: dict[str, float] = {}
     for run, m in runs.items():
@@ -53,7 +37,7 @@ def chance_levels(runs: Runs) -> dict[str, float]:
             if ev.label in out or feats is None or not feats.exist():
                 continue
             q, g = FeatureSet.load(feats.query), FeatureSet.load(feats.gallery)
-            out[ev.label] = chance_rank1(q.pids, q.camids, g.pids, g.camids, feats.protocol or "market")
+            out[ev.label] = 100.0 * chance_rank1(q.pids, g.pids, q.camids, g.camids, feats.protocol or "market")
     return out
 
 
@@ -65,16 +49,6 @@ def feature_spread(features: np.ndarray) -> float:
     f = np.asarray(features, dtype=np.float64)
     f = f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None)
     return float(np.linalg.norm(f - f.mean(axis=0), axis=1).mean())
-
-
-def learning_verdict(r1: float, chance: float | None, spread: float | None) -> str:
-    """``"learned"``, ``"near chance"`` (test rank-1 < chance + 2 points; chance 0 where unknown) or
-    ``"collapsed"`` (feature spread < 0.1)."""
-    if spread is not None and spread < MIN_SPREAD:
-        return "collapsed"
-    if r1 - (chance or 0.0) < NEAR_CHANCE_POINTS:
-        return "near chance"
-    return "learned"
 
 
 def learning_check(runs: Runs, chance: dict[str, float]) -> pd.DataFrame:
