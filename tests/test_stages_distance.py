@@ -127,3 +127,22 @@ def test_no_distance_is_named_best_on_a_model_near_chance():
     assert "beyond noise on 1 of 1 models: cosine (L2) on M (D)" in distance.distance_summary(paired)
     old = distance.paired_distance_table(table.drop(columns="chance_R1"), curves)
     assert distance.best_distances(table, pd.DataFrame(), old).iloc[0, 0].startswith("cosine (L2) (+25.0")
+
+
+def test_settings_that_rank_alike_tie_and_the_lead_is_over_the_best_that_differs():
+    import pandas as pd
+
+    pids = np.repeat(np.arange(20), 2)
+    curves = {"d-m": {"euclidean": {"per_query": {"pid": pids}}}}
+    base = [0.75] * 40
+    worse = [0.5] * 40
+    table = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", base), _pq_row("cityblock", worse)])
+    lead = distance.paired_distance_table(table, curves).set_index("comparison").loc["lead"]
+    assert (lead["setting"], list(lead["ties"]), lead["versus"]) == ("euclidean (L2)", ["cosine (L2)"],
+                                                                     "cityblock (L2)")
+    assert lead["mAP ci95"] == [pytest.approx(25.0), pytest.approx(25.0)]
+    best = distance.best_distances(table, pd.DataFrame(), distance.paired_distance_table(table, curves))
+    assert best.iloc[0, 0] == "euclidean (L2) (= cosine (L2)) (+25.0 [+25.0, +25.0] mAP over cityblock (L2))"
+    # every setting ranks alike: nothing to lead over, only the comparison with the reference setting
+    alike = pd.DataFrame([_pq_row("euclidean", base), _pq_row("cosine", base)])
+    assert list(distance.paired_distance_table(alike, curves)["comparison"]) == ["vs reference"]

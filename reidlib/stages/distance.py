@@ -91,9 +91,12 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
 
     Rows with ``comparison == "vs reference"``: every setting minus the profile's ``reference`` setting (re-ranking
     included). One row with ``comparison == "lead"``: the plain setting (no re-ranking) with the highest mAP minus
-    the runner-up. Columns: ``run, model, dataset, comparison, setting, versus, R1 diff, R1 ci95, mAP diff,
-    mAP ci95, near_chance`` (``near_chance``: the run's best plain rank-1 is within :data:`NEAR_CHANCE_POINTS` of
-    its split's chance level, so no distance is named best on it). ``table``, ``curves``: :func:`distance_study`'s
+    the runner-up, the best plain setting that scores the queries differently; settings with the same per-query
+    results as the leader (e.g. cosine and euclidean on L2-normalised features) are its ``ties``, not its
+    runner-up, and where every setting ties there is no lead row. Columns: ``run, model, dataset, comparison,
+    setting, versus, R1 diff, R1 ci95, mAP diff, mAP ci95, near_chance, ties`` (``near_chance``: the run's best
+    plain rank-1 is within :data:`NEAR_CHANCE_POINTS` of its split's chance level, so no distance is named best on
+    it; ``ties``: labels, empty for ``"vs reference"`` rows). ``table``, ``curves``: :func:`distance_study`'s
     (the curves give the queries' identities; a run without L2-normalised curves is left out).
     """
     from .uncertainty import paired
@@ -102,12 +105,14 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
         return pd.DataFrame()
     rows = []
 
-    def add(kind: str, row: dict, label: str, other: dict, other_label: str, near: bool) -> None:
+    def add(kind: str, row: dict, label: str, other: dict, other_label: str, near: bool,
+            ties: list[str] | None = None) -> None:
         r1, m_ap = paired(row, other, "R1"), paired(row, other, "mAP")
         if r1 is not None and m_ap is not None:
             rows.append({"run": row["run"], "model": row["model"], "dataset": row["dataset"], "comparison": kind,
                          "setting": label, "versus": other_label, "R1 diff": r1["difference"], "R1 ci95": r1["ci95"],
-                         "mAP diff": m_ap["difference"], "mAP ci95": m_ap["ci95"], "near_chance": near})
+                         "mAP diff": m_ap["difference"], "mAP ci95": m_ap["ci95"], "near_chance": near,
+                         "ties": ties or []})
 
     for run, grp in table.groupby("run", sort=True):
         pids = (next(iter(curves.get(run, {}).values()), None) or {}).get("per_query", {}).get("pid")
@@ -122,11 +127,28 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
             for label, row in by_label.items():
                 if label != reference:
                     add("vs reference", row, label, by_label[reference], reference, near)
-        plain = sorted(((r["mAP"], label) for label, r in by_label.items() if r["rerank"] == "none"), reverse=True)
-        if len(plain) >= 2:
-            (_, top), (_, second) = plain[0], plain[1]
-            add("lead", by_label[top], top, by_label[second], second, near)
+        plain = sorted(((r["mAP"], label) for label, r in by_label.items() if r["rerank"] == "none"),
+                       key=lambda item: -item[0])
+        if plain:
+            top = plain[0][1]
+            ties = [label for _, label in plain[1:] if _same_queries(by_label[label], by_label[top])]
+            others = [label for _, label in plain[1:] if label not in ties]
+            if others:
+                add("lead", by_label[top], top, by_label[others[0]], others[0], near, ties)
     return pd.DataFrame(rows)
+
+
+def _same_queries(a: dict, b: dict) -> bool:
+    """True where two settings give every query the same first-match rank and AP (they rank alike)."""
+    pa, pb = a.get("per_query") or {}, b.get("per_query") or {}
+    return bool(pa) and all(pa.get(k) == pb.get(k) for k in ("first_hit", "ap"))
+
+
+def _tied(row) -> str:
+    """``"euclidean (L2)"`` or, with settings that rank alike, ``"euclidean (L2) (= cosine (L2), ...)"``."""
+    ties = row.get("ties")
+    ties = list(ties) if isinstance(ties, (list, tuple)) else []
+    return row["setting"] + (f" (= {', '.join(ties)})" if ties else "")
 
 
 def _near(row) -> bool:
@@ -150,10 +172,11 @@ def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
         if not lead.empty:
             top = lead.iloc[0]
             margin = f"{fmt_signed_interval(top['mAP diff'], top['mAP ci95'])} mAP over {top['versus']}"
+            name = _tied(top)
             row["best distance for ranking"] = (
-                f"none named: the model is near chance (highest: {top['setting']}, {margin})" if _near(top)
-                else f"{top['setting']} ({margin})" if top["mAP ci95"][0] > 0
-                else f"within noise (highest: {top['setting']}, {margin})")
+                f"none named: the model is near chance (highest: {name}, {margin})" if _near(top)
+                else f"{name} ({margin})" if top["mAP ci95"][0] > 0
+                else f"within noise (highest: {name}, {margin})")
         rk = grp[(grp["comparison"] == "vs reference") & grp["setting"].str.endswith("+RK")]
         if not rk.empty:
             g = rk.iloc[0]
@@ -331,13 +354,14 @@ def distance_summary(paired_rows: pd.DataFrame) -> str:
     lead = lead.drop(near.index)
     if not lead.empty:
         clear = lead[[ci[0] > 0 for ci in lead["mAP ci95"]]]
-        named = "; ".join(f"{r['setting']} on {r['model']} ({r['dataset']}), "
+        named = "; ".join(f"{_tied(r)} on {r['model']} ({r['dataset']}), "
                           f"{fmt_signed_interval(r['mAP diff'], r['mAP ci95'])} mAP over {r['versus']}"
                           for r in clear.to_dict("records"))
-        parts.append(f"Without re-ranking, the distance with the highest mAP leads the runner-up beyond noise on "
-                     f"{len(clear)} of {len(lead)} models" + (f": {named}." if named else ".")
-                     + (" On the others the distances are within noise of each other."
-                        if len(clear) < len(lead) else ""))
+        parts.append(f"Without re-ranking, the distance with the highest mAP leads the runner-up (the best distance "
+                     f"that ranks differently) beyond noise on {len(clear)} of {len(lead)} models"
+                     + (f": {named}." if named else ".")
+                     + ("" if len(clear) == len(lead) else " On the others the distances are within noise of each other."
+                        if clear.size else " The distances are within noise of each other."))
     if not near.empty:
         models = "; ".join(f"{r['model']} on {r['dataset']}" for r in near.to_dict("records"))
         parts.append(f"No distance is named best for the models whose rank-1 is within {NEAR_CHANCE_POINTS:g} points "

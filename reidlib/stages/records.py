@@ -504,7 +504,8 @@ class FinetuneRecord(TrainRecord):
 class DistanceRow(Written):
     """One ranking row: a run's stored test features under one distance (``metric``, ``normalized``: L2 before,
     ``rerank``: "none" or "k-reciprocal"); rank-k, mAP, mINP in percent, ``ci95`` pairs in percent, ``seconds``
-    of ranking, ``p`` of minkowski ("-" otherwise); ``per_query`` without ``pid``."""
+    of ranking, ``p`` of minkowski ("-" otherwise); ``per_query`` without ``pid``; ``chance_R1``: the split's
+    random-ranking rank-1 in percent (None in studies written before it was recorded)."""
 
     run: str | None = None
     model: str | None = None
@@ -520,6 +521,7 @@ class DistanceRow(Written):
     mINP: float | None = None
     seconds: float | None = None
     p: str | None = None
+    chance_R1: float | None = None
     ci95: Mapping[str, Interval] = _field(factory=dict, load=_intervals)
     per_query: PerQuery | None = _field(load=PerQuery.from_dict)
 
@@ -527,7 +529,9 @@ class DistanceRow(Written):
 @dataclass(frozen=True, kw_only=True)
 class PairedRow(Written):
     """One paired comparison of two distance settings on the same model and queries (points; ``comparison``:
-    "vs reference" or "lead"), with its 95 % interval (points)."""
+    "vs reference" or "lead"), with its 95 % interval (points); ``near_chance``: the model's rank-1 is within
+    2 points of chance, ``ties``: settings that rank the queries exactly as ``setting`` (both None in studies
+    written before they were recorded)."""
 
     run: str | None = None
     model: str | None = None
@@ -539,6 +543,8 @@ class PairedRow(Written):
     r1_ci95: Interval | None = _field(key="R1 ci95", load=_seq)
     map_diff: float | None = _field(key="mAP diff")
     map_ci95: Interval | None = _field(key="mAP ci95", load=_seq)
+    near_chance: bool | None = None
+    ties: tuple[str, ...] | None = _field(load=_seq)
 
 
 @dataclass(frozen=True, kw_only=True)
