@@ -360,8 +360,9 @@ def distance_summary(paired_rows: pd.DataFrame) -> str:
         parts.append(f"Without re-ranking, the distance with the highest mAP leads the runner-up (the best distance "
                      f"that ranks differently) beyond noise on {len(clear)} of {len(lead)} models"
                      + (f": {named}." if named else ".")
-                     + ("" if len(clear) == len(lead) else " On the others the distances are within noise of each other."
-                        if clear.size else " The distances are within noise of each other."))
+                     + ("" if len(clear) == len(lead)
+                        else " On the others the distances are within noise of each other." if len(clear)
+                        else " The distances are within noise of each other."))
     if not near.empty:
         models = "; ".join(f"{r['model']} on {r['dataset']}" for r in near.to_dict("records"))
         parts.append(f"No distance is named best for the models whose rank-1 is within {NEAR_CHANCE_POINTS:g} points "
