@@ -147,6 +147,16 @@ def test_one_instance_per_identity_with_a_triplet_loss_is_refused(tmp_path):
     assert load_profile(ok)["training"]["num_instances"] == 1
 
 
+def test_a_null_triplet_margin_is_refused_with_the_spelling_that_works(tmp_path):
+    path = _smoke_copy(tmp_path, training={**SMOKE["training"], "triplet_margin": None})
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    assert str(err.value).count("training.triplet_margin: is null") == 1
+    assert "loss_kwargs: {soft_margin: true}" in str(err.value)
+    ok = _smoke_copy(tmp_path, "ok", training={**SMOKE["training"], "loss_kwargs": {"soft_margin": True}})
+    assert load_profile(ok)["training"]["loss_kwargs"] == {"soft_margin": True}
+
+
 def test_the_checked_recipe_is_the_one_that_runs_nested_blocks_merged(tmp_path):
     """A model's train.loss_kwargs adds to the shared block's (as load_profile resolves it), so the shared
     triplet_weight 0 still holds when the check asks for positive pairs."""
