@@ -120,19 +120,18 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
             continue
         by_label = {setting_label(r["metric"], r["normalized"], r["rerank"]):
                     {**r, "per_query": {**(r.get("per_query") or {}), "pid": pids}} for r in grp.to_dict("records")}
-        plain_rows = [r for r in by_label.values() if r["rerank"] == "none"]
+        plain = sorted((label for label, r in by_label.items() if r["rerank"] == "none"),
+                       key=lambda label: -by_label[label]["mAP"])  # highest mAP first; ties keep table order
         chance = next(iter(by_label.values())).get("chance_R1")
-        near = bool(plain_rows) and chance is not None and is_near_chance(max(r["R1"] for r in plain_rows), chance)
+        near = bool(plain) and chance is not None and is_near_chance(max(by_label[x]["R1"] for x in plain), chance)
         if reference in by_label:
             for label, row in by_label.items():
                 if label != reference:
                     add("vs reference", row, label, by_label[reference], reference, near)
-        plain = sorted(((r["mAP"], label) for label, r in by_label.items() if r["rerank"] == "none"),
-                       key=lambda item: -item[0])
         if plain:
-            top = plain[0][1]
-            ties = [label for _, label in plain[1:] if _same_queries(by_label[label], by_label[top])]
-            others = [label for _, label in plain[1:] if label not in ties]
+            top = plain[0]
+            ties = [label for label in plain[1:] if _same_queries(by_label[label], by_label[top])]
+            others = [label for label in plain[1:] if label not in ties]
             if others:
                 add("lead", by_label[top], top, by_label[others[0]], others[0], near, ties)
     return pd.DataFrame(rows)
