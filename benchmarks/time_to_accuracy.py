@@ -401,7 +401,8 @@ def sweep_curves(spec: str, held_out: int) -> dict[str, dict]:
                              f"{model['train'].get('num_val_ids')}")
         folder = run_dir(cfg, "10_train", train_run_name(model["run"], model["train_on"][0], variant or None))
         path = folder / "metrics.json"
-        history = json.loads(path.read_text())["history"] if path.is_file() else []
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        history = record.get("history") or []
         if not history or any(row.get("val_rank1") is None for row in history):
             raise SystemExit(f"--sweep {spec}: {path} holds no held-out evaluation after every epoch; run the "
                              f"sweep first: ./run_all.sh params/{spec.removesuffix('.yaml')}.yaml")
@@ -415,7 +416,7 @@ def sweep_curves(spec: str, held_out: int) -> dict[str, dict]:
         out[variant] = {"changes": (cfg.get("variants") or {}).get(variant, {}),
                         "trained": started[:10] if started else None,
                         "curve": rows,
-                        "held_out": (json.loads(path.read_text()).get("evaluations") or {}).get("held-out")}
+                        "held_out": (record.get("evaluations") or {}).get("held-out")}
     return out
 
 
