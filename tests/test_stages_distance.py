@@ -79,9 +79,10 @@ def test_distance_rows_carry_intervals_and_paired_differences(tmp_path):
     assert "re-ranking gain over euclidean (L2)" in verdicts.columns
 
 
-def _pq_row(metric: str, aps: list[float]) -> dict:
+def _pq_row(metric: str, aps: list[float], r1: float = 50.0) -> dict:
+    """A distance-table row; ``r1`` (%) is set apart from the APs, far above chance unless a test says otherwise."""
     return {"run": "d-m", "model": "M", "dataset": "D", "metric": metric, "normalized": True, "rerank": "none",
-            "R1": 100.0 * np.mean([a == 1.0 for a in aps]), "mAP": 100.0 * float(np.mean(aps)),
+            "R1": r1, "mAP": 100.0 * float(np.mean(aps)),
             "per_query": {"first_hit": " ".join("1" if a == 1.0 else "3" for a in aps),
                           "ap": " ".join(str(a) for a in aps)}}
 
@@ -109,9 +110,9 @@ def test_no_distance_is_named_best_on_a_model_near_chance():
     curves = {"d-m": {"euclidean": {"per_query": {"pid": pids}}}}
     base = [0.5] * 40
     clear = [0.75] * 40  # a lead beyond noise, [25, 25] points
-    # no query has AP 1.0, so every setting's rank-1 is 0 %: within 2 points of a 0.5 % chance level
-    table = pd.DataFrame([{**_pq_row("euclidean", base), "chance_R1": 0.5},
-                          {**_pq_row("cosine", clear), "chance_R1": 0.5}])
+    # every setting's rank-1 is 0 %: within 2 points of a 0.5 % chance level
+    table = pd.DataFrame([{**_pq_row("euclidean", base, r1=0.0), "chance_R1": 0.5},
+                          {**_pq_row("cosine", clear, r1=0.0), "chance_R1": 0.5}])
     paired = distance.paired_distance_table(table, curves)
     assert paired["near_chance"].all()
     best = distance.best_distances(table, pd.DataFrame(), paired)
@@ -119,7 +120,7 @@ def test_no_distance_is_named_best_on_a_model_near_chance():
     text = distance.distance_summary(paired)
     assert "leads the runner-up" not in text
     assert "No distance is named best for the models whose rank-1 is within 2 points of chance (M on D)" in text
-    # the same lead on a model 3 points above chance is named; a record without chance_R1 is judged as before
+    # the same lead on a model 3 points above chance is named; a record without chance_R1 is judged against 0 %
     table["R1"], table["chance_R1"] = 3.5, 0.5
     paired = distance.paired_distance_table(table, curves)
     assert not paired["near_chance"].any()
@@ -127,6 +128,9 @@ def test_no_distance_is_named_best_on_a_model_near_chance():
     assert "beyond noise on 1 of 1 models: cosine (L2) on M (D)" in distance.distance_summary(paired)
     old = distance.paired_distance_table(table.drop(columns="chance_R1"), curves)
     assert distance.best_distances(table, pd.DataFrame(), old).iloc[0, 0].startswith("cosine (L2) (+25.0")
+    table["R1"] = 1.0  # 1 % rank-1 with no chance level recorded: within 2 points of 0 %, as learning_verdict says
+    old = distance.paired_distance_table(table.drop(columns="chance_R1"), curves)
+    assert old["near_chance"].all()
 
 
 def test_settings_that_rank_alike_tie_and_the_lead_is_over_the_best_that_differs():

@@ -123,7 +123,7 @@ def paired_distance_table(table: pd.DataFrame, curves: dict, reference: str = "e
         plain = sorted((label for label, r in by_label.items() if r["rerank"] == "none"),
                        key=lambda label: -by_label[label]["mAP"])  # highest mAP first; ties keep table order
         chance = next(iter(by_label.values())).get("chance_R1")
-        near = bool(plain) and chance is not None and is_near_chance(max(by_label[x]["R1"] for x in plain), chance)
+        near = bool(plain) and is_near_chance(max(by_label[x]["R1"] for x in plain), chance)
         if reference in by_label:
             for label, row in by_label.items():
                 if label != reference:
