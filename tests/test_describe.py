@@ -61,6 +61,10 @@ def test_every_shipped_training_block_is_described_as_it_runs(shipped_runs):
             assert "on the TEST split" in text, where
         assert ("batch-hard triplet" in text) == (float(loss.get("triplet_weight", 1)) > 0), where
         assert ("center loss" in text) == (float(block.get("center_weight", 5e-4)) > 0), where
+        assert ("ramped in" in text) == (int(block.get("metric_warmup_epochs", 0)) > 0
+                                         and ("batch-hard triplet" in text or "center loss" in text)), where
+        assert ("on cosine distances" in text) == (loss.get("metric") == "cosine"
+                                                   and float(loss.get("triplet_weight", 1)) > 0), where
         assert f"{int(block['epochs'])} epoch" in text, where
 
 
@@ -126,6 +130,19 @@ def test_milestones_past_the_last_epoch_and_the_loss_variants():
     assert "no augmentation" not in describe_recipe({"transforms": {"flip_p": 0, "pad": 0, "erasing_p": 0}})
     assert "- **Augmentation**: none (resize only)" in describe_recipe(
         {"transforms": {"flip_p": 0, "pad": 0, "erasing_p": 0}})
+
+
+def test_the_from_scratch_options_are_named():
+    text = describe_recipe({"metric_warmup_epochs": 4, "loss_kwargs": {"metric": "cosine"}})
+    assert ("- **Loss**: label-smoothed cross-entropy (ε 0.1) + batch-hard triplet (margin 0.3) on cosine distances "
+            "(1 - cos of the features) + 5e-4 × center loss (centres trained by their own SGD, lr 0.5); the triplet "
+            "and center terms ramped in: off for the first 4 epochs, then raised linearly to full weight over 4 "
+            "epochs more\n") in text
+    soft = describe_recipe({"triplet_margin": None, "center_weight": 0.0, "metric_warmup_epochs": 1})
+    assert ("soft-margin batch-hard triplet; the triplet term ramped in: off for the first epoch, then raised "
+            "linearly to full weight over 1 epoch more") in soft
+    ce_only = describe_recipe({"center_weight": 0.0, "metric_warmup_epochs": 5, "loss_kwargs": {"triplet_weight": 0}})
+    assert "ramped" not in ce_only and "cosine distances" not in ce_only
 
 
 def test_a_reference_row_and_bad_blocks():

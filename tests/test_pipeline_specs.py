@@ -147,14 +147,13 @@ def test_one_instance_per_identity_with_a_triplet_loss_is_refused(tmp_path):
     assert load_profile(ok)["training"]["num_instances"] == 1
 
 
-def test_a_null_triplet_margin_is_refused_with_the_spelling_that_works(tmp_path):
-    path = _smoke_copy(tmp_path, training={**SMOKE["training"], "triplet_margin": None})
-    with pytest.raises(ProfileError) as err:
-        load_profile(path)
-    assert str(err.value).count("training.triplet_margin: is null") == 1
-    assert "loss_kwargs: {soft_margin: true}" in str(err.value)
-    ok = _smoke_copy(tmp_path, "ok", training={**SMOKE["training"], "loss_kwargs": {"soft_margin": True}})
-    assert load_profile(ok)["training"]["loss_kwargs"] == {"soft_margin": True}
+def test_both_spellings_of_the_soft_margin_triplet_load_and_read_as_it(tmp_path):
+    from reidlib.stages.describe import describe_recipe
+
+    for name, extra in (("null", {"triplet_margin": None}), ("kw", {"loss_kwargs": {"soft_margin": True}})):
+        cfg = load_profile(_smoke_copy(tmp_path, name, training={**SMOKE["training"], **extra}))
+        text = describe_recipe(cfg["training"])
+        assert "soft-margin batch-hard triplet" in text and "margin 0.3" not in text, name
 
 
 def test_the_checked_recipe_is_the_one_that_runs_nested_blocks_merged(tmp_path):

@@ -373,8 +373,6 @@ class Study:
             own_k = "num_instances" in model.train
             recipes[model.run] = (merged, f"models[{i}].train.num_instances" if own_k else "training.num_instances")
             _check_positive_pairs(*recipes[model.run], ck)
-            _check_soft_margin(merged, f"models[{i}].train.triplet_margin" if "triplet_margin" in model.train
-                               else "training.triplet_margin", ck)
         ft = self.finetune
         if ft is None:
             return
@@ -522,14 +520,6 @@ def _check_positive_pairs(recipe: dict, where: str, ck: Problems) -> None:
         ck.fail(where, f"is {k}: with one image per identity in a batch the triplet loss finds no positive pair, so "
                        "it is 0 and teaches nothing; set num_instances to 2 or more (4 is usual), or turn the "
                        "triplet off with loss_kwargs: {triplet_weight: 0.0}")
-
-
-def _check_soft_margin(recipe: dict, where: str, ck: Problems) -> None:
-    """A profile writes the soft-margin triplet as ``loss_kwargs: {soft_margin: true}``; ``triplet_margin: null``,
-    ``fit``'s other spelling of it, is refused here because the training notebook's recipe text reads the margin."""
-    if "triplet_margin" in recipe and recipe["triplet_margin"] is None:
-        ck.fail(where, "is null: in a profile the soft-margin triplet (softplus(d_ap - d_an)) is written "
-                       "loss_kwargs: {soft_margin: true}, with triplet_margin left out (it is then unused)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

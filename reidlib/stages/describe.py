@@ -68,17 +68,30 @@ def describe_loss(recipe: Mapping[str, Any], sigmoid_logits: bool = False) -> st
         if float(loss["id_weight"]) != 1:
             ce = f"{_num(loss['id_weight'])} × {ce}"
         terms.append(ce)
+    metric_terms = 0
     if float(loss["triplet_weight"]) > 0:
-        kind = "soft-margin batch-hard triplet" if loss["soft_margin"] else \
+        soft = bool(loss["soft_margin"]) or recipe["triplet_margin"] is None
+        kind = "soft-margin batch-hard triplet" if soft else \
             f"batch-hard triplet (margin {_num(recipe['triplet_margin'])})"
+        if loss.get("metric", "euclidean") == "cosine":
+            kind += " on cosine distances (1 - cos of the features)"
         terms.append(kind if float(loss["triplet_weight"]) == 1 else f"{_num(loss['triplet_weight'])} × {kind}")
+        metric_terms += 1
     if float(recipe["center_weight"]) > 0:
         centres = (f"centres trained by their own SGD, lr {_num(recipe['center_lr'])}" if recipe["train_centers"]
                    else "centres frozen at their random start, as in the paper's code")
         terms.append(f"{_num(recipe['center_weight'])} × center loss ({centres})")
+        metric_terms += 1
     if not terms:
         raise ValueError("the recipe has no loss term: id_weight, triplet_weight and center_weight are all 0")
-    return " + ".join(terms)
+    text = " + ".join(terms)
+    ramp = int(recipe.get("metric_warmup_epochs") or 0)
+    if ramp and metric_terms:
+        which = "the triplet and center terms" if metric_terms == 2 else (
+            "the triplet term" if float(loss["triplet_weight"]) > 0 else "the center term")
+        first, span = ("the first epoch", "1 epoch") if ramp == 1 else (f"the first {ramp} epochs", f"{ramp} epochs")
+        text += f"; {which} ramped in: off for {first}, then raised linearly to full weight over {span} more"
+    return text
 
 
 def describe_schedule(recipe: Mapping[str, Any]) -> str:
