@@ -275,6 +275,35 @@ def test_held_out_variant_table_and_curves_count_training_minutes(tmp_path):
     plt.close(fig)
 
 
+def test_separation_curves_plot_the_distance_ratio_per_recipe(tmp_path):
+    import matplotlib.pyplot as plt
+
+    def with_distances(group, pairs, norms):
+        path = Path(group["metrics"][0])
+        record = json.loads(path.read_text())
+        record["history"] = [{**h, "dist_ap": ap, "dist_an": an, "feat_norm": n}
+                             for h, (ap, an), n in zip(record["history"], pairs, norms)]
+        path.write_text(json.dumps(record))
+        return group
+
+    (tmp_path / "b").mkdir()
+    base = with_distances(_group(tmp_path, None, [(20.0, 10.0)], held_out=True), [(2.0, 1.0), (0.5, 0.5)], [8, 1])
+    cos = with_distances(_group(tmp_path / "b", "cos", [(30.0, 20.0)], held_out=True), [(0.4, 0.2), (0.2, 0.3)],
+                         [8, 4])
+    fig = seeds_mod.plot_separation_curves(seeds_mod.load_groups([base, cos]))
+    ratio, norm = fig.axes[0], fig.axes[1]
+    drawn = [ln for ln in ratio.lines if ln.get_label() in ("the profile's recipe", "cos")]
+    assert [list(ln.get_ydata()) for ln in drawn] == [[0.5, 1.0], [0.5, pytest.approx(1.5)]]  # d_an / d_ap
+    assert [list(ln.get_ydata()) for ln in norm.lines] == [[8, 1], [8, 4]]
+    plt.close(fig)
+    assert seeds_mod.separation_figure(seeds_mod.load_groups([base]), tmp_path / "f") is None  # no recipe compared
+    assert not (tmp_path / "f").exists()
+    written = seeds_mod.separation_figure(seeds_mod.load_groups([base, cos]), tmp_path / "f")
+    assert written == tmp_path / "f" / "separation.png" and written.is_file()
+    no_distances = seeds_mod.load_groups([_group(tmp_path, "v", [(20.0, 10.0)], held_out=True)])
+    assert seeds_mod.plot_separation_curves(no_distances) is None
+
+
 def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "r").mkdir()

@@ -284,6 +284,93 @@ def _training_minutes(m: TrainRecord, rows: list[Epoch]) -> list[float] | None:
     return [at[h.epoch] for h in rows]
 
 
+def _group_look(group: dict, first: TrainRecord, variants: list[str | None], one_model: bool) -> tuple[str, dict]:
+    """(legend name, line style) of a training group in the recipe-comparing figures: with one model the profile's
+    own recipe is a thick black line and each variant gets a colour (then a dash) of its own; with several models a
+    model keeps its colour across the study's figures and each recipe its line style."""
+    from reidlib.figure_style import DEFAULT_CYCLE, OKABE_ITO, model_style
+
+    dashes = ("-", "--", ":", "-.")
+    if one_model:
+        others = [c for c in DEFAULT_CYCLE if c != OKABE_ITO["black"]]
+        k = [x for x in variants if x is not None].index(group["variant"]) if group["variant"] is not None else -1
+        look = ({"color": OKABE_ITO["black"], "linestyle": "-", "linewidth": 2.0, "zorder": 3} if k < 0 else
+                {"color": others[k % len(others)], "linestyle": dashes[k // len(others) % 4]})
+        return group["variant"] or "the profile's recipe", look
+    look = {"color": model_style(group["model_run"])["color"],
+            "linestyle": dashes[variants.index(group["variant"]) % len(dashes)]}
+    return f"{_label(group, first)}, {group['variant'] or 'profile'}", look
+
+
+def plot_separation_curves(groups: list[dict]):
+    """The collapse diagnostics of each training group's first seed against the epoch, styled as
+    :func:`plot_held_out_curves`: the batch's mean hardest-negative distance over its mean hardest-positive one (a
+    ratio, so a euclidean and a cosine triplet share the axis; at or below 1 the hardest negative is as near as the
+    hardest positive: nothing separates the identities) and the mean feature norm (the triplet's input). None where
+    no group recorded the distances."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plotted = []
+    for g in groups:
+        first = g["records"][0] if g["stage"] == TRAIN_STAGE else None
+        rows = [h for h in (first.history if first is not None else ())
+                if h.dist_ap is not None and h.dist_an is not None and h.dist_ap > 0]
+        if rows:
+            plotted.append((g, first, rows))
+    if not plotted:
+        return None
+    variants = list(dict.fromkeys(g["variant"] for g, *_ in plotted))
+    one_model = len({g["model_run"] for g, *_ in plotted}) == 1
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
+    norms: list[float] = []
+    for g, first, rows in plotted:
+        name, look = _group_look(g, first, variants, one_model)
+        epochs = [h.epoch for h in rows]
+        axes[0].plot(epochs, [h.dist_an / h.dist_ap for h in rows], label=name, **look)
+        with_norm = [(h.epoch, h.feat_norm) for h in rows if h.feat_norm is not None]
+        if with_norm:
+            axes[1].plot(*zip(*with_norm), **look)
+            norms += [n for _, n in with_norm]
+    axes[0].axhline(1.0, color="grey", linestyle=":", linewidth=1.2)
+    axes[0].set_title("hardest negative / hardest positive distance")
+    axes[1].set_title("mean feature norm (the triplet's input)")
+    positive = [n for n in norms if n > 0]
+    if positive and max(positive) / min(positive) > 50:
+        axes[1].set_yscale("log")
+    else:
+        axes[1].set_ylim(bottom=0.0)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if one_model:
+        fig.suptitle(_label(plotted[0][0], plotted[0][1]))
+    handles, labels = axes[0].get_legend_handles_labels()
+    per_row = 4 if one_model else 3
+    fig.legend(handles, labels, loc="lower center", ncol=min(per_row, len(handles)), frameon=False,
+               bbox_to_anchor=(0.5, -0.01))
+    rows_needed = (len(handles) - 1) // per_row + 1
+    fig.tight_layout(rect=(0, 0.02 + 0.055 * rows_needed, 1, 1))
+    return fig
+
+
+SEPARATION_CAPTION = "Collapse diagnostics per recipe: how far the hardest negative sits beyond the hardest positive"
+
+
+def separation_figure(groups: list[dict], fig_dir: Path) -> Path | None:
+    """:func:`plot_separation_curves` saved as ``fig_dir/separation.png`` with its caption, where some group
+    compares a recipe (a variant) and some run recorded the distances; else None (nothing written)."""
+    from reidlib.plots import save_figure
+
+    if not any(g["variant"] is not None for g in groups):
+        return None
+    fig = plot_separation_curves(groups)
+    if fig is None:
+        return None
+    return save_figure(fig, Path(fig_dir) / "separation.png", metadata={"Title": SEPARATION_CAPTION})
+
+
 def plot_held_out_curves(groups: list[dict]):
     """Held-out rank-1 and mAP (%) of each training group's first seed, against the epoch (top row) and against
     the cumulative training minutes (bottom row, where every run recorded them: a cheaper epoch shows as a
@@ -296,8 +383,6 @@ def plot_held_out_curves(groups: list[dict]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from reidlib.figure_style import DEFAULT_CYCLE, OKABE_ITO, model_style
-
     plotted = []
     for g in groups:
         first = g["records"][0]
@@ -307,21 +392,11 @@ def plot_held_out_curves(groups: list[dict]):
     variants = list(dict.fromkeys(g["variant"] for g, *_ in plotted))
     one_model = len({g["model_run"] for g, *_ in plotted}) == 1
     by_minutes = bool(plotted) and all(minutes is not None for *_, minutes in plotted)
-    dashes = ("-", "--", ":", "-.")
     n_rows = 2 if by_minutes else 1
     fig, axes = plt.subplots(n_rows, 2, figsize=(10, 3.6 * n_rows + 0.4), squeeze=False)
     values_seen: list[float] = []
     for g, first, rows, minutes in plotted:
-        v = variants.index(g["variant"])
-        recipe = g["variant"] or "the profile's recipe"
-        name = recipe if one_model else f"{_label(g, first)}, {g['variant'] or 'profile'}"
-        if one_model:  # the profile's recipe in black, drawn over the variants; a variant: a colour, then a dash
-            others = [c for c in DEFAULT_CYCLE if c != OKABE_ITO["black"]]
-            k = [x for x in variants if x is not None].index(g["variant"]) if g["variant"] is not None else -1
-            look = ({"color": OKABE_ITO["black"], "linestyle": "-", "linewidth": 2.0, "zorder": 3} if k < 0 else
-                    {"color": others[k % len(others)], "linestyle": dashes[k // len(others) % 4]})
-        else:
-            look = {"color": model_style(g["model_run"])["color"], "linestyle": dashes[v % len(dashes)]}
+        name, look = _group_look(g, first, variants, one_model)
         look.update(marker="o", markersize=3)
         for col, values in enumerate(([h.val_rank1 for h in rows], [h.val_mAP for h in rows])):
             pct = [100.0 * x for x in values]
@@ -420,10 +495,13 @@ def write_held_out_report(groups: list[dict], overrides: dict | None, out_dir: P
     from reidlib.plots import to_markdown
 
     from .common import show_figure
+    from .report_figures import figure_caption
 
     out_dir = Path(out_dir)
     curves = show_figure(plot_held_out_curves(groups), out_dir / "figures" / "held_out_curves.png", inline=False)
-    figures = [curves] + [f for f in figures or [] if Path(f).name != "cmc.png"]  # its CMC panels are test-split ones
+    separation = separation_figure(groups, out_dir / "figures")
+    figures = ([curves] + ([separation] if separation else [])
+               + [f for f in figures or [] if Path(f).name != "cmc.png"])  # its CMC panels are test-split ones
     table = variant_table(groups, overrides, test_split=False)
     all_runs = [rid for g in groups for rid in g["runs"]]
     shown_path = Path(profile_path)
@@ -445,7 +523,7 @@ def write_held_out_report(groups: list[dict], overrides: dict | None, out_dir: P
     lines += [line for line in report_lines(groups, None, test_split=False)]
     lines += ["## Figures", ""]
     for path in figures:
-        lines += [f"![{Path(path).stem.replace('_', ' ')}]({Path(path).relative_to(out_dir).as_posix()})", ""]
+        lines += [f"![{figure_caption(Path(path))}]({Path(path).relative_to(out_dir).as_posix()})", ""]
     text = "\n".join(lines) + "\n"
     write_atomic(out_dir / "report.md", text)
     write_metrics(out_dir, {"stage": REPORT_STAGE, "profile": profile, "test_split": False,
