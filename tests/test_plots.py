@@ -279,6 +279,8 @@ def test_report_figures_keep_one_colour_per_model_human_titles_and_captions(stud
     assert [p.name for p in written] == ["cmc.png", "roc.png", "learning_curves_cuhk03_np__detected.png",
                                          "learning_curves_ft_cuhk01_from_cuhk03_np__detected.png"]
     assert figure_caption(written[-1]) == "Learning curves: Fine-tuning on CUHK01 from CUHK03-NP (detected)"
+    own = report_figures(runs, tmp_path / "own", own_recipe_only=True)
+    assert figure_caption(own[2]) == "Learning curves: Training on CUHK03-NP (detected) (the profile's own recipe)"
     Image.new("RGB", (4, 4)).save(tmp_path / "cmc_by_distance.png")  # a PNG without a caption: its name in words
     assert figure_caption(tmp_path / "cmc_by_distance.png") == "Cmc by distance"
 

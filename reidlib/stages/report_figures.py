@@ -82,10 +82,12 @@ def learning_curve_groups(runs: Runs) -> dict[str, dict[str, TrainRecord]]:
     return {caption: group for (_, caption), group in sorted(groups.items())}
 
 
-def report_figures(runs: Runs, fig_dir: Path) -> list[Path]:
+def report_figures(runs: Runs, fig_dir: Path, own_recipe_only: bool = False) -> list[Path]:
     """Write the report's figures into ``fig_dir`` and return their paths: the CMC grid (a panel per evaluated
     split, every model on it: the paper's Figs 9-13), the verification ROC grid (a panel per dataset) and one
-    learning-curve figure per training set. Each PNG carries its caption (see :func:`figure_caption`)."""
+    learning-curve figure per training set. Each PNG carries its caption (see :func:`figure_caption`).
+    ``own_recipe_only``: ``runs`` are the profile's own runs of a profile with variants, and the learning-curve
+    captions say so."""
     from reidlib.plots import plot_cmc_grid
 
     fig_dir = Path(fig_dir)
@@ -102,7 +104,9 @@ def report_figures(runs: Runs, fig_dir: Path) -> list[Path]:
     for caption, group in learning_curve_groups(runs).items():
         fig = plot_learning_curves(group, title=caption)
         name = "learning_curves_" + _slug(caption.replace("Training on ", "").replace("Fine-tuning on ", "ft_"))
-        written.append(save_figure(fig, fig_dir / f"{name}.png", metadata={"Title": f"Learning curves: {caption}"}))
+        whose = " (the profile's own recipe)" if own_recipe_only else ""
+        written.append(save_figure(fig, fig_dir / f"{name}.png",
+                                   metadata={"Title": f"Learning curves: {caption}{whose}"}))
     return written
 
 
