@@ -308,8 +308,10 @@ def plot_separation_curves(groups: list[dict]):
     ratio, so a euclidean and a cosine triplet share the axis; at or below 1 the hardest negative is as near as the
     hardest positive: nothing separates the identities) and the mean feature norm (the triplet's input). None where
     no group recorded the distances."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from reidlib.figure_style import grid, legend_rows, legend_under
+    from reidlib.learning_curves import LOG_SPAN
 
     plotted = []
     for g in groups:
@@ -322,36 +324,31 @@ def plot_separation_curves(groups: list[dict]):
         return None
     variants = list(dict.fromkeys(g["variant"] for g, *_ in plotted))
     one_model = len({g["model_run"] for g, *_ in plotted}) == 1
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
+    ncol = 4 if one_model else 3
+    looks = [_group_look(g, first, variants, one_model) for g, first, _ in plotted]
+    fig, (ratio, norm) = grid(2, panel_size=(5.0, 3.6), max_cols=2, extra_height=legend_rows(looks, ncol))
     norms: list[float] = []
-    for g, first, rows in plotted:
-        name, look = _group_look(g, first, variants, one_model)
-        epochs = [h.epoch for h in rows]
-        axes[0].plot(epochs, [h.dist_an / h.dist_ap for h in rows], label=name, **look)
+    for (name, look), (_, _, rows) in zip(looks, plotted):
+        ratio.plot([h.epoch for h in rows], [h.dist_an / h.dist_ap for h in rows], label=name, **look)
         with_norm = [(h.epoch, h.feat_norm) for h in rows if h.feat_norm is not None]
         if with_norm:
-            axes[1].plot(*zip(*with_norm), **look)
+            norm.plot(*zip(*with_norm), **look)
             norms += [n for _, n in with_norm]
-    axes[0].axhline(1.0, color="grey", linestyle=":", linewidth=1.2)
-    axes[0].set_title("hardest negative / hardest positive distance")
-    axes[1].set_title("mean feature norm (the triplet's input)")
+    ratio.axhline(1.0, color="grey", linestyle=":", linewidth=1.2)
+    ratio.set_title("hardest negative / hardest positive distance")
+    norm.set_title("mean feature norm (the triplet's input)")
     positive = [n for n in norms if n > 0]
-    if positive and max(positive) / min(positive) > 50:
-        axes[1].set_yscale("log")
+    if positive and max(positive) / min(positive) > LOG_SPAN:
+        norm.set_yscale("log")
     else:
-        axes[1].set_ylim(bottom=0.0)
-    for ax in axes:
+        norm.set_ylim(bottom=0.0)
+    for ax in (ratio, norm):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if one_model:
         fig.suptitle(_label(plotted[0][0], plotted[0][1]))
-    handles, labels = axes[0].get_legend_handles_labels()
-    per_row = 4 if one_model else 3
-    fig.legend(handles, labels, loc="lower center", ncol=min(per_row, len(handles)), frameon=False,
-               bbox_to_anchor=(0.5, -0.01))
-    rows_needed = (len(handles) - 1) // per_row + 1
-    fig.tight_layout(rect=(0, 0.02 + 0.055 * rows_needed, 1, 1))
+    legend_under(fig, ratio.get_legend_handles_labels()[0], ncol=ncol)
     return fig
 
 
