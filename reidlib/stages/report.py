@@ -57,15 +57,16 @@ def write_report(runs: Runs, out_dir: Path, *, profile: str, description: str, p
     from . import seeds
 
     out_dir = Path(out_dir)
+    groups = seeds.load_groups(run_groups)  # read once; the sections below take them as loaded
     if not test_split:
-        return seeds.write_held_out_report(seeds.load_groups(run_groups), variant_overrides, out_dir, profile=profile,
+        return seeds.write_held_out_report(groups, variant_overrides, out_dir, profile=profile,
                                            description=description, profile_path=profile_path,
                                            stale_runs=stale_runs, figures=figures)
-    separation = seeds.separation_figure(seeds.load_groups(run_groups), out_dir / "figures")
+    separation = seeds.separation_figure(groups, out_dir / "figures")
     figures = [*(figures or []), *([separation] if separation else [])]
     text, record = compose_report(runs, out_dir, profile=profile, description=description, profile_path=profile_path,
-                                  report=report, stale_runs=stale_runs, figures=figures, run_groups=run_groups)
-    text, record = seeds.add_sections(text, record, run_groups, variant_overrides)
+                                  report=report, stale_runs=stale_runs, figures=figures, run_groups=groups)
+    text, record = seeds.add_sections(text, record, groups, variant_overrides)
     write_atomic(out_dir / "report.md", text)
     write_metrics(out_dir, record)
     return text

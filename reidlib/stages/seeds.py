@@ -34,9 +34,13 @@ LONG_CHANGE = 160  # characters: a variant's changed value longer than this (as 
 
 def load_groups(run_groups: list[dict] | None) -> list[dict]:
     """``run_groups`` with ``records``: each seed's record (:class:`~.records.TrainRecord` or
-    :class:`~.records.FinetuneRecord`), or None where that run has not run yet."""
+    :class:`~.records.FinetuneRecord`), or None where that run has not run yet. A group that already holds its
+    ``records`` (loaded before) is passed on as it is, so the report reads each file once."""
     out = []
     for group in run_groups or []:
+        if "records" in group:
+            out.append(group)
+            continue
         ids = group.get("runs") or [None] * len(group["metrics"])
         records = [read_record(p, group["stage"], run_id=rid) if Path(p).is_file() else None
                    for rid, p in zip(ids, group["metrics"])]
