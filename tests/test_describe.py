@@ -143,6 +143,13 @@ def test_the_from_scratch_options_are_named():
             "linearly to full weight over 1 epoch more") in soft
     ce_only = describe_recipe({"center_weight": 0.0, "metric_warmup_epochs": 5, "loss_kwargs": {"triplet_weight": 0}})
     assert "ramped" not in ce_only and "cosine distances" not in ce_only
+    centre_only = describe_recipe({"metric_warmup_epochs": 2, "loss_kwargs": {"triplet_weight": 0}})
+    assert "; the center term ramped in: off for the first 2 epochs" in centre_only
+    after = describe_recipe({}, model_kwargs={"bnneck": True, "metric_feat": "after"})
+    assert "- **Start**: random initialisation; a BNNeck (triplet, center and ID losses all after it)\n" in after
+    mnv3 = describe_recipe({}, model_kwargs={"metric_feat": "after"})
+    assert "random initialisation; the triplet and center losses on the features after the BNNeck\n" in mnv3
+    assert "(triplet before it, ID loss after it)" in describe_recipe({}, model_kwargs={"bnneck": True})
 
 
 def test_a_reference_row_and_bad_blocks():

@@ -371,3 +371,27 @@ def test_shared_osnet_feature_is_torchreids_and_ranks_real_pedestrians(weights, 
     assert pids(query) == pids(gallery)
     rank1 = (sims.argmax(1) == torch.arange(40)).float().mean().item()
     assert rank1 >= 0.3, f"rank-1 {rank1:.2f} on 40 CUHK01 ids: the features do not look like torchreid's"
+
+
+@pytest.mark.parametrize("name,kwargs", [("mnv3_siamese", {}), ("osnet_x0_25", {"bnneck": True})])
+def test_metric_feat_after_hands_the_losses_the_post_bn_vector(name, kwargs):
+    torch.manual_seed(0)
+    model = build_model(name, 5, metric_feat="after", **kwargs).train()
+    assert model.metric_feat == "after"
+    x = torch.randn(4, 3, 64, 32)
+    _, feat = model(x)
+    # with the neck's batch statistics (train mode) the vector is centred per dimension: each column sums to 0
+    assert torch.allclose(feat.mean(0), torch.zeros(model.feat_dim), atol=1e-5)
+    torch.manual_seed(0)
+    default = build_model(name, 5, **kwargs).train()
+    _, pooled = default(x)
+    assert default.metric_feat == "before" and pooled.mean(0).abs().max() > 1e-3
+
+
+def test_metric_feat_after_without_a_neck_is_refused():
+    with pytest.raises(ValueError, match="needs a BNNeck"):
+        build_model("osnet_x0_25", 5, metric_feat="after")
+    with pytest.raises(ValueError, match="needs a BNNeck"):
+        build_model("bot_resnet50", 5, neck=False, metric_feat="after")
+    with pytest.raises(ValueError, match="metric_feat"):
+        build_model("mnv3_siamese", 5, metric_feat="middle")

@@ -117,6 +117,18 @@ class ReIDModel(nn.Module):
         prefixes = tuple(f"{n}." for n in wanted if getattr(self, n, None) is not None)
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)]
 
+    def choose_metric_feat(self, metric_feat: NeckFeat | None, default: NeckFeat) -> NeckFeat:
+        """Which vector the triplet/center losses see: ``metric_feat``, or the family's ``default`` when None.
+
+        ``"after"`` needs a BNNeck (``self.bottleneck`` set first). Post-BN vectors are centred per dimension, so a
+        cosine triplet on them is not dominated by the common offset that non-negative pooled features share.
+        """
+        chosen = check_choice("metric_feat", default if metric_feat is None else metric_feat, ("before", "after"))
+        if chosen == "after" and self.bottleneck is None:
+            raise ValueError("metric_feat='after' needs a BNNeck to be after; build the model with its neck "
+                             "(bot_resnet50: neck=True, osnet_x0_25: bnneck=True) or use metric_feat='before'")
+        return chosen
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, embed_dim={self.embed_dim}, "

@@ -35,6 +35,7 @@ class BoTResNet50(ReIDModel):
         neck_feat: NeckFeat = "after",
         paper_code: bool = False,
         zero_init_residual: bool = False,
+        metric_feat: NeckFeat | None = None,
     ) -> None:
         super().__init__(num_classes, feat_dim=2048, paper_code=paper_code)
         if last_stride is None:
@@ -60,7 +61,7 @@ class BoTResNet50(ReIDModel):
         if neck:
             self.bottleneck = make_bn_neck(2048, freeze_bias=not paper_code)
         # the paper code feeds triplet/center the post-BN vector; BoT the pre-BN one.
-        self.metric_feat = "after" if paper_code else "before"
+        self.metric_feat = self.choose_metric_feat(metric_feat, "after" if paper_code else "before")
         self.classifier = self.make_classifier(num_classes)
 
     def make_classifier(self, num_classes: int) -> nn.Linear:
@@ -85,5 +86,6 @@ class BoTResNet50(ReIDModel):
 @register_model("bot_resnet50", "ResNet50 + BNNeck (BoT); paper_code: the paper's baseline (stride 2, post-BN triplet)")
 def bot_resnet50(num_classes: int, paper_code: bool = False, **kwargs) -> BoTResNet50:
     """ResNet50 + BNNeck. kwargs: ``last_stride`` (1; 2 in paper mode), ``neck`` (True), ``neck_feat`` ("after"),
-    ``zero_init_residual`` (False; True starts every residual block as the identity, for training from scratch)."""
+    ``zero_init_residual`` (False; True starts every residual block as the identity, for training from scratch),
+    ``metric_feat`` (the vector the triplet/center losses see: "before" the neck; "after" in paper mode)."""
     return BoTResNet50(num_classes, paper_code=paper_code, **kwargs)

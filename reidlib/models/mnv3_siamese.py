@@ -2,7 +2,8 @@
 
 There is no pairwise head: "siamese" means a shared embedding net trained with the triplet loss.
 Embedding = global average pool of the last feature map (the 1×1 conv 160→960 + BN + Hardswish), 960-d.
-Train returns (logits, pre-BN 960-d embedding); eval returns the post-BN embedding (``neck_feat="after"``).
+Train returns (logits, pre-BN 960-d embedding, or the post-BN one with ``metric_feat="after"``); eval returns the
+post-BN embedding (``neck_feat="after"``).
 
 ``paper_code=False`` (default): BoT-style neck (bias frozen), Dropout(0.5), ``Linear(960, C)`` without bias,
 N(0, 0.001²) init; the backbone's ImageNet head (960→1280→1000) is removed.
@@ -58,6 +59,7 @@ class MobileNetV3Siamese(ReIDModel):
         neck_feat: NeckFeat = "after",
         paper_code: bool = False,
         bn_momentum: float | None = None,
+        metric_feat: NeckFeat | None = None,
     ) -> None:
         super().__init__(num_classes, feat_dim=960, paper_code=paper_code)
         self.backend = check_choice("backend", backend, ("torchvision", "timm"))
@@ -79,7 +81,7 @@ class MobileNetV3Siamese(ReIDModel):
         self.bottleneck = make_bn_neck(960, freeze_bias=not paper_code)
         self.dropout = nn.Dropout(dropout)
         self.neck_feat = check_choice("neck_feat", neck_feat, ("before", "after"))
-        self.metric_feat = "before"
+        self.metric_feat = self.choose_metric_feat(metric_feat, "before")
         if paper_code:
             self.logit_activation = torch.sigmoid
         self.classifier = self.make_classifier(num_classes)
@@ -112,5 +114,6 @@ class MobileNetV3Siamese(ReIDModel):
 @register_model("mnv3_siamese", "MobileNetV3-Large 960-d embedding + BN neck + dropout; paper_code: SiameseTwin")
 def mnv3_siamese(num_classes: int, paper_code: bool = False, **kwargs) -> MobileNetV3Siamese:
     """MobileNetV3-Large embedding net. kwargs: ``backend`` ("torchvision"|"timm"), ``dropout`` (0.5), ``neck_feat``,
-    ``bn_momentum`` (backbone BatchNorm momentum; 0.1, or torchvision's 0.01 with ``paper_code``)."""
+    ``bn_momentum`` (backbone BatchNorm momentum; 0.1, or torchvision's 0.01 with ``paper_code``),
+    ``metric_feat`` ("before": the triplet/center losses on the pre-BN vector; "after": on the post-BN one)."""
     return MobileNetV3Siamese(num_classes, paper_code=paper_code, **kwargs)

@@ -113,6 +113,7 @@ class OSNet(ReIDModel):
         bnneck: bool = False,
         neck_feat: NeckFeat = "after",
         paper_code: bool = False,
+        metric_feat: NeckFeat | None = None,
     ) -> None:
         if feature_dim is None:
             feature_dim = 1000 if paper_code else 512
@@ -135,7 +136,7 @@ class OSNet(ReIDModel):
             self.neck_feat = check_choice("neck_feat", neck_feat, ("before", "after"))
         else:
             self.neck_feat = "before"
-        self.metric_feat = "before"
+        self.metric_feat = self.choose_metric_feat(metric_feat, "before")
         self.classifier = self.make_classifier(num_classes)
 
     def _init_torchreid(self) -> None:
@@ -183,5 +184,6 @@ class OSNet(ReIDModel):
 
 @register_model("osnet_x0_25", "OSNet x0.25, torchreid-compatible (512-d fc; 1000-d in paper mode)")
 def osnet_x0_25(num_classes: int, paper_code: bool = False, **kwargs) -> OSNet:
-    """OSNet x0.25. kwargs: ``feature_dim`` (512; 1000 in paper mode), ``bnneck`` (False), ``neck_feat`` ("after")."""
+    """OSNet x0.25. kwargs: ``feature_dim`` (512; 1000 in paper mode), ``bnneck`` (False), ``neck_feat`` ("after"),
+    ``metric_feat`` ("before"; "after" puts the triplet/center losses on the post-BN vector, needs ``bnneck``)."""
     return OSNet(num_classes, paper_code=paper_code, **kwargs)

@@ -68,7 +68,7 @@ def describe_loss(recipe: Mapping[str, Any], sigmoid_logits: bool = False) -> st
         if float(loss["id_weight"]) != 1:
             ce = f"{_num(loss['id_weight'])} × {ce}"
         terms.append(ce)
-    metric_terms = 0
+    metric_terms: list[str] = []
     if float(loss["triplet_weight"]) > 0:
         soft = bool(loss["soft_margin"]) or recipe["triplet_margin"] is None
         kind = "soft-margin batch-hard triplet" if soft else \
@@ -76,19 +76,18 @@ def describe_loss(recipe: Mapping[str, Any], sigmoid_logits: bool = False) -> st
         if loss.get("metric", "euclidean") == "cosine":
             kind += " on cosine distances (1 - cos of the features)"
         terms.append(kind if float(loss["triplet_weight"]) == 1 else f"{_num(loss['triplet_weight'])} × {kind}")
-        metric_terms += 1
+        metric_terms.append("triplet")
     if float(recipe["center_weight"]) > 0:
         centres = (f"centres trained by their own SGD, lr {_num(recipe['center_lr'])}" if recipe["train_centers"]
                    else "centres frozen at their random start, as in the paper's code")
         terms.append(f"{_num(recipe['center_weight'])} × center loss ({centres})")
-        metric_terms += 1
+        metric_terms.append("center")
     if not terms:
         raise ValueError("the recipe has no loss term: id_weight, triplet_weight and center_weight are all 0")
     text = " + ".join(terms)
     ramp = int(recipe.get("metric_warmup_epochs") or 0)
     if ramp and metric_terms:
-        which = "the triplet and center terms" if metric_terms == 2 else (
-            "the triplet term" if float(loss["triplet_weight"]) > 0 else "the center term")
+        which = "the " + " and ".join(metric_terms) + (" terms" if len(metric_terms) > 1 else " term")
         first, span = ("the first epoch", "1 epoch") if ramp == 1 else (f"the first {ramp} epochs", f"{ramp} epochs")
         text += f"; {which} ramped in: off for {first}, then raised linearly to full weight over {span} more"
     return text
@@ -164,7 +163,8 @@ def describe_recipe(train: Mapping[str, Any], *, stage: str = "train", image_siz
         model_name: the registry name (``"mnv3_siamese"`` ...): says what ``paper_code=True`` changes in the loss.
         model_label, dataset_label: names for the heading line (optional).
         pretrained: the weights the model starts from (a path or ``"imagenet"``); None: random init.
-        model_kwargs: the model's build options (``paper_code``, ``bnneck``, ``zero_init_residual`` are described).
+        model_kwargs: the model's build options (``paper_code``, ``bnneck``, ``zero_init_residual``, ``metric_feat``
+            are described).
         source_label: for fine-tuning, where the model was trained before (e.g. ``"CUHK03-NP"``).
 
     Returns: a markdown string, a heading sentence and one bullet per part of the recipe.
@@ -185,9 +185,13 @@ def describe_recipe(train: Mapping[str, Any], *, stage: str = "train", image_siz
         head = f"**{who}** trained{where} with this recipe."
     lines = [head, ""]
     if stage == "train":
-        build = [w for k, w in (("bnneck", "a BNNeck (triplet before it, ID loss after it)"),
-                                ("zero_init_residual", "every residual block starting as the identity"))
-                 if kwargs.get(k)]
+        after = kwargs.get("metric_feat") == "after"
+        neck = ("a BNNeck (triplet, center and ID losses all after it)" if after
+                else "a BNNeck (triplet before it, ID loss after it)")
+        identity = "every residual block starting as the identity"
+        build = [w for k, w in (("bnneck", neck), ("zero_init_residual", identity)) if kwargs.get(k)]
+        if after and not kwargs.get("bnneck"):
+            build.append("the triplet and center losses on the features after the BNNeck")
         if kwargs.get("paper_code"):
             build.append("the paper code's architecture (`paper_code=True`)")
         lines.append(f"- **Start**: {_init_words(pretrained)}" + (f"; {', '.join(build)}" if build else ""))
