@@ -44,7 +44,7 @@ def _panels(frames: Mapping[str, pd.DataFrame]) -> list[str]:
     return panels
 
 
-def _title(panel: str, frames: Mapping[str, pd.DataFrame]) -> str:
+def _title(panel: str, frames: Mapping[str, pd.DataFrame], metrics: Mapping[str, str]) -> str:
     if panel == "train_acc":
         return "train accuracy (%)"
     if panel == "rank1":
@@ -55,6 +55,10 @@ def _title(panel: str, frames: Mapping[str, pd.DataFrame]) -> str:
         if splits == ["test_rank1"]:
             return "TEST-split rank-1 (%)"
         return "rank-1 (%) of the selection split"
+    if panel in ("dist_ap", "dist_an"):
+        used = {metrics.get(label, "euclidean") for label in frames}
+        metric = used.pop() if len(used) == 1 else "each run's triplet metric"
+        return DIAGNOSTIC_TITLES[panel].replace("(mean)", f"(mean, {metric})")
     if panel in DIAGNOSTIC_TITLES:
         return DIAGNOSTIC_TITLES[panel]
     return LOSS_TITLES.get(panel, panel.removeprefix("loss_").replace("_", " ") + " loss")
@@ -99,7 +103,8 @@ def _fit_y(ax: Axes, panel: str, margins: Sequence[float]) -> str:
 
 def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                    styles: Mapping[str, Mapping[str, Any]] | None = None,
-                   margins: Mapping[str, float | None] | None = None, title: str | None = None) -> Figure:
+                   margins: Mapping[str, float | None] | None = None, title: str | None = None,
+                   metrics: Mapping[str, str] | None = None) -> Figure:
     """Learning curves of one or more runs, small multiples per quantity with one legend under the grid.
 
     Args:
@@ -108,6 +113,8 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]],
         styles: label -> ``Axes.plot`` keywords (:func:`reidlib.figure_style.model_style`), the same in every panel.
         margins: label -> the run's triplet margin, drawn dotted grey in the triplet panel.
         title: the figure's title.
+        metrics: label -> the distance its triplet compares (``"euclidean"``, the default, or ``"cosine"``), named in
+            the distance panels' titles.
 
     Rank-1 points are circles on held-out identities and crosses on the TEST split (paper-code selection).
     A figure of runs that never trained says so in words instead of drawing empty axes.
@@ -137,7 +144,7 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, Any]]],
             for m in sorted(set(margin_of.values())):
                 ax.axhline(m, label="_m", **MARGIN_STYLE)
         note = _fit_y(ax, panel, list(margin_of.values()))
-        ax.set_title(_title(panel, frames) + note, fontsize=10)
+        ax.set_title(_title(panel, frames, metrics or {}) + note, fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)

@@ -199,13 +199,17 @@ def test_histories_plot_the_collapse_diagnostics_where_recorded():
     fig = plot_histories({"healthy": healthy, "collapsing": collapsing})
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["ID loss (label-smoothed CE)", "mean feature norm (triplet input)",
-                      "hardest-positive distance (mean)", "hardest-negative distance (mean)"]
+                      "hardest-positive distance (mean, euclidean)", "hardest-negative distance (mean, euclidean)"]
     _, norm_ax, ap_ax, an_ax = fig.axes
     assert list(norm_ax.lines[1].get_ydata()) == pytest.approx([8.0, 4.0, 8.0 / 3])
     assert list(ap_ax.lines[0].get_ydata()) == pytest.approx([4.0, 4.0, 4.0])
     assert list(an_ax.lines[1].get_ydata()) == pytest.approx([0.9, 0.45, 0.3])
     assert all(ax.get_ylim()[0] == 0.0 for ax in (norm_ax, ap_ax, an_ax))  # a fall towards 0 stays visible
     _legends_clear_of_data(fig)
+    fig = plot_histories({"healthy": healthy, "collapsing": collapsing}, metrics={"healthy": "cosine"})
+    assert fig.axes[2].get_title() == "hardest-positive distance (mean, each run's triplet metric)"
+    fig = plot_histories({"healthy": healthy}, metrics={"healthy": "cosine"})
+    assert fig.axes[3].get_title() == "hardest-negative distance (mean, cosine)"
     # histories from before the diagnostics were recorded get no such panels
     fig = plot_histories({"old": [{"epoch": 1, "loss_id": 5.0}, {"epoch": 2, "loss_id": 4.0}]})
     assert [ax.get_title() for ax in fig.axes] == ["ID loss (label-smoothed CE)"]
@@ -296,6 +300,14 @@ def test_stage_figures_use_the_model_colour_and_one_grid(study_runs):
     colour = model_style("osnet_x0_25")["color"]
     fig = plot_history(m["history"], title="OSNet x0.25 on CUHK03-NP", model_run="osnet_x0_25", label="OSNet x0.25")
     assert {ln.get_color() for ax in fig.axes for ln in ax.lines if ln.get_label() != "_m"} == {colour}
+    # the training block gives the margin line (none for the soft margin) and the distance panels' metric
+    diagnosed = [{**h, "loss_triplet": 0.5, "dist_ap": 0.2, "dist_an": 0.4} for h in m["history"]]
+    for train, margins, metric in (({"triplet_margin": 0.5, "loss_kwargs": {"metric": "cosine"}}, [0.5], "cosine"),
+                                   ({"loss_kwargs": {"soft_margin": True}}, [], "euclidean")):
+        fig = plot_history(diagnosed, title="t", train=train, model_run="osnet_x0_25")
+        triplet_ax = next(ax for ax in fig.axes if ax.get_title().startswith("triplet"))
+        assert [ln.get_ydata()[0] for ln in triplet_ax.lines if ln.get_label() == "_m"] == margins
+        assert f"(mean, {metric})" in next(ax.get_title() for ax in fig.axes if ax.get_title().startswith("hardest-n"))
     out = Outcome("osnet_x0_25", "CUHK03-NP (detected)", m["history"], m["evaluations"], {}, None)
     fig = plot_outcome_cmc(out, label="OSNet x0.25", model_run="osnet_x0_25")
     assert [t.get_text().split(" (R1")[0] for t in fig.legends[0].get_texts()] == [

@@ -140,13 +140,16 @@ def plot_learning_curves(runs: Mapping[str, TrainRecord], title: str | None = No
     from reidlib.learning_curves import plot_histories
 
     several = len({m.dataset_label for m in runs.values()}) > 1
-    histories, styles, margins = {}, {}, {}
+    histories, styles, margins, metrics = {}, {}, {}, {}
     for run_id, m in sorted(runs.items()):
         label = f"{m.model_label} on {m.dataset_label}" if several else m.model_label
         histories[label] = m.history_dicts()
         styles[label] = _style_of(run_id, m)
-        margins[label] = m.train.recipe.triplet_margin if m.train.recipe is not None else None
-    return plot_histories(histories, styles=styles, margins=margins, title=title)
+        recipe = m.train.recipe
+        loss = dict(recipe.loss_kwargs or {}) if recipe is not None else {}
+        margins[label] = None if recipe is None or loss.get("soft_margin") else recipe.triplet_margin
+        metrics[label] = str(loss.get("metric", "euclidean"))
+    return plot_histories(histories, styles=styles, margins=margins, title=title, metrics=metrics)
 
 
 def _slug(text: str) -> str:

@@ -6,8 +6,10 @@ selected checkpoint; query/gallery features are stored in the run's work directo
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -288,19 +290,24 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def plot_history(history: list[dict], title: str = "", triplet_margin: float | None = 0.3,
+def plot_history(history: list[dict], title: str = "", train: Mapping[str, Any] | None = None,
                  model_run: str | None = None, label: str | None = None):
     """Learning curves of one run in its model's colour: a panel per loss term (the triplet margin dotted), train
     accuracy and, where evaluated, held-out rank-1 (%); see :func:`reidlib.learning_curves.plot_histories`.
 
-    ``model_run`` picks the colour (:func:`reidlib.figure_style.model_style`); ``label`` names the run in the legend
-    (default: ``title``)."""
+    ``train`` is the run's training (or fine-tuning) block: its ``triplet_margin`` (0.3 where unset; none drawn for
+    the soft margin) and the distance its triplet compares (``loss_kwargs.metric``). ``model_run`` picks the colour
+    (:func:`reidlib.figure_style.model_style`); ``label`` names the run in the legend (default: ``title``)."""
     from reidlib.figure_style import model_style
     from reidlib.learning_curves import plot_histories
 
+    block = dict(train or {})
+    loss = dict(block.get("loss_kwargs") or {})
+    margin = None if loss.get("soft_margin") else block.get("triplet_margin", 0.3)
     name = label or title or "this run"
     styles = {name: model_style(model_run)} if model_run else None
-    return plot_histories({name: history}, styles=styles, margins={name: triplet_margin}, title=title or None)
+    return plot_histories({name: history}, styles=styles, margins={name: margin}, title=title or None,
+                          metrics={name: str(loss.get("metric", "euclidean"))})
 
 
 EVALUATION_ROLES = {"test": "test split", "zero-shot": "zero-shot", "fine-tuned": "fine-tuned"}
