@@ -181,7 +181,8 @@ def test_the_recipe_sweeps_are_variant_profiles_that_never_read_the_test_split()
     assert [p.stem for p in SWEEPS] == [
         "cuhk03-full-scratch", "cuhk03-osnet-full-scratch", "cuhk03-osnet-long", "cuhk03-osnet-msmt17",
         "cuhk03-osnet-speed", "cuhk03-resnet50-scratch",
-        "cuhk03-scratch-recipe", "cuhk03-scratch-regularise", "cuhk03-scratch", "synthetic-osnet-bnneck",
+        "cuhk03-scratch-neck", "cuhk03-scratch-recipe", "cuhk03-scratch-regularise", "cuhk03-scratch",
+        "synthetic-osnet-bnneck",
         "synthetic-scratch"]
     assert not any("sweeps" in name for name in list_profiles())
     for path in SWEEPS:
