@@ -79,6 +79,20 @@ def test_distance_rows_carry_intervals_and_paired_differences(tmp_path):
     assert "re-ranking gain over euclidean (L2)" in verdicts.columns
 
 
+def test_the_distance_table_puts_raw_and_normalised_features_side_by_side(tmp_path):
+    noisy = _run(tmp_path, 1.5, "noisy")
+    table, _ = distance.distance_study([noisy], metrics=["euclidean", "cosine"], normalize=[True, False], rerank=True)
+    pivot = distance.pivot_distance_table(table)
+    assert list(pivot.columns) == ["R1, as trained", "mAP, as trained", "R1, L2-normalised", "mAP, L2-normalised"]
+    # the study's order of distances, one row each; re-ranking has no as-trained value
+    assert [d for _, _, d in pivot.index] == ["euclidean", "cosine", "sqeuclidean +RK"]
+    raw = table[(table["metric"] == "euclidean") & ~table["normalized"]].iloc[0]
+    lo, hi = raw["ci95"]["mAP"]
+    assert pivot.loc[("NOISY", "D", "euclidean"), "mAP, as trained"] == f"{raw['mAP']:.1f} [{lo:.1f}, {hi:.1f}]"
+    assert pivot.loc[("NOISY", "D", "sqeuclidean +RK"), "R1, as trained"] == "–"
+    assert pivot.loc[("NOISY", "D", "sqeuclidean +RK"), "R1, L2-normalised"] != "–"
+
+
 def _pq_row(metric: str, aps: list[float], r1: float = 50.0) -> dict:
     """A distance-table row; ``r1`` (%) is set apart from the APs, far above chance unless a test says otherwise."""
     return {"run": "d-m", "model": "M", "dataset": "D", "metric": metric, "normalized": True, "rerank": "none",

@@ -185,24 +185,34 @@ def distance_verdicts(paired_rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).set_index(["model", "dataset"])
 
 
-def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rank-1 and mAP (%) with their 95 % intervals per model x dataset x distance setting (one row each).
+FEATURE_COLUMNS = {False: "as trained", True: "L2-normalised"}
 
-    Rows made before intervals existed show ``n/a`` for the interval.
+
+def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rank-1 and mAP (%) with their 95 % intervals, one row per model x dataset x distance.
+
+    Columns ``"R1, as trained"``, ``"mAP, as trained"``, ``"R1, L2-normalised"``, ``"mAP, L2-normalised"``: the
+    same distance on the features as the network gives them and after L2 normalisation, side by side. The
+    re-ranking row (L2-normalised only) is the distance ``"sqeuclidean +RK"`` with ``"–"`` where it has no value.
+    Distances keep the study's order; rows made before intervals existed show ``n/a`` for the interval.
     """
     from .uncertainty import fmt_value
 
     if table.empty:
         return table
-    rows = []
+    columns = [f"{stat}, {FEATURE_COLUMNS[norm]}" for norm in (False, True) for stat in ("R1", "mAP")]
+    cells: dict[tuple, dict] = {}
     for r in table.to_dict("records"):
+        rerank = r.get("rerank") and r["rerank"] != "none"
         ev = {k: r[k] for k in ("R1", "mAP")}
         if isinstance(r.get("ci95"), dict):
             ev["ci95"] = r["ci95"]
-        rows.append({"model": r["model"], "dataset": r["dataset"],
-                     "distance": setting_label(r["metric"], r["normalized"], r["rerank"]),
-                     "R1 [95% CI]": fmt_value(ev, "R1"), "mAP [95% CI]": fmt_value(ev, "mAP")})
-    return pd.DataFrame(rows).set_index(["model", "dataset", "distance"]).sort_index()
+        row = cells.setdefault((r["model"], r["dataset"], r["metric"] + (" +RK" if rerank else "")), {})
+        for stat in ("R1", "mAP"):
+            row[f"{stat}, {FEATURE_COLUMNS[bool(r['normalized'])]}"] = fmt_value(ev, stat)
+    frame = pd.DataFrame([{"model": m, "dataset": d, "distance": dist, **{c: row.get(c, "–") for c in columns}}
+                          for (m, d, dist), row in cells.items()])
+    return frame.sort_values(["model", "dataset"], kind="stable").set_index(["model", "dataset", "distance"])
 
 
 METRIC_STYLES = {  # one line style and marker per distance, the same in every panel

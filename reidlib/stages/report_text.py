@@ -92,8 +92,11 @@ def _distance_sections(runs: Runs) -> list[str]:
     dist = distance_table(runs)
     if not dist.empty:
         paired_rows = distance_run(runs).paired_frame()
-        lines += ["## Distance study: rank-1 / mAP (%) [95% CI] per distance", "",
-                  distance_summary(paired_rows), "", _md(dist.reset_index()), ""]
+        lines += ["## Distance study: rank-1 and mAP (%) [95% CI] per distance", "",
+                  distance_summary(paired_rows), "",
+                  ("Each distance on the features as the network gives them and after L2 normalisation; "
+                   "\"+RK\" is k-reciprocal re-ranking, run on L2-normalised features only."), "",
+                  _md(dist.reset_index()), ""]
     ver, head, best = verification_tables(runs)
     if not ver.empty:
         lines += ["## Verification: same person or not? AUC, EER, TAR@FAR=1e-2, TAR@FAR=1e-3 (%) per distance", "",
