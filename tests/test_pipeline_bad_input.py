@@ -185,6 +185,27 @@ def test_dry_run_says_why_a_run_with_lost_work_files_reruns(tmp_path, monkeypatc
         in capsys.readouterr().out
 
 
+def test_dry_run_says_how_far_an_interrupted_run_got(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
+    path = _profile(tmp_path)
+    cfg = load_profile(path)
+    run = next(r for r in plan(cfg) if r.stage == "10_train")
+    work = Path(run.parameters["work_dir"])
+    work.mkdir(parents=True)
+    (work / "last.pt").write_bytes(b"")
+    (work / "history.json").write_text(json.dumps([{"epoch": 1}, {"epoch": 2}]))
+    (work / "run_key.txt").write_text("the key of other inputs")
+    assert pipeline.provenance.resume_point(run, cfg) is None  # those files are discarded, the run starts afresh
+    (work / "run_key.txt").write_text(pipeline.input_hash(run, cfg))
+    planned = run.parameters["train"]["epochs"]
+    assert pipeline.provenance.resume_point(run, cfg) == (2, planned)
+    pipeline.run_study(str(path), dry_run=True)
+    assert f"{run.id}: would run 10_train.ipynb; resumes from its checkpoint (2 of {planned} epochs done)" \
+        in capsys.readouterr().out
+    (work / "history.json").write_text("[]")
+    assert pipeline.provenance.resume_point(run, cfg) is None
+
+
 def test_two_profiles_sharing_a_work_dir_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
     first = _profile(tmp_path, "first")

@@ -288,6 +288,24 @@ def run_status(run: Run, cfg: dict, needed: bool = True) -> tuple[bool, str]:
     return True, ""
 
 
+def resume_point(run: Run, cfg: dict) -> tuple[int, int] | None:
+    """``(epochs done, epochs planned)`` of an interrupted training or fine-tuning run that its next execution
+    resumes: its work folder holds ``last.pt`` and ``history.json`` under today's input hash (``run_key.txt``).
+    None for a run that starts at epoch 0 (no checkpoint, or one of other inputs) and for other stages."""
+    work = run.parameters.get("work_dir")
+    planned = (run.parameters.get("train") or run.parameters.get("finetune") or {}).get("epochs")
+    if not work or not planned or not (Path(work) / "last.pt").is_file():
+        return None
+    try:
+        if (Path(work) / "run_key.txt").read_text().strip() != input_hash(run, cfg):
+            return None
+        history = json.loads((Path(work) / "history.json").read_text())
+        done = max(int(row["epoch"]) for row in history)
+    except (OSError, ValueError, TypeError, KeyError):  # unreadable, empty or not this trainer's history
+        return None
+    return done, int(planned)
+
+
 def recorded_hash(run: Run, cfg: dict) -> str | None:
     info = run_dir(cfg, run.stage, run.name) / "run.json"
     try:

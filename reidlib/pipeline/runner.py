@@ -24,7 +24,7 @@ from .execute import clean_leftovers, execute, interrupted_message, print_flush,
 from .lock import profile_lock
 from .plan import STAGES, Run, plan, results_dir
 from .profile import load_profile
-from .provenance import portable, run_status, with_stale_runs
+from .provenance import portable, resume_point, run_status, with_stale_runs
 from .schema import ProfileError
 
 
@@ -227,10 +227,14 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
             print_flush(f"{head}: up to date")
             continue
         why = f" ({reason})" if reason and not forced else ""
+        resumes = None if forced else resume_point(run, cfg)
+        resuming = f"resumes from its checkpoint ({resumes[0]} of {resumes[1]} epochs done)" if resumes else ""
         if dry_run:
-            print_flush(f"{head}: would run {run.notebook.name}{why}")
+            print_flush(f"{head}: would run {run.notebook.name}{why}" + (f"; {resuming}" if resuming else ""))
             would.append(run.id)
             continue
+        if resuming:
+            print_flush(f"{head}: {resuming}")
         t0 = time.time()
         note(run)
         out = execute(run, cfg, log_output=log_output, **({"fresh": True} if forced else {}))
