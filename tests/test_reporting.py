@@ -168,6 +168,26 @@ def test_imagenet_init_is_the_papers_init():
     assert "init" not in differences(setting, "Market-1501", PAPER["setting"], PAPER["main_data"])
 
 
+def test_slowed_epochs_count_at_their_kinds_median_beside_the_measured_minutes():
+    from reidlib.stages.report_runs import minutes_text, run_setting, steady_minutes
+
+    # 8 epochs of 30 s, evaluated every 4th (45 s); epoch 3 shared the CPU (90 s), epoch 8's evaluation too (120 s)
+    seconds = [30, 30, 90, 45, 30, 30, 30, 120]
+    history = [{"epoch": e, "epoch_seconds": t, **({"val_rank1": 0.5, "select_score": 0.5} if e % 4 == 0 else {})}
+               for e, t in enumerate(seconds, 1)]
+    m = TrainRecord.from_dict({"history": history, "train": {"epochs": 8, "epochs_completed": 8,
+                                                             "train_seconds": float(sum(seconds))}})
+    steady, slowed = steady_minutes(m)
+    assert slowed == 2 and steady == pytest.approx((6 * 30 + 2 * 45) / 60)  # each at 30 s or 45 s
+    setting = run_setting(m)
+    assert minutes_text(setting) == ("6.8 min (4.5 at its steady pace: 2 epochs ran over 1.5 times slower than "
+                                     "the median)")
+    quiet = TrainRecord.from_dict({"history": [{"epoch": e, "epoch_seconds": 30} for e in range(1, 5)],
+                                   "train": {"epochs": 4, "epochs_completed": 4, "train_seconds": 120.0}})
+    assert steady_minutes(quiet) == (2.0, 0) and minutes_text(run_setting(quiet)) == "2.0 min"
+    assert steady_minutes(TrainRecord.from_dict({"history": [{"epoch": 1}], "train": {}})) is None
+
+
 def test_report_flags_a_run_its_wall_clock_guard_cut_short(tmp_path):
     from reidlib.stages.report import write_report
 

@@ -12,7 +12,7 @@ import pandas as pd
 from .distance import best_distances, pivot_distance_table, pivot_verification_table
 from .ids import DISTANCE_STAGE, FINETUNE_STAGE, TRAIN_STAGE, in_stage
 from .records import Runs
-from .report_runs import dataset_labels, distance_run, or_dash, run_setting
+from .report_runs import dataset_labels, distance_run, minutes_text, or_dash, run_setting
 from .uncertainty import fmt_diff, fmt_pair
 
 SETTING_COLUMNS = ("init", "epochs", "input", "hardware")
@@ -31,7 +31,7 @@ def differences(setting: dict, data: str, paper_setting: dict, main_data: str) -
     if setting.get("frozen"):
         line += f"; frozen: {setting['frozen']}"
     if setting.get("train_min"):
-        line += f"; {setting['train_min']:.1f} min of training"
+        line += f"; {minutes_text(setting)} of training"
     return line
 
 
@@ -103,7 +103,7 @@ def head_to_head(runs: Runs, references: list[dict] | None) -> pd.DataFrame:
             continue
         st = run_setting(m)
         rows.append({"this study": f"`{run}`", "R1 / mAP": ev.fmt_record(),
-                     "training": f"{st['epochs']} epochs, {st['train_min']:.1f} min, {st['hardware']}",
+                     "training": f"{st['epochs']} epochs, {minutes_text(st)}, {st['hardware']}",
                      "reference": ref.get("source", ""), "reference R1 / mAP": fmt_pair(ref["R1"], ref["mAP"]),
                      "reference training": f"{ref.get('epochs', '-')} epochs, {ref.get('hardware', '-')}",
                      "difference R1 / mAP": f"{ev.R1 - ref['R1']:+.1f} / {ev.mAP - ref['mAP']:+.1f}"})

@@ -16,7 +16,7 @@ from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE, in_stage
 from .records import Runs
 from .report_figures import figure_caption
 from .report_learning import MIN_SPREAD, NEAR_CHANCE_POINTS, chance_levels, failed_runs, learned_view, learning_check
-from .report_runs import distance_run, or_dash, run_setting
+from .report_runs import distance_run, minutes_text, or_dash, run_setting
 from .report_tables import (
     comparison_table,
     complexity_table,
@@ -125,8 +125,8 @@ def _provenance(runs: Runs, stale: list[str]) -> tuple[list[str], float, set[str
         total_train_s += float(tr.train_seconds or 0.0)
         hardware.add(st["hardware"])
         lines.append(f"- `{rid}`: {m.model_label} on {m.dataset_label}; init {st['init']}; "
-                     f"epochs run {tr.epochs_completed} of {tr.epochs} ({st['train_min']:.1f} min of "
-                     f"training, {float(info.wall_seconds or 0.0) / 60:.1f} min for the whole notebook); "
+                     f"epochs run {tr.epochs_completed} of {tr.epochs} ({minutes_text(st)} of training, "
+                     f"{float(info.wall_seconds or 0.0) / 60:.1f} min for the whole notebook); "
                      f"optimizer {tr.optimizer}; selected on {or_dash(tr.select_on)} "
                      f"(epoch {or_dash(tr.best_epoch)}); input {st['input']}; {st['hardware']}; "
                      f"commit {(info.git_commit or 'unknown')[:12]}"
