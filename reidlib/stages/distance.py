@@ -203,11 +203,10 @@ def pivot_distance_table(table: pd.DataFrame) -> pd.DataFrame:
     columns = [f"{stat}, {FEATURE_COLUMNS[norm]}" for norm in (False, True) for stat in ("R1", "mAP")]
     cells: dict[tuple, dict] = {}
     for r in table.to_dict("records"):
-        rerank = r.get("rerank") and r["rerank"] != "none"
         ev = {k: r[k] for k in ("R1", "mAP")}
         if isinstance(r.get("ci95"), dict):
             ev["ci95"] = r["ci95"]
-        row = cells.setdefault((r["model"], r["dataset"], r["metric"] + (" +RK" if rerank else "")), {})
+        row = cells.setdefault((r["model"], r["dataset"], setting_label(r["metric"], False, r.get("rerank"))), {})
         for stat in ("R1", "mAP"):
             row[f"{stat}, {FEATURE_COLUMNS[bool(r['normalized'])]}"] = fmt_value(ev, stat)
     frame = pd.DataFrame([{"model": m, "dataset": d, "distance": dist, **{c: row.get(c, "–") for c in columns}}

@@ -96,7 +96,7 @@ def steady_minutes(m: TrainRecord) -> tuple[float, int] | None:
         kinds.setdefault(h.select_score is not None or h.val_rank1 is not None, []).append(float(h.epoch_seconds))
     total, slowed = 0.0, 0
     for seconds in kinds.values():
-        median = sorted(seconds)[(len(seconds) - 1) // 2]  # the lower median: two epochs, one slowed
+        median = sorted(seconds)[(len(seconds) - 1) // 2]  # lower: of two epochs, a slowed one stands out
         slowed += sum(t > SLOW_EPOCH * median for t in seconds)
         total += sum(min(t, median) if t > SLOW_EPOCH * median else t for t in seconds)
     return total / 60, slowed
