@@ -206,6 +206,38 @@ def test_dry_run_says_how_far_an_interrupted_run_got(tmp_path, monkeypatch, caps
     assert pipeline.provenance.resume_point(run, cfg) is None
 
 
+def test_a_run_begun_in_another_precision_is_not_resumed_here(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from reidlib.engine.checkpoint import save_checkpoint
+    from reidlib.runtime import resolve_precision
+
+    monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
+    path = _profile(tmp_path)
+    cfg = load_profile(path)
+    run = next(r for r in plan(cfg) if r.stage == "10_train")
+    assert run.parameters["precision"] == "auto"
+    here = resolve_precision("auto", torch.device("cpu"))
+    other = "bf16" if here == "fp32" else "fp32"
+    work = Path(run.parameters["work_dir"])
+    work.mkdir(parents=True)
+    (work / "history.json").write_text(json.dumps([{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]))
+    (work / "run_key.txt").write_text(pipeline.input_hash(run, cfg))
+    planned = run.parameters["train"]["epochs"]
+    save_checkpoint({"model": {}, "meta": {"runs": [{"precision": here}]}}, work / "last.pt")
+    assert pipeline.provenance.began_in_other_precision(run, cfg) is None  # same arithmetic: it resumes
+    save_checkpoint({"model": {}, "meta": {"runs": [{"precision": other}]}}, work / "last.pt")
+    problem = pipeline.provenance.began_in_other_precision(run, cfg)
+    assert problem == (f"{run.id} trained its first 3 of {planned} epochs in {other}, but precision 'auto' means "
+                       f"{here} on this machine, so resuming would train the rest in another arithmetic. Resume it "
+                       f"on a machine of the kind it began on, start it afresh here (--force --only {run.id}), or "
+                       f"set `precision: fp32` in the profile so that every machine trains alike (that starts it "
+                       f"afresh once).")
+    pipeline.run_study(str(path), dry_run=True)
+    assert (f"{run.id}: would run 10_train.ipynb; resumes from its checkpoint (3 of {planned} epochs done); "
+            f"refused on this machine: {problem}") in capsys.readouterr().out
+
+
 def test_two_profiles_sharing_a_work_dir_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("REIDLIB_RESULTS_DIR", str(tmp_path / "results"))
     first = _profile(tmp_path, "first")

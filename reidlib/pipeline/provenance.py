@@ -306,6 +306,35 @@ def resume_point(run: Run, cfg: dict) -> tuple[int, int] | None:
     return done, int(planned)
 
 
+def began_in_other_precision(run: Run, cfg: dict) -> str | None:
+    """Why resuming ``run`` on this machine would change its arithmetic halfway, or None.
+
+    ``precision: auto`` resolves per machine (:func:`reidlib.runtime.resolve_precision`: bf16 autocast on a CPU
+    with native bf16, fp32 on one without), and ``last.pt`` records the precision each stretch of a run trained in.
+    A run begun on one kind of CPU and resumed on the other would train its epochs in two arithmetics, and its
+    numbers would match neither kind's uninterrupted run; this names the run, both precisions and the ways out.
+    """
+    resumes = resume_point(run, cfg)
+    if resumes is None:
+        return None
+    from reidlib.engine.checkpoint import CheckpointError, load_checkpoint
+    from reidlib.runtime import resolve_device, resolve_precision
+
+    try:
+        state = load_checkpoint(Path(run.parameters["work_dir"]) / "last.pt", mmap=True)
+        began = str(state["meta"]["runs"][-1]["precision"])
+    except (OSError, CheckpointError, KeyError, IndexError, TypeError):  # unreadable: the runner discards it
+        return None
+    chosen = str(run.parameters.get("precision") or "auto")
+    here = resolve_precision(chosen, resolve_device(str(run.parameters.get("device") or "auto")))
+    if began == here:
+        return None
+    return (f"{run.id} trained its first {resumes[0]} of {resumes[1]} epochs in {began}, but precision {chosen!r} "
+            f"means {here} on this machine, so resuming would train the rest in another arithmetic. Resume it on a "
+            f"machine of the kind it began on, start it afresh here (--force --only {run.id}), or set "
+            f"`precision: fp32` in the profile so that every machine trains alike (that starts it afresh once).")
+
+
 def recorded_hash(run: Run, cfg: dict) -> str | None:
     info = run_dir(cfg, run.stage, run.name) / "run.json"
     try:

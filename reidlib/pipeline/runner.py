@@ -24,7 +24,7 @@ from .execute import clean_leftovers, execute, interrupted_message, print_flush,
 from .lock import profile_lock
 from .plan import STAGES, Run, plan, results_dir
 from .profile import load_profile
-from .provenance import portable, resume_point, run_status, with_stale_runs
+from .provenance import began_in_other_precision, portable, resume_point, run_status, with_stale_runs
 from .schema import ProfileError
 
 
@@ -229,10 +229,14 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
         why = f" ({reason})" if reason and not forced else ""
         resumes = None if forced else resume_point(run, cfg)
         resuming = f"resumes from its checkpoint ({resumes[0]} of {resumes[1]} epochs done)" if resumes else ""
+        mixed = began_in_other_precision(run, cfg) if resumes else None
         if dry_run:
-            print_flush(f"{head}: would run {run.notebook.name}{why}" + (f"; {resuming}" if resuming else ""))
+            print_flush(f"{head}: would run {run.notebook.name}{why}" + (f"; {resuming}" if resuming else "")
+                        + (f"; refused on this machine: {mixed}" if mixed else ""))
             would.append(run.id)
             continue
+        if mixed:
+            raise ProfileError(mixed)
         if resuming:
             print_flush(f"{head}: {resuming}")
         t0 = time.time()
