@@ -225,9 +225,11 @@ def test_a_run_begun_in_another_precision_is_not_resumed_here(tmp_path, monkeypa
     (work / "run_key.txt").write_text(pipeline.input_hash(run, cfg))
     planned = run.parameters["train"]["epochs"]
     save_checkpoint({"model": {}, "meta": {"runs": [{"precision": here}]}}, work / "last.pt")
-    assert pipeline.provenance.began_in_other_precision(run, cfg) is None  # same arithmetic: it resumes
+    resumes = pipeline.provenance.resume_point(run, cfg)
+    assert resumes == (3, planned)
+    assert pipeline.provenance.began_in_other_precision(run, resumes) is None  # same arithmetic: it resumes
     save_checkpoint({"model": {}, "meta": {"runs": [{"precision": other}]}}, work / "last.pt")
-    problem = pipeline.provenance.began_in_other_precision(run, cfg)
+    problem = pipeline.provenance.began_in_other_precision(run, resumes)
     assert problem == (f"{run.id} trained its first 3 of {planned} epochs in {other}, but precision 'auto' means "
                        f"{here} on this machine, so resuming would train the rest in another arithmetic. Resume it "
                        f"on a machine of the kind it began on, start it afresh here (--force --only {run.id}), or "

@@ -306,24 +306,22 @@ def resume_point(run: Run, cfg: dict) -> tuple[int, int] | None:
     return done, int(planned)
 
 
-def began_in_other_precision(run: Run, cfg: dict) -> str | None:
-    """Why resuming ``run`` on this machine would change its arithmetic halfway, or None.
+def began_in_other_precision(run: Run, resumes: tuple[int, int]) -> str | None:
+    """Why resuming ``run`` (``resumes``: its :func:`resume_point`) on this machine would change its arithmetic
+    halfway, or None.
 
     ``precision: auto`` resolves per machine (:func:`reidlib.runtime.resolve_precision`: bf16 autocast on a CPU
     with native bf16, fp32 on one without), and ``last.pt`` records the precision each stretch of a run trained in.
     A run begun on one kind of CPU and resumed on the other would train its epochs in two arithmetics, and its
     numbers would match neither kind's uninterrupted run; this names the run, both precisions and the ways out.
     """
-    resumes = resume_point(run, cfg)
-    if resumes is None:
-        return None
     from reidlib.engine.checkpoint import CheckpointError, load_checkpoint
     from reidlib.runtime import resolve_device, resolve_precision
 
     try:
         state = load_checkpoint(Path(run.parameters["work_dir"]) / "last.pt", mmap=True)
         began = str(state["meta"]["runs"][-1]["precision"])
-    except (OSError, CheckpointError, KeyError, IndexError, TypeError):  # unreadable: the runner discards it
+    except (OSError, CheckpointError, KeyError, IndexError, TypeError):  # unreadable: the trainer's resume says so
         return None
     chosen = str(run.parameters.get("precision") or "auto")
     here = resolve_precision(chosen, resolve_device(str(run.parameters.get("device") or "auto")))

@@ -229,7 +229,7 @@ def _run_all(cfg: dict, everything: list[Run], runs: list[Run], force: bool, dry
         why = f" ({reason})" if reason and not forced else ""
         resumes = None if forced else resume_point(run, cfg)
         resuming = f"resumes from its checkpoint ({resumes[0]} of {resumes[1]} epochs done)" if resumes else ""
-        mixed = began_in_other_precision(run, cfg) if resumes else None
+        mixed = began_in_other_precision(run, resumes) if resumes else None
         if dry_run:
             print_flush(f"{head}: would run {run.notebook.name}{why}" + (f"; {resuming}" if resuming else "")
                         + (f"; refused on this machine: {mixed}" if mixed else ""))
