@@ -168,4 +168,4 @@ def test_the_report_opens_with_the_measured_noise_and_keeps_its_tables(tmp_path)
     record = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert record["at_a_glance"] == glance
     assert "## Seeds" in text and "| 52.5 ± 2.5 | 42.0 ± 2.6 |" in text
-    assert "| fp32 | precision: \"fp32\" |" in text and "+0.0 [+0.0, +0.0] / +1.0 [+1.0, +1.0]" in text
+    assert "- `fp32`: precision: \"fp32\"" in text and "+0.0 [+0.0, +0.0] / +1.0 [+1.0, +1.0]" in text

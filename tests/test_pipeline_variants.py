@@ -249,6 +249,20 @@ def test_variant_table_names_what_each_variant_changes(tmp_path):
     assert table["R1 / mAP [95% CI]"][1] == "50.0 [48.0, 52.0] / 35.0 [34.0, 36.0]"
 
 
+def test_a_test_split_variants_table_holds_only_what_a_variant_repeats_and_lists_changes_once(tmp_path):
+    (tmp_path / "v").mkdir()
+    other = {**_group(tmp_path / "v", None, [(30.0, 20.0)]), "model_run": "mnv3"}  # no variant repeats it
+    groups = seeds_mod.load_groups([_group(tmp_path, None, [(40.0, 30.0)]), other,
+                                    _group(tmp_path, "lr-high", [(50.0, 35.0)])])
+    overrides = {"lr-high": {"training": {"lr": 0.001}}}
+    assert len(seeds_mod.variant_table(groups, overrides)) == 3
+    table = seeds_mod.variant_table(groups, overrides, compared_only=True)
+    assert [(r["variant"], r["model"]) for _, r in table.iterrows()] == [("(profile)", "OSNet"), ("lr-high", "OSNet")]
+    lines = seeds_mod.report_lines(groups, overrides)
+    assert "- `lr-high`: training.lr: 0.001" in lines
+    assert "changes" not in next(line for line in lines if line.startswith("| variant"))
+
+
 def test_held_out_variant_table_shows_the_selected_and_last_epoch(tmp_path):
     groups = seeds_mod.load_groups([_group(tmp_path, "v", [(20.0, 10.0)], held_out=True)])
     row = seeds_mod.variant_table(groups, {"v": {"training": {"lr": 1.0}}}, test_split=False).iloc[0]
@@ -303,6 +317,12 @@ def test_separation_curves_plot_the_distance_ratio_per_recipe(tmp_path):
     assert written == tmp_path / "f" / "separation.png" and written.is_file()
     no_distances = seeds_mod.load_groups([_group(tmp_path, "v", [(20.0, 10.0)], held_out=True)])
     assert seeds_mod.plot_separation_curves(no_distances) is None
+    (tmp_path / "c").mkdir()
+    alone = with_distances({**_group(tmp_path / "c", None, [(9.0, 9.0)], held_out=True), "model_run": "mnv3"},
+                           [(1.0, 1.0), (1.0, 1.0)], [1, 1])  # a model no variant repeats
+    fig = seeds_mod.plot_separation_curves(seeds_mod.load_groups([base, cos, alone]), compared_only=True)
+    assert len(fig.axes[0].lines) == 3  # the two OSNet recipes and the line at 1
+    plt.close(fig)
 
 
 def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):

@@ -441,3 +441,48 @@ def test_differences_are_signed_everywhere_and_never_minus_zero():
     assert fmt_signed_interval(-1.0, None) == "-1.0 [n/a]"
     assert fmt_diff({"difference": -0.02, "ci95": [-0.04, 0.3]}, "mAP") == "+0.0 [+0.0, +0.3] mAP"
     assert fmt_diff(None) == "n/a"
+
+
+def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ranked(tmp_path):
+    import json
+
+    from reidlib.stages.report import write_report
+
+    runs = _three(30.0, 20.0, 19.0)
+    # the profile variant "pl" of the OSNet run: near chance, its batches not separating identities
+    side = _scratch_run("osnet_x0_25", "OSNet", 0.0, 1.0, spread=0.0,
+                        history=[{"epoch": 1, "train_acc": 0.5, "loss_id": 6.0, "loss_triplet": 0.31,
+                                  "dist_ap": 1.0, "dist_an": 0.84}])
+    (tmp_path / "side.json").write_text(json.dumps(side))
+    groups = [{"stage": "10_train", "variant": None, "model_run": "o", "dataset_key": "d", "seeds": [0],
+               "runs": ["10_train/o"], "records": [runs["10_train/o"]]},
+              {"stage": "10_train", "variant": "pl", "model_run": "o", "dataset_key": "d", "seeds": [0],
+               "runs": ["10_train/o@pl"], "metrics": [str(tmp_path / "side.json")]}]
+    pair = {"fixed": "10_train/o", "variant": "10_train/o@pl", "change": "the paper's loss: euclidean triplet"}
+    text = write_report(runs, tmp_path / "out", profile="p", description="d", profile_path="p.yaml",
+                        report={"ranking": ["10_train/r", "10_train/o", "10_train/m"], "reproduces": PAPER,
+                                "variants": [pair]},
+                        run_groups=groups, variant_overrides={"pl": {"training": {"metric_warmup_epochs": 0}}})
+    learn = text[text.index("## Did each model learn?"):text.index("## Does the paper's ranking hold?")]
+    row = next(line for line in learn.splitlines() if line.startswith("| `10_train/o@pl`"))
+    assert "| 0.84 |" in row and row.endswith("| near chance |")  # 0.84 / 1.0, the ratio of the batch distances
+    assert "side rows, never ranked" in learn
+    fixes = text[text.index("## What each fix"):]
+    assert "| OSNet (variant pl) | 0.0 [0.0, 0.0] / 1.0 [1.0, 1.0] |" in fixes
+    glance = text[text.index("## At a glance"):text.index("## Table I")]
+    assert ("what each change of the paper's code costs in test mAP (fixed minus paper code, points, paired 95 % "
+            "interval): the paper's loss +19.0 [+19.0, +19.0] for OSNet (with it near chance).") in glance
+    assert "o@pl" not in glance and "o@pl" not in text[text.index("## Table I"):text.index("## Did each")]
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "10_train/o@pl" not in record["excluded_from_ranking"]
+
+
+def test_fix_costs_say_within_noise_and_skip_noise_pairs():
+    from reidlib.stages.findings import fix_costs
+
+    runs = as_runs({"10_train/fixed": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5, spread=0.0),
+                    "10_train/paper": _scratch_run("mnv3_siamese", "MNV3", 22.0, 18.5, spread=0.0)})
+    pairs = [{"fixed": "10_train/fixed", "variant": "10_train/paper", "change": "sigmoid"}]
+    assert fix_costs(runs, pairs, {}).endswith("sigmoid +0.0 [+0.0, +0.0] for MNV3 (within noise).")
+    assert fix_costs(runs, [{**pairs[0], "noise": True}], {}) == ""
+    assert fix_costs(runs, [{**pairs[0], "variant": "10_train/gone"}], {}) == ""

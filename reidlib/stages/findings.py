@@ -298,6 +298,33 @@ def noise_sentences(noise: Noise, leads: list[Lead]) -> str:
     return text + "."
 
 
+def fix_costs(runs: Runs, pairs: list[dict], verdicts: dict[str, str]) -> str:
+    """One sentence for "At a glance": what each change of the paper's code (``report.variants`` pairs not marked
+    ``noise``) costs in test mAP, fixed minus paper code with its paired 95 % interval, grouped by the change (its
+    words before a colon); "within noise" where the interval holds zero, and the verdict of a paper-code run that
+    failed the "did it learn?" check (``verdicts``: run id -> verdict). Empty where no pair has both results."""
+    costs: dict[str, list[str]] = {}
+    for pair in pairs:
+        fixed, variant = runs.get(pair["fixed"]), runs.get(pair["variant"])
+        if pair.get("noise") or fixed is None or variant is None:
+            continue
+        f_ev, v_ev = fixed.result_eval, variant.result_eval
+        diff = f_ev.paired(v_ev, "mAP") if f_ev is not None and v_ev is not None else None
+        if diff is None:
+            continue
+        verdict = verdicts.get(pair["variant"], "learned")
+        notes = [f"with it {verdict}"] if verdict != "learned" else []
+        notes += ["within noise"] if diff["ci95"][0] <= 0 <= diff["ci95"][1] else []
+        change = str(pair.get("change") or pair["variant"]).split(":")[0].strip()
+        costs.setdefault(change, []).append(
+            f"{fmt_diff(diff)} for {_name(fixed)}" + (f" ({', '.join(notes)})" if notes else ""))
+    if not costs:
+        return ""
+    return ("Beside the ranking, what each change of the paper's code costs in test mAP (fixed minus paper code, "
+            "points, paired 95 % interval): " + "; ".join(f"{change} {', '.join(items)}"
+                                                         for change, items in costs.items()) + ".")
+
+
 def at_a_glance(runs: Runs, report: dict | None, failed: dict[str, str], profile: str,
                 stale: list[str] | None = None, noise: Noise | None = None) -> str:
     """3-7 sentences: the best model per compared group and its paired lead (or "within noise"), what the

@@ -62,7 +62,7 @@ def write_report(runs: Runs, out_dir: Path, *, profile: str, description: str, p
         return seeds.write_held_out_report(groups, variant_overrides, out_dir, profile=profile,
                                            description=description, profile_path=profile_path,
                                            stale_runs=stale_runs, figures=figures)
-    separation = seeds.separation_figure(groups, out_dir / "figures")
+    separation = seeds.separation_figure(groups, out_dir / "figures", compared_only=True)
     figures = [*(figures or []), *([separation] if separation else [])]
     text, record = compose_report(runs, out_dir, profile=profile, description=description, profile_path=profile_path,
                                   report=report, stale_runs=stale_runs, figures=figures, run_groups=groups)

@@ -56,7 +56,9 @@ def learning_check(runs: Runs, chance: dict[str, float]) -> pd.DataFrame:
 
     Columns: test rank-1 (%) against the chance level of the same split (and their ratio), the last epoch's train
     accuracy (%), the ID loss of the first and last epoch, the last triplet loss next to its margin (a triplet loss
-    stuck at the margin with identical features is the collapse) and :func:`feature_spread` of the test gallery
+    stuck at the margin with identical features is the collapse), the last epoch's mean hardest-negative over mean
+    hardest-positive distance in its training batches (at or below 1 nothing separates the identities; ``None``
+    where the run did not record them) and :func:`feature_spread` of the test gallery
     features (``None`` where the stored features are no longer on disk or the chance level is unknown), then the
     test rank-1's 95 % interval and a ``verdict`` (:func:`learning_verdict`).
     """
@@ -72,6 +74,7 @@ def learning_check(runs: Runs, chance: dict[str, float]) -> pd.DataFrame:
                      "train acc, last epoch": round(100 * hist[-1].train_acc, 1),
                      "ID loss, first -> last epoch": f"{hist[0].loss_id:.2f} -> {hist[-1].loss_id:.2f}",
                      "triplet loss, last epoch (margin)": _triplet_cell(m),
+                     "hardest neg / pos distance, last epoch": _separation(m),
                      "feature spread": spread,
                      "test R1 95% CI": fmt_interval(ev.interval("R1")),
                      "verdict": learning_verdict(float(ev.R1), level, spread)})
@@ -87,6 +90,14 @@ def _gallery_spread(m: TrainRecord) -> float | None:
     if feats is None or not feats.gallery or not Path(feats.gallery).is_file():
         return None
     return round(feature_spread(FeatureSet.load(feats.gallery).feats.numpy()), 3)
+
+
+def _separation(m: TrainRecord) -> float | None:
+    """The last epoch's mean hardest-negative over mean hardest-positive batch distance (2 decimals), or None."""
+    last = m.history[-1]
+    if last.dist_ap is None or last.dist_an is None or not last.dist_ap > 0:
+        return None
+    return round(float(last.dist_an) / float(last.dist_ap), 2)
 
 
 def _triplet_cell(m: TrainRecord) -> str:
@@ -119,7 +130,8 @@ def learned_view(learned: pd.DataFrame) -> pd.DataFrame:
     """The learning-check table as printed: rank-1 and its ratio to chance at one decimal, chance at two."""
     view = learned.copy()
     for col, fmt in (("test R1", "{:.1f}"), ("chance R1", "{:.2f}"), ("R1 / chance", "{:.1f}"),
-                     ("train acc, last epoch", "{:.1f}"), ("feature spread", "{:.2f}")):
+                     ("train acc, last epoch", "{:.1f}"), ("hardest neg / pos distance, last epoch", "{:.2f}"),
+                     ("feature spread", "{:.2f}")):
         if col in view:
             view[col] = [fmt.format(v) if v is not None else "" for v in view[col]]
     return view

@@ -187,9 +187,10 @@ def _or_nan(value: float | None) -> float:
 
 def variant_table(runs: Runs, variants: list[dict]) -> pd.DataFrame:
     """What each fix is worth: a fixed run beside its paper-code variant (``variants``: ``{fixed, variant,
-    change}`` with run ids), rank-1 / mAP (%) on the test split, how each was selected, and fixed minus variant
-    in points, also with its paired 95 % interval (same queries). A variant selected on the test split is
-    optimistic, so its difference understates the fix."""
+    change}`` with run ids; a run of a profile variant, ``<run>@<variant>``, is named with its variant), rank-1 /
+    mAP (%) on the test split, how each was selected, and fixed minus variant in points, also with its paired 95 %
+    interval (same queries). A variant selected on the test split is optimistic, so its difference understates
+    the fix."""
     rows = []
     for v in variants:
         fixed, var = runs.get(v["fixed"]), runs.get(v["variant"])
@@ -198,7 +199,9 @@ def variant_table(runs: Runs, variants: list[dict]) -> pd.DataFrame:
         f_ev, v_ev = fixed.require_eval("test"), var.require_eval("test")
         rows.append({"change (variant = paper code)": v.get("change", ""), "fixed": fixed.model_label,
                      "fixed R1 / mAP": f_ev.fmt_record(), "fixed selected on": or_dash(fixed.train.select_on),
-                     "variant": var.model_label, "variant R1 / mAP": v_ev.fmt_record(),
+                     "variant": var.model_label + (f" (variant {v['variant'].split('@', 1)[1]})"
+                                                   if "@" in v["variant"] else ""),
+                     "variant R1 / mAP": v_ev.fmt_record(),
                      "variant selected on": or_dash(var.train.select_on),
                      "R1 gain (points)": round(float(f_ev.R1) - float(v_ev.R1), 1),
                      "mAP gain (points)": round(float(f_ev.mAP) - float(v_ev.mAP), 1),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .distance import distance_summary
-from .findings import at_a_glance, ranking_paragraph
+from .findings import at_a_glance, fix_costs, ranking_paragraph
 from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE, in_stage
 from .records import Runs
 from .report_figures import figure_caption
@@ -28,7 +28,7 @@ from .report_tables import (
     variant_table,
     verification_tables,
 )
-from .seeds import measured_noise
+from .seeds import measured_noise, variant_runs
 
 TABLE_I = "## Table I: rank-1 / mAP (%) of this study"
 
@@ -77,14 +77,17 @@ def _side_by_side(runs: Runs, paper: dict | None) -> list[str]:
             f"The paper's rows: {cited}.", "", _md(comparison), ""]
 
 
-def _learning_section(learned: pd.DataFrame) -> list[str]:
+def _learning_section(learned: pd.DataFrame, side: bool = False) -> list[str]:
     return ["## Did each model learn?", "",
             ("Test rank-1 against the chance level of the same split, and the signs of training: train "
-             "accuracy, ID loss, the triplet loss next to its margin (stuck at the margin = collapse) and the "
-             "spread of the test gallery features (0 = every image mapped to the same feature). Verdict: "
+             "accuracy, ID loss, the triplet loss next to its margin (stuck at the margin = collapse), how far "
+             "the hardest negative of a training batch sits beyond its hardest positive (the ratio of their mean "
+             "distances: at or below 1 nothing separates the identities) and the spread of the test gallery "
+             "features (0 = every image mapped to the same feature). Verdict: "
              f"\"near chance\" where test rank-1 is less than {NEAR_CHANCE_POINTS:g} points above chance, "
              f"\"collapsed\" where the spread is below {MIN_SPREAD:g}; such a run is left out of every "
-             "ranking claim."), "", _md(learned_view(learned)), ""]
+             "ranking claim." + (" Runs of a variant (run id with @) are side rows, never ranked." if side else "")),
+            "", _md(learned_view(learned)), ""]
 
 
 def _distance_sections(runs: Runs) -> list[str]:
@@ -150,11 +153,17 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
     chance = chance_levels(runs)
     comparison = comparison_table(runs, paper=paper)
     published = pd.DataFrame(reference_rows(references, paper))
-    versus, learned = head_to_head(runs, references), learning_check(runs, chance)
-    failed = failed_runs(learned)
+    side = {rid: m for rid, m in variant_runs(run_groups or []).items() if rid not in runs}
+    with_side = {**runs, **side}  # the variants' runs: learning check and fix pairs only, never Table I or ranking
+    versus, learned = head_to_head(runs, references), learning_check(with_side, chance)
+    failed_all = failed_runs(learned)
+    failed = {rid: why for rid, why in failed_all.items() if rid in runs}
     stale = sorted(set(stale_runs or []) & set(runs))
     noise = measured_noise(run_groups, report.get("variants"))
     glance = at_a_glance(runs, report, failed, profile, stale, noise)
+    verdicts = {str(row["run"]).strip("`"): row["verdict"] for row in learned.to_dict("records")}
+    costs = fix_costs(with_side, report.get("variants") or [], verdicts)
+    glance += f" {costs}" if costs else ""
     lines = [f"# reidlib study report: profile `{profile}`", "", "## At a glance", "", glance, "",
              description.strip(), "",
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
@@ -177,11 +186,11 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
                   ("This study's row next to the reference run that names it (difference = ours minus theirs, "
                    "percentage points)."), "", _md(versus), ""]
     if not learned.empty:
-        lines += _learning_section(learned)
+        lines += _learning_section(learned, side=bool(side))
     if report.get("ranking"):
         lines += ["## Does the paper's ranking hold?", "",
                   ranking_paragraph(runs, report["ranking"], failed, paper), ""]
-    variants = variant_table(runs, report.get("variants") or [])
+    variants = variant_table(with_side, report.get("variants") or [])
     if not variants.empty:
         lines += ["## What each fix of the paper's code is worth", "",
                   ("Each fixed run beside the same model and recipe with the paper code's behaviour switched back "

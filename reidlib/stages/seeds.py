@@ -48,6 +48,24 @@ def load_groups(run_groups: list[dict] | None) -> list[dict]:
     return out
 
 
+def variant_runs(groups: list[dict]) -> dict[str, TrainRecord]:
+    """Run id -> record of each variant group's first seed that has run (as :func:`load_groups` read them): the
+    side rows a report sets beside the profile's own runs (its learning check and ``report.variants`` pairs)."""
+    return {g["runs"][0]: g["records"][0] for g in groups
+            if g["variant"] is not None and g.get("runs") and g["records"][0] is not None}
+
+
+def _key(group: dict) -> tuple:
+    return group["stage"], group["model_run"], group["dataset_key"], group.get("source_key")
+
+
+def compared(groups: list[dict]) -> list[dict]:
+    """The groups that some variant repeats: every variant group, and each of the profile's own groups whose
+    (stage, model, data) a variant also trains (a profile run no variant repeats compares with nothing)."""
+    repeated = {_key(g) for g in groups if g["variant"] is not None}
+    return [g for g in groups if g["variant"] is not None or _key(g) in repeated]
+
+
 def evaluation_of(m: TrainRecord | None, test_split: bool = True) -> EvalRecord | None:
     """The record a group compares: test (fine-tuned for a fine-tune run), or held-out with ``test_split`` off."""
     if m is None:
@@ -236,14 +254,16 @@ def _last_held_out(m: TrainRecord | None) -> tuple[int, float, float] | None:
     return int(h.epoch), 100.0 * float(h.val_rank1), 100.0 * float(h.val_mAP)
 
 
-def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True) -> pd.DataFrame:
+def variant_table(groups: list[dict], overrides: dict | None, test_split: bool = True,
+                  compared_only: bool = False) -> pd.DataFrame:
     """One row per (variant, model, dataset), the profile's own runs first: what the variant changes, the first
     seed's rank-1 / mAP [95 % CI] (held-out identities at the selected epoch when ``test_split`` is off, with the
     last evaluated epoch and the run's training minutes beside it), the mean ± sd over seeds where there are
     several, and rank-1 / mAP minus the profile's own run with a paired 95 % interval (``n/a`` where the two were
-    not evaluated on the same queries)."""
-    base = {(g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")): g for g in groups
-            if g["variant"] is None}
+    not evaluated on the same queries). ``compared_only``: only the groups some variant repeats
+    (:func:`compared`)."""
+    base = {_key(g): g for g in groups if g["variant"] is None}
+    groups = compared(groups) if compared_only else groups
     rows = []
     for g in sorted(groups, key=lambda g: (g["variant"] is not None, g["variant"] or "", g["stage"])):
         first = g["records"][0]
@@ -263,7 +283,7 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
             done = [e for e in (evaluation_of(m, test_split) for m in g["records"]) if e is not None]
             row["R1 / mAP mean ± sd over seeds"] = (f"{mean_sd([e.R1 for e in done])} / "
                                                     f"{mean_sd([e.mAP for e in done])}")
-        ref = base.get((g["stage"], g["model_run"], g["dataset_key"], g.get("source_key")))
+        ref = base.get(_key(g))
         ref_ev = evaluation_of(ref["records"][0], test_split) if ref is not None and g["variant"] else None
         if g["variant"] is None or ref_ev is None or ev is None:
             row["R1 / mAP minus the profile's run, paired 95% CI"] = "-"
@@ -303,22 +323,23 @@ def _group_look(group: dict, first: TrainRecord, variants: list[str | None], one
         return group["variant"] or "the profile's recipe", look
     look = {"color": model_style(group["model_run"])["color"],
             "linestyle": dashes[variants.index(group["variant"]) % len(dashes)]}
-    return f"{_label(group, first)}, {group['variant'] or 'profile'}", look
+    return f"{_label(group, first)}, {group['variant'] or 'profile recipe'}", look
 
 
-def plot_separation_curves(groups: list[dict]):
+def plot_separation_curves(groups: list[dict], compared_only: bool = False):
     """The collapse diagnostics of each training group's first seed against the epoch, styled as
     :func:`plot_held_out_curves`: the batch's mean hardest-negative distance over its mean hardest-positive one (a
     ratio, so a euclidean and a cosine triplet share the axis; at or below 1 the hardest negative is as near as the
     hardest positive: nothing separates the identities) and the mean feature norm (the triplet's input). None where
-    no group recorded the distances."""
+    no group recorded the distances. ``compared_only``: only the groups some variant repeats (:func:`compared`),
+    so each model's lines compare recipes."""
     from matplotlib.ticker import MaxNLocator
 
     from reidlib.figure_style import grid, legend_rows, legend_under
     from reidlib.learning_curves import LOG_SPAN
 
     plotted = []
-    for g in groups:
+    for g in compared(groups) if compared_only else groups:
         first = g["records"][0] if g["stage"] == TRAIN_STAGE else None
         rows = [h for h in (first.history if first is not None else ())
                 if h.dist_ap is not None and h.dist_an is not None and h.dist_ap > 0]
@@ -359,14 +380,14 @@ def plot_separation_curves(groups: list[dict]):
 SEPARATION_CAPTION = "Collapse diagnostics per recipe: how far the hardest negative sits beyond the hardest positive"
 
 
-def separation_figure(groups: list[dict], fig_dir: Path) -> Path | None:
+def separation_figure(groups: list[dict], fig_dir: Path, compared_only: bool = False) -> Path | None:
     """:func:`plot_separation_curves` saved as ``fig_dir/separation.png`` with its caption, where some group
     compares a recipe (a variant) and some run recorded the distances; else None (nothing written)."""
     from reidlib.plots import save_figure
 
     if not any(g["variant"] is not None for g in groups):
         return None
-    fig = plot_separation_curves(groups)
+    fig = plot_separation_curves(groups, compared_only)
     if fig is None:
         return None
     return save_figure(fig, Path(fig_dir) / "separation.png", metadata={"Title": SEPARATION_CAPTION})
@@ -428,18 +449,33 @@ def plot_held_out_curves(groups: list[dict]):
     return fig
 
 
+def changes_lines(groups: list[dict], overrides: dict | None) -> list[str]:
+    """One markdown item per variant that has runs here: its name and the keys it changes (:func:`_changes`), so
+    the tables can name a variant without repeating its changes on every row."""
+    names = dict.fromkeys(g["variant"] for g in groups if g["variant"] is not None)
+    return [f"- `{name}`: {_changes((overrides or {}).get(name))}" for name in names]
+
+
+def variant_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A variants table as printed: without its ``changes`` column (:func:`changes_lines` lists them once)."""
+    return table.drop(columns=["changes"], errors="ignore")
+
+
 def report_lines(groups: list[dict], overrides: dict | None, test_split: bool = True) -> list[str]:
-    """The report's "Variants" and "Seeds" sections as markdown lines (none where the profile has neither)."""
+    """The report's "Variants" and "Seeds" sections as markdown lines (none where the profile has neither). In a
+    test-split report the variants table holds only the runs a variant repeats and their variants
+    (:func:`compared`)."""
     from reidlib.plots import to_markdown
 
     lines: list[str] = []
     if overrides:
-        table = variant_table(groups, overrides, test_split)
+        table = variant_table(groups, overrides, test_split, compared_only=test_split)
         split = "the test split" if test_split else "the identities held out of the training split"
         lines += ["## Variants", "",
-                  (f"Each variant is the profile with the listed keys changed, trained as its own runs and evaluated "
-                   f"on {split} (%). The difference to the profile's own run is paired over the same queries."), "",
-                  to_markdown(table), ""]
+                  (f"Each variant is the profile with the keys below changed, trained as its own runs and evaluated "
+                   f"on {split} (%); the table sets each beside the profile's own run of the same model and data "
+                   "(\"(profile)\"), the difference paired over the same queries."), "",
+                  *changes_lines(groups, overrides), "", to_markdown(variant_view(table)), ""]
     seeds = seed_table(groups, test_split)
     if not seeds.empty:
         lines += ["## Seeds", "",
@@ -516,11 +552,13 @@ def write_held_out_report(groups: list[dict], overrides: dict | None, out_dir: P
     if stale:
         lines += [f"**{len(stale)} runs are stale** (their inputs changed after they ran): "
                   + ", ".join(f"`{r}`" for r in stale) + ".", ""]
+    changes = changes_lines(groups, overrides)
     lines += ["## Held-out identities: rank-1 / mAP (%)", "",
               ("Every run trained on the training split minus its held-out identities, selected its checkpoint on "
                "them and was evaluated on them once more from that checkpoint ([95% CI]: a bootstrap over the "
                "held-out identities); the last evaluated epoch shows what selection added. The test split was "
-               "never read."), "", to_markdown(table), ""]
+               "never read." + (" The variants change these keys of the profile:" if changes else "")), "",
+              *([*changes, ""] if changes else []), to_markdown(variant_view(table)), ""]
     lines += [line for line in report_lines(groups, None, test_split=False)]
     lines += ["## Figures", ""]
     for path in figures:
@@ -549,6 +587,7 @@ def add_sections(text: str, record: dict, run_groups: list[dict] | None, overrid
             break
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    record = {**record, "variants_of_study": variant_table(groups, overrides).to_dict("records") if overrides else [],
+    record = {**record, "variants_of_study": (variant_table(groups, overrides, compared_only=True).to_dict("records")
+                                              if overrides else []),
               "seeds": seed_table(groups).to_dict("records")}
     return text, record
