@@ -329,8 +329,8 @@ def _group_look(group: dict, first: TrainRecord, variants: list[str | None], one
 def plot_separation_curves(groups: list[dict], compared_only: bool = False):
     """The collapse diagnostics of each training group's first seed against the epoch, styled as
     :func:`plot_held_out_curves`: the batch's mean hardest-negative distance over its mean hardest-positive one (a
-    ratio, so a euclidean and a cosine triplet share the axis; at or below 1 the hardest negative is as near as the
-    hardest positive: nothing separates the identities) and the mean feature norm (the triplet's input). None where
+    ratio, so a euclidean and a cosine triplet share the axis; above 1 even the hardest pairs are apart, below 1
+    they overlap, as early in any training and throughout a collapse) and the mean feature norm (the triplet's input). None where
     no group recorded the distances. ``compared_only``: only the groups some variant repeats (:func:`compared`),
     so each model's lines compare recipes."""
     from matplotlib.ticker import MaxNLocator
