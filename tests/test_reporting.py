@@ -475,6 +475,9 @@ def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ra
     assert "o@pl" not in glance and "o@pl" not in text[text.index("## Table I"):text.index("## Did each")]
     record = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert "10_train/o@pl" not in record["excluded_from_ranking"]
+    provenance = text[text.index("## What every number rests on"):]
+    assert "- `10_train/o@pl`: OSNet on CUHK03-NP; init random; epochs run 30" in provenance
+    assert record["total_train_minutes"] == 4 * 30.0  # the three ranked runs and the side run, 1800 s each
 
 
 def test_fix_costs_say_within_noise_and_skip_noise_pairs():

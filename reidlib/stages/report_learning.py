@@ -58,9 +58,10 @@ def learning_check(runs: Runs, chance: dict[str, float]) -> pd.DataFrame:
     accuracy (%), the ID loss of the first and last epoch, the last triplet loss next to its margin (a triplet loss
     stuck at the margin with identical features is the collapse), the last epoch's mean hardest-negative over mean
     hardest-positive distance in its training batches (above 1 even the hardest pairs are apart; below 1 they
-    overlap, as early in any training and throughout a collapse; ``None`` where the run did not record them) and :func:`feature_spread` of the test gallery
-    features (``None`` where the stored features are no longer on disk or the chance level is unknown), then the
-    test rank-1's 95 % interval and a ``verdict`` (:func:`learning_verdict`).
+    overlap, as early in any training and throughout a collapse; ``None`` where the run did not record them) and
+    :func:`feature_spread` of the test gallery features (``None`` where the stored features are no longer on disk
+    or the chance level is unknown), then the test rank-1's 95 % interval and a ``verdict``
+    (:func:`learning_verdict`).
     """
     rows = []
     for run, m in sorted(runs.items()):

@@ -28,7 +28,7 @@ from .report_tables import (
     variant_table,
     verification_tables,
 )
-from .seeds import measured_noise, variant_runs
+from .seeds import group_runs, measured_noise, variant_runs
 
 TABLE_I = "## Table I: rank-1 / mAP (%) of this study"
 
@@ -159,7 +159,8 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
     versus, learned = head_to_head(runs, references), learning_check(with_side, chance)
     failed_all = failed_runs(learned)
     failed = {rid: why for rid, why in failed_all.items() if rid in runs}
-    stale = sorted(set(stale_runs or []) & set(runs))
+    every = {**group_runs(run_groups or []), **runs}  # with each seed's and variant's run: provenance and staleness
+    stale = sorted(set(stale_runs or []) & set(every))
     noise = measured_noise(run_groups, report.get("variants"))
     glance = at_a_glance(runs, report, failed, profile, stale, noise)
     verdicts = {str(row["run"]).strip("`"): row["verdict"] for row in learned.to_dict("records")}
@@ -170,7 +171,7 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
              (f"Regenerate: `./run_all.sh {profile}` (parameters: `params/{Path(profile_path).name}`; the executed "
               "notebook, parameters and `run.json` of every number sit in the stage folders beside this report)."), ""]
     if stale:
-        lines += [(f"**{len(stale)} of the {len(runs)} runs gathered here are stale**: their code, parameters or "
+        lines += [(f"**{len(stale)} of the {len(every)} runs gathered here are stale**: their code, parameters or "
                    f"upstream results changed after they ran, so `./run_all.sh {profile}` would now produce other "
                    "numbers for them (it reruns exactly these): " + ", ".join(f"`{r}`" for r in stale) + "."), ""]
     lines += [TABLE_I, "", _md(t1.reset_index()), "", interval_note(runs, profile), ""]
@@ -211,7 +212,7 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
             lines += [f"![{figure_caption(Path(path))}]({Path(path).relative_to(out_dir).as_posix()})", ""]
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {note.strip()}" for note in report["notes"]] + [""]
-    provenance, total_train_s, hardware = _provenance(runs, stale)
+    provenance, total_train_s, hardware = _provenance(every, stale)
     lines += provenance
     record = {"stage": REPORT_STAGE, "profile": profile, "table_one": t1.reset_index().to_dict("records"),
               "comparison": comparison.to_dict("records"), "chance_rank1": chance,

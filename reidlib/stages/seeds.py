@@ -17,7 +17,7 @@ This module reads them and writes:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from .common import write_metrics
 from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE
-from .records import Epoch, EvalRecord, TrainRecord, read_record
+from .records import Epoch, EvalRecord, TrainRecord, read_record, read_run_info
 from .uncertainty import fmt_diff
 
 BASE = "(profile)"  # how the profile's own runs are named in the variants table
@@ -34,16 +34,17 @@ LONG_CHANGE = 160  # characters: a variant's changed value longer than this (as 
 
 def load_groups(run_groups: list[dict] | None) -> list[dict]:
     """``run_groups`` with ``records``: each seed's record (:class:`~.records.TrainRecord` or
-    :class:`~.records.FinetuneRecord`), or None where that run has not run yet. A group that already holds its
-    ``records`` (loaded before) is passed on as it is, so the report reads each file once."""
+    :class:`~.records.FinetuneRecord`, its ``run.json`` attached), or None where that run has not run yet. A group
+    that already holds its ``records`` (loaded before) is passed on as it is, so the report reads each file
+    once."""
     out = []
     for group in run_groups or []:
         if "records" in group:
             out.append(group)
             continue
         ids = group.get("runs") or [None] * len(group["metrics"])
-        records = [read_record(p, group["stage"], run_id=rid) if Path(p).is_file() else None
-                   for rid, p in zip(ids, group["metrics"])]
+        records = [replace(read_record(p, group["stage"], run_id=rid), run_info=read_run_info(p))
+                   if Path(p).is_file() else None for rid, p in zip(ids, group["metrics"])]
         out.append({**group, "records": records})
     return out
 
@@ -53,6 +54,12 @@ def variant_runs(groups: list[dict]) -> dict[str, TrainRecord]:
     side rows a report sets beside the profile's own runs (its learning check and ``report.variants`` pairs)."""
     return {g["runs"][0]: g["records"][0] for g in groups
             if g["variant"] is not None and g.get("runs") and g["records"][0] is not None}
+
+
+def group_runs(groups: list[dict]) -> dict[str, TrainRecord]:
+    """Run id -> record of every run of every group that has run (each seed, each variant): what the report's
+    provenance lists beside the profile's own runs."""
+    return {rid: m for g in groups for rid, m in zip(g.get("runs") or [], g["records"]) if m is not None}
 
 
 def _key(group: dict) -> tuple:
@@ -330,9 +337,9 @@ def plot_separation_curves(groups: list[dict], compared_only: bool = False):
     """The collapse diagnostics of each training group's first seed against the epoch, styled as
     :func:`plot_held_out_curves`: the batch's mean hardest-negative distance over its mean hardest-positive one (a
     ratio, so a euclidean and a cosine triplet share the axis; above 1 even the hardest pairs are apart, below 1
-    they overlap, as early in any training and throughout a collapse) and the mean feature norm (the triplet's input). None where
-    no group recorded the distances. ``compared_only``: only the groups some variant repeats (:func:`compared`),
-    so each model's lines compare recipes."""
+    they overlap, as early in any training and throughout a collapse) and the mean feature norm (the triplet's
+    input). None where no group recorded the distances. ``compared_only``: only the groups some variant repeats
+    (:func:`compared`), so each model's lines compare recipes."""
     from matplotlib.ticker import MaxNLocator
 
     from reidlib.figure_style import grid, legend_rows, legend_under
