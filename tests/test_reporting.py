@@ -477,6 +477,11 @@ def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ra
     assert "10_train/o@pl" not in record["excluded_from_ranking"]
     provenance = text[text.index("## What every number rests on"):]
     assert "- `10_train/o@pl`: OSNet on CUHK03-NP; init random; epochs run 30" in provenance
+    assert "(30.0 min of training, 0.0 min for the whole notebook)" in provenance  # no run.json: nothing timed
+    (tmp_path / "run.json").write_text(json.dumps({"wall_seconds": 600.0}))  # beside side.json: a resumed run
+    text = write_report(runs, tmp_path / "out", profile="p", description="d", profile_path="p.yaml",
+                        report={"variants": [pair]}, run_groups=groups, variant_overrides={})
+    assert "(30.0 min of training, 10.0 min for the notebook's last sitting (resumed))" in text
     assert record["total_train_minutes"] == 4 * 30.0  # the three ranked runs and the side run, 1800 s each
 
 

@@ -128,9 +128,13 @@ def _provenance(runs: Runs, stale: list[str]) -> tuple[list[str], float, set[str
         tr, st, info = m.train, run_setting(m), m.run_info
         total_train_s += float(tr.train_seconds or 0.0)
         hardware.add(st["hardware"])
+        wall_min = float(info.wall_seconds or 0.0) / 60
+        # a run resumed from its checkpoint trained over several sittings; run.json times only the last
+        notebook = ("for the notebook's last sitting (resumed)" if 0 < wall_min * 60 < float(tr.train_seconds or 0.0)
+                    else "for the whole notebook")
         lines.append(f"- `{rid}`: {m.model_label} on {m.dataset_label}; init {st['init']}; "
                      f"epochs run {tr.epochs_completed} of {tr.epochs} ({minutes_text(st)} of training, "
-                     f"{float(info.wall_seconds or 0.0) / 60:.1f} min for the whole notebook); "
+                     f"{wall_min:.1f} min {notebook}); "
                      f"optimizer {tr.optimizer}; selected on {or_dash(tr.select_on)} "
                      f"(epoch {or_dash(tr.best_epoch)}); input {st['input']}; {st['hardware']}; "
                      f"commit {(info.git_commit or 'unknown')[:12]}"
