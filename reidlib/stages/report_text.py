@@ -87,7 +87,8 @@ def _learning_section(learned: pd.DataFrame, side: bool = False) -> list[str]:
              "features (0 = every image mapped to the same feature). Verdict: "
              f"\"near chance\" where test rank-1 is less than {NEAR_CHANCE_POINTS:g} points above chance, "
              f"\"collapsed\" where the spread is below {MIN_SPREAD:g}; such a run is left out of every "
-             "ranking claim." + (" Runs of a variant (run id with @) are side rows, never ranked." if side else "")),
+             "ranking claim." + (" The runs of a variant (run id with @) and the repeats with other seeds (-seed"
+                                 "N) are side rows, never ranked." if side else "")),
             "", _md(learned_view(learned)), ""]
 
 
@@ -158,12 +159,12 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
     chance = chance_levels(runs)
     comparison = comparison_table(runs, paper=paper)
     published = pd.DataFrame(reference_rows(references, paper))
-    side = {rid: m for rid, m in variant_runs(run_groups or []).items() if rid not in runs}
-    with_side = {**runs, **side}  # the variants' runs: learning check and fix pairs only, never Table I or ranking
-    versus, learned = head_to_head(runs, references), learning_check(with_side, chance)
-    failed_all = failed_runs(learned)
-    failed = {rid: why for rid, why in failed_all.items() if rid in runs}
-    every = {**group_runs(run_groups or []), **runs}  # with each seed's and variant's run: provenance and staleness
+    # beside the profile's own runs, never in Table I or a ranking: its variants' runs (the fix pairs) and every
+    # seed's and variant's run (learning check, provenance, staleness)
+    with_side = {**variant_runs(run_groups or []), **runs}
+    every = {**group_runs(run_groups or []), **runs}
+    versus, learned = head_to_head(runs, references), learning_check(every, chance)
+    failed = {rid: why for rid, why in failed_runs(learned).items() if rid in runs}
     stale = sorted(set(stale_runs or []) & set(every))
     noise = measured_noise(run_groups, report.get("variants"))
     glance = at_a_glance(runs, report, failed, profile, stale, noise)
@@ -192,7 +193,7 @@ def compose_report(runs: Runs, out_dir: Path, *, profile: str, description: str,
                   ("This study's row next to the reference run that names it (difference = ours minus theirs, "
                    "percentage points)."), "", _md(versus), ""]
     if not learned.empty:
-        lines += _learning_section(learned, side=bool(side))
+        lines += _learning_section(learned, side=len(every) > len(runs))
     if report.get("ranking"):
         lines += ["## Does the paper's ranking hold?", "",
                   ranking_paragraph(runs, report["ranking"], failed, paper), ""]
