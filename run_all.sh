@@ -38,7 +38,7 @@ setup_env() {
     echo "[setup] creating $VENV with $($py --version 2>&1)"
     "$py" -m venv "$VENV"
   fi
-  echo "[setup] installing pinned dependencies (first time: about 1-2 minutes, several GB for the torch wheels)"
+  echo "[setup] installing pinned dependencies (first time: about 2-3.5 minutes, several GB for the torch wheels)"
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
