@@ -59,7 +59,7 @@ class TrainConfig:
     never train in this run; their BatchNorm layers still update running statistics in train mode. On a CPU,
     freezing the high-resolution stem of a pretrained network roughly halves the cost of a step (no backward through
     the largest feature maps); ``benchmarks/README.md`` has the measurement.
-    ``ddp_find_unused_parameters=None`` probes the model once (a 2-image train-mode pass, states restored).
+    ``ddp_find_unused_parameters=None`` probes the model once (a 4-image train-mode pass, states restored).
 
     Model selection (and ``evaluate_test``) evaluates under :attr:`evaluation`, the
     :class:`reidlib.evaluation.EvalSettings` made of ``metric``, ``eval_normalize``, ``eval_flip``,
