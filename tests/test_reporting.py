@@ -449,7 +449,7 @@ def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ra
     from reidlib.stages.report import write_report
 
     runs = _three(30.0, 20.0, 19.0)
-    # the profile variant "pl" of the OSNet run: near chance, its batches not separating identities
+    # the profile variant "pl" of the OSNet run: near chance, its hardest pairs overlapping
     side = _scratch_run("osnet_x0_25", "OSNet", 0.0, 1.0, spread=0.0,
                         history=[{"epoch": 1, "train_acc": 0.5, "loss_id": 6.0, "loss_triplet": 0.31,
                                   "dist_ap": 1.0, "dist_an": 0.84}])
@@ -475,6 +475,7 @@ def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ra
     assert "o@pl" not in glance and "o@pl" not in text[text.index("## Table I"):text.index("## Did each")]
     record = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert "10_train/o@pl" not in record["excluded_from_ranking"]
+    assert record["total_train_minutes"] == 4 * 30.0  # the three ranked runs and the side run, 1800 s each
     provenance = text[text.index("## What every number rests on"):]
     assert "- `10_train/o@pl`: OSNet on CUHK03-NP; init random; epochs run 30" in provenance
     assert "(30.0 min of training, 0.0 min for the whole notebook)" in provenance  # no run.json: nothing timed
@@ -482,7 +483,6 @@ def test_variant_runs_are_side_rows_of_the_learning_check_and_fix_table_never_ra
     text = write_report(runs, tmp_path / "out", profile="p", description="d", profile_path="p.yaml",
                         report={"variants": [pair]}, run_groups=groups, variant_overrides={})
     assert "(30.0 min of training, 10.0 min for the notebook's last sitting (resumed))" in text
-    assert record["total_train_minutes"] == 4 * 30.0  # the three ranked runs and the side run, 1800 s each
 
 
 def test_fix_costs_say_within_noise_and_skip_noise_pairs():
