@@ -494,3 +494,20 @@ def test_fix_costs_say_within_noise_and_skip_noise_pairs():
     assert fix_costs(runs, pairs, {}).endswith("sigmoid +0.0 [+0.0, +0.0] for MNV3 (within noise).")
     assert fix_costs(runs, [{**pairs[0], "noise": True}], {}) == ""
     assert fix_costs(runs, [{**pairs[0], "variant": "10_train/gone"}], {}) == ""
+
+
+def test_pair_head_sentence_gives_the_auc_differences_and_names_no_winner():
+    import pandas as pd
+
+    from reidlib.stages.report_text import pair_head_verdict
+
+    rows = [{"model": m, "dataset": "d", "method": meth, "AUC": auc}
+            for m, cos, head in (("a", 90.0, 91.5), ("b", 80.0, 79.2))
+            for meth, auc in (("cosine threshold", cos), ("learned pair head", head))]
+    head = pd.DataFrame(rows).set_index(["model", "dataset", "method"])
+    text = pair_head_verdict(head)
+    assert "from -0.8 to +1.5 points over 2 models" in text
+    assert "beats" not in text and "no interval" in text
+    one = pair_head_verdict(head.loc[["a"]])
+    assert "+1.5 points." in one
+    assert pair_head_verdict(head.iloc[0:0]) == ""
