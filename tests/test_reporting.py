@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reidlib.evaluation import chance_rank1, evaluate
@@ -12,6 +13,7 @@ from reidlib.pipeline.references import read_references
 from reidlib.stages.records import Recipe, TrainRecord, as_runs
 from reidlib.stages.report_runs import hardware_of, loss_terms
 from reidlib.stages.report_tables import comparison_table, differences
+from reidlib.stages.report_text import pair_head_verdict
 
 PAPER = {"key": "paper-table-i", **read_references()["paper-table-i"]}  # the shipped entry of the paper's Table I
 PAPER_ROWS = sum(len(m["results"]) for m in PAPER["models"].values())
@@ -497,10 +499,6 @@ def test_fix_costs_say_within_noise_and_skip_noise_pairs():
 
 
 def test_pair_head_sentence_gives_the_auc_differences_and_names_no_winner():
-    import pandas as pd
-
-    from reidlib.stages.report_text import pair_head_verdict
-
     rows = [{"model": m, "dataset": "d", "method": meth, "AUC": auc}
             for m, cos, head in (("a", 90.0, 91.5), ("b", 80.0, 79.2))
             for meth, auc in (("cosine threshold", cos), ("learned pair head", head))]
