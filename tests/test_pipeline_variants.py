@@ -338,6 +338,23 @@ def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):
     assert "best variant ams (29.0 [27.0, 31.0] / 30.0 [29.0, 31.0]), its only recipe here." in text, text
 
 
+def test_recipes_trained_in_different_precisions_say_so_in_the_table_and_the_glance(tmp_path):
+    def on_cpu(folder: str, variant, values, native_bf16: bool):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "run.json").write_text(json.dumps({"environment": {"cpu_native_bf16": native_bf16}}))
+        return _group(tmp_path / folder, variant, values, held_out=True)
+
+    overrides = {"v": {"training": {"lr": 1.0}}}
+    mixed = seeds_mod.load_groups([on_cpu("a", None, [(56.0, 50.0)], True), on_cpu("b", "v", [(51.0, 44.0)], False)])
+    table = seeds_mod.variant_table(mixed, overrides, test_split=False)
+    assert list(table["training precision"]) == ["bf16 autocast", "fp32"]
+    assert "the two trained in different precisions (bf16 autocast against fp32), so the difference mixes recipe " \
+           "and precision." in seeds_mod._glance(mixed)
+    same = seeds_mod.load_groups([on_cpu("c", None, [(56.0, 50.0)], False), on_cpu("d", "v", [(51.0, 44.0)], False)])
+    assert "training precision" not in seeds_mod.variant_table(same, overrides, test_split=False)
+    assert "precision" not in seeds_mod._glance(same)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # end to end
 # ---------------------------------------------------------------------------------------------------------------

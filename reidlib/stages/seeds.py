@@ -26,9 +26,11 @@ import pandas as pd
 from .common import write_metrics
 from .ids import FINETUNE_STAGE, REPORT_STAGE, TRAIN_STAGE
 from .records import Epoch, EvalRecord, TrainRecord, read_record, read_run_info
+from .report_runs import precision_of
 from .uncertainty import fmt_diff
 
 BASE = "(profile)"  # how the profile's own runs are named in the variants table
+PRECISION = "training precision"  # the variants table's column, shown only where its rows differ in it
 LONG_CHANGE = 160  # characters: a variant's changed value longer than this (as JSON) is named, not printed
 
 
@@ -267,8 +269,9 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
     seed's rank-1 / mAP [95 % CI] (held-out identities at the selected epoch when ``test_split`` is off, with the
     last evaluated epoch and the run's training minutes beside it), the mean ± sd over seeds where there are
     several, and rank-1 / mAP minus the profile's own run with a paired 95 % interval (``n/a`` where the two were
-    not evaluated on the same queries). ``compared_only``: only the groups some variant repeats
-    (:func:`compared`)."""
+    not evaluated on the same queries). A ``training precision`` column (bf16 autocast, fp32, ...) is shown where the
+    rows trained in more than one, since precision alone moves a run's numbers. ``compared_only``: only the groups
+    some variant repeats (:func:`compared`)."""
     base = {_key(g): g for g in groups if g["variant"] is None}
     groups = compared(groups) if compared_only else groups
     rows = []
@@ -276,7 +279,8 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
         first = g["records"][0]
         ev = evaluation_of(first, test_split)
         row = {"variant": g["variant"] or BASE, "changes": _changes((overrides or {}).get(g["variant"])),
-               "model": _label(g, first), "data": _data(g, first)}
+               "model": _label(g, first), "data": _data(g, first),
+               PRECISION: precision_of(first) if first is not None else "-"}
         what = "R1 / mAP [95% CI]" + ("" if test_split else ", held-out, selected epoch")
         row[what] = ev.fmt_record() if ev else "not run"
         if not test_split:
@@ -298,7 +302,10 @@ def variant_table(groups: list[dict], overrides: dict | None, test_split: bool =
             row["R1 / mAP minus the profile's run, paired 95% CI"] = (
                 f"{fmt_diff(ev.paired(ref_ev, 'R1'))} / {fmt_diff(ev.paired(ref_ev, 'mAP'))}")
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len({row[PRECISION] for row in rows} - {"-"}) < 2:
+        table = table.drop(columns=[PRECISION], errors="ignore")
+    return table
 
 
 def _training_minutes(m: TrainRecord, rows: list[Epoch]) -> list[float] | None:
@@ -516,6 +523,10 @@ def _glance(groups: list[dict]) -> str:
             lead = fmt_diff(diff) if diff is not None else f"{float(ev.R1) - float(ev2.R1):+.1f} (no paired interval)"
             noise = diff is None or not diff["excludes_zero"]
             sentence += f", {lead} rank-1 points over {_recipe(g2)}" + (" (within noise)" if noise else "")
+            ours, theirs = precision_of(g["records"][0]), precision_of(g2["records"][0])
+            if ours != theirs:
+                sentence += (f"; the two trained in different precisions ({ours} against {theirs}), so the "
+                             "difference mixes recipe and precision")
         else:
             sentence += ", its only recipe here"
         sentences.append(sentence + ".")
