@@ -338,6 +338,18 @@ def test_held_out_glance_compares_recipes_within_each_model_only(tmp_path):
     assert "best variant ams (29.0 [27.0, 31.0] / 30.0 [29.0, 31.0]), its only recipe here." in text, text
 
 
+def test_a_variant_that_has_not_run_yet_is_named_by_its_labels(tmp_path):
+    datasets = {"a": TINY_A, "b": {**TINY_A, "root": "vb", "label": "Synthetic B"}}
+    cfg = load_profile(_profile(tmp_path, datasets=datasets, variants={"lr-high": {"training": {"lr": 1.0e-3}}},
+                                finetune={"pairs": [["a", "b"]], "models": ["osnet"], "epochs": 1}))
+    report = next(r for r in plan(cfg) if r.stage == "40_report")
+    groups = seeds_mod.load_groups(report.parameters["run_groups"])  # no metrics.json exists yet
+    table = seeds_mod.variant_table(groups, report.parameters["variant_overrides"])
+    assert set(table["model"]) == {"OSNet x0.25"}
+    assert set(table["data"]) == {"Synthetic A", "Synthetic B (fine-tuned from Synthetic A)"}
+    assert set(table["R1 / mAP [95% CI]"]) == {"not run"}
+
+
 def test_recipes_trained_in_different_precisions_say_so_in_the_table_and_the_glance(tmp_path):
     def on_cpu(folder: str, variant, values, native_bf16: bool):
         (tmp_path / folder).mkdir()

@@ -98,6 +98,7 @@ def plan(cfg: dict) -> list[Run]:
             model_seeds = model_seeds if int(model["train"].get("epochs", 1)) > 0 else model_seeds[:1]
             for key in model["train_on"]:
                 group = {"stage": TRAIN_STAGE, "variant": variant, "model_run": model["run"], "dataset_key": key,
+                         "model_label": model["label"], "dataset_label": _dataset_label(study, key),
                          "seeds": model_seeds, "runs": []}
                 for i, seed in enumerate(model_seeds):
                     run = _train_run(cfg, study, model, key, variant, None if i == 0 else seed)
@@ -107,9 +108,11 @@ def plan(cfg: dict) -> list[Run]:
                 groups.append(group)
         for run in _finetune_runs(cfg, study, variant, train_ids):
             finetunes.append(run)
+            target, source = run.parameters["target_key"], run.parameters["source_key"]
             groups.append({"stage": FINETUNE_STAGE, "variant": variant, "model_run": run.parameters["model_run"],
-                           "dataset_key": run.parameters["target_key"], "source_key": run.parameters["source_key"],
-                           "seeds": seeds[:1], "runs": [run.id]})
+                           "dataset_key": target, "source_key": source, "model_label": run.parameters["model_label"],
+                           "dataset_label": _dataset_label(study, target),
+                           "source_label": _dataset_label(study, source), "seeds": seeds[:1], "runs": [run.id]})
     runs += finetunes
 
     # the profile's own runs of its first seed: what the distance study and the report's main tables read
@@ -187,6 +190,11 @@ def _train_run(cfg: dict, study: dict, model: dict, key: str, variant: str | Non
     if not study.get("test_split", True):
         params["test_split"] = False
     return Run(TRAIN_STAGE, name, params, depends_on=[f"{DATA_STAGE}/datasets"], model_name=model["name"])
+
+
+def _dataset_label(study: dict, key: str) -> str:
+    """The label a study gives dataset ``key`` (the key itself where it names none)."""
+    return str(study["datasets"][key].get("label") or key)
 
 
 def _finetune_runs(cfg: dict, study: dict, variant: str | None, train_ids: dict[tuple[str, str], str]) -> list[Run]:

@@ -91,13 +91,20 @@ def mean_sd(values: list[float]) -> str:
 
 
 def _label(group: dict, first: TrainRecord | None) -> str:
-    return first.model_label if first is not None and first.model_label is not None else group["model_run"]
+    """The model's label: its record's, else the plan's (a run that has not run yet), else its run name."""
+    if first is not None and first.model_label is not None:
+        return first.model_label
+    return group.get("model_label") or group["model_run"]
 
 
 def _data(group: dict, first: TrainRecord | None) -> str:
-    data = first.dataset_label if first is not None and first.dataset_label is not None else group["dataset_key"]
+    """The dataset's label, found as :func:`_label` finds the model's; a fine-tune names its source too."""
+    if first is not None and first.dataset_label is not None:
+        data = first.dataset_label
+    else:
+        data = group.get("dataset_label") or group["dataset_key"]
     if group["stage"] == FINETUNE_STAGE:
-        data += f" (fine-tuned from {group.get('source_key')})"
+        data += f" (fine-tuned from {group.get('source_label') or group.get('source_key')})"
     return data
 
 
